@@ -1,0 +1,100 @@
+"""LESA core: learned, stage-aware feature forecasting for Diffusion Transformers.
+
+The core defines the plugin interfaces, the hook specifications, the plugin host, configuration,
+bundles, the runtime front door, the trainer and sampler, metrics and the ``lesa`` command line.
+It imports no plugin package and no diffusers at import time.
+
+Quick start::
+
+    import lesa_core
+    with lesa_core.attach(pipe, "my-bundle/"):        # or a dict / YAML run config
+        image = pipe("a small red circle at the top left on a blue background").images[0]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lesa_core.config import PluginSpec, RunConfig, TrainingConfig, load_config
+from lesa_core.errors import (
+    AttachError,
+    BundleCorruptError,
+    BundleError,
+    BundleMismatchError,
+    BundleNotFoundError,
+    ConfigError,
+    DuplicatePluginError,
+    LesaError,
+    PluginLoadError,
+    ScheduleMismatchError,
+    TrainingError,
+    UnknownPluginError,
+    UnsupportedModelError,
+)
+from lesa_core.interfaces import (
+    Attachment,
+    BackboneAdapter,
+    CachePolicy,
+    Decision,
+    ForecastInput,
+    LinearPredictor,
+    PluginConfig,
+    Predictor,
+    PredictorContext,
+    RuntimeComponents,
+    StageRouter,
+    StepInfo,
+    TapSpec,
+)
+from lesa_core.plugins import PluginHost, get_plugin_host, hookimpl
+
+if TYPE_CHECKING:
+    from lesa_core.runtime import LesaHandle
+
+__version__ = "0.1.0"
+
+
+def attach(target: Any, config: Any = None, **kwargs: Any) -> LesaHandle:
+    """Attach LESA to a pipeline or transformer; see :func:`lesa_core.runtime.attach`."""
+    from lesa_core.runtime import attach as _attach
+
+    return _attach(target, config, **kwargs)
+
+
+__all__ = [
+    "AttachError",
+    "Attachment",
+    "BackboneAdapter",
+    "BundleCorruptError",
+    "BundleError",
+    "BundleMismatchError",
+    "BundleNotFoundError",
+    "CachePolicy",
+    "ConfigError",
+    "Decision",
+    "DuplicatePluginError",
+    "ForecastInput",
+    "LesaError",
+    "LinearPredictor",
+    "PluginConfig",
+    "PluginHost",
+    "PluginLoadError",
+    "PluginSpec",
+    "Predictor",
+    "PredictorContext",
+    "RunConfig",
+    "RuntimeComponents",
+    "ScheduleMismatchError",
+    "StageRouter",
+    "StepInfo",
+    "TapSpec",
+    "TrainingConfig",
+    "TrainingError",
+    "UnknownPluginError",
+    "UnsupportedModelError",
+    "__version__",
+    "attach",
+    "get_plugin_host",
+    "hookimpl",
+    "load_config",
+]

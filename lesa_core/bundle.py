@@ -1,0 +1,275 @@
+"""Weights bundles: a folder with safetensors tensors and JSON metadata. No pickle anywhere.
+
+Layout (the ``save_pretrained`` folder users know from the Hub)::
+
+    my-bundle/
+      lesa_bundle.json            # metadata: versions, plugins, model fingerprint, tap, schedule, config
+      lesa_predictor.safetensors  # the predictor's state dict (float32)
+
+Loading is strict: every key, shape and dtype must match the predictor built from the bundle's own
+config, the weights file must hash to the digest recorded in the metadata, and the bundle must fit
+the model (class and config fingerprint) and tap it is applied to. Every refusal names the
+difference. Writes are atomic: a bundle folder appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lesa_core.errors import BundleCorruptError, BundleMismatchError, BundleNotFoundError
+
+BUNDLE_CONFIG_NAME = "lesa_bundle.json"
+BUNDLE_WEIGHTS_NAME = "lesa_predictor.safetensors"
+FORMAT_VERSION = 1
+
+
+def lesa_version() -> str:
+    """The installed ``lesa-core`` version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lesa-core")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class BundleMetadata:
+    """What ``lesa_bundle.json`` holds.
+
+    :ivar run_config: the run config the predictor was trained with (``RunConfig.to_dict()``).
+    :ivar plugins: per kind (``predictor``, ``router``, ``policy``, ``adapter``): name, distribution, version.
+    :ivar model_class: fully qualified class of the transformer it was trained on.
+    :ivar model_fingerprint: :meth:`BackboneAdapter.fingerprint` of that model.
+    :ivar tap: the tap it forecasts.
+    :ivar schedule: the S+1 flow times of the training trajectories (terminal 0 included), if any.
+    :ivar stage_boundaries: the router's boundaries at training time.
+    :ivar channels: size of the tap's last axis.
+    :ivar weights_sha256: digest of the weights file.
+    """
+
+    run_config: dict[str, Any]
+    plugins: dict[str, dict[str, Any]]
+    model_class: str
+    model_fingerprint: str
+    tap: str
+    schedule: list[float] | None
+    stage_boundaries: list[float]
+    channels: int | None
+    weights_sha256: str = ""
+    format_version: int = FORMAT_VERSION
+    lesa_version: str = field(default_factory=lesa_version)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> BundleMetadata:
+        if not isinstance(data, dict):
+            raise BundleCorruptError(f"{source}: the metadata must be a JSON object")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleCorruptError(
+                f"{source}: format_version {version!r} is not supported (this lesa reads {FORMAT_VERSION}); "
+                "re-export the bundle with a matching lesa version"
+            )
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        missing = [k for k in ("run_config", "plugins", "model_class", "model_fingerprint", "tap",
+                               "schedule", "stage_boundaries", "channels", "weights_sha256") if k not in data]
+        if unknown or missing:
+            raise BundleCorruptError(
+                f"{source}: metadata keys do not match a LESA bundle (unknown: {unknown or 'none'}, "
+                f"missing: {missing or 'none'}); the file was edited or is not a LESA bundle"
+            )
+        meta = cls(**data)
+        _check_types(meta, source)
+        return meta
+
+
+def _check_types(meta: BundleMetadata, source: str) -> None:
+    checks = [
+        (isinstance(meta.run_config, dict), "run_config must be an object"),
+        (isinstance(meta.plugins, dict), "plugins must be an object"),
+        (isinstance(meta.model_class, str), "model_class must be a string"),
+        (isinstance(meta.model_fingerprint, str), "model_fingerprint must be a string"),
+        (isinstance(meta.tap, str), "tap must be a string"),
+        (meta.schedule is None or (isinstance(meta.schedule, list)
+                                   and all(isinstance(x, (int, float)) for x in meta.schedule)),
+         "schedule must be null or a list of numbers"),
+        (isinstance(meta.stage_boundaries, list), "stage_boundaries must be a list"),
+        (meta.channels is None or isinstance(meta.channels, int), "channels must be null or an integer"),
+        (isinstance(meta.weights_sha256, str) and len(meta.weights_sha256) == 64,
+         "weights_sha256 must be a 64-character hex digest"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise BundleCorruptError(f"{source}: tampered metadata: {message}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_bundle(path: str | Path, predictor: nn.Module, metadata: BundleMetadata) -> Path:
+    """Write ``predictor``'s state dict and ``metadata`` to the folder ``path`` atomically.
+
+    An existing bundle at ``path`` is replaced only once the new one is complete.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in predictor.state_dict().items()}
+        weights = tmp / BUNDLE_WEIGHTS_NAME
+        save_file(tensors, str(weights), metadata={"format": "pt", "producer": "lesa"})
+        meta = dict(asdict(metadata), weights_sha256=_sha256(weights))
+        (tmp / BUNDLE_CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        for f in tmp.iterdir():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / "bundle")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def resolve_bundle_path(name_or_path: str | Path) -> Path:
+    """A local bundle folder, or a Hub repo id resolved with ``huggingface_hub`` (when online).
+
+    :raises BundleNotFoundError: if neither works.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    text = str(name_or_path)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        raise BundleNotFoundError(
+            f"bundle '{text}' not found: pass a folder containing {BUNDLE_CONFIG_NAME} and {BUNDLE_WEIGHTS_NAME} "
+            "(as written by `lesa train`) or a Hub repo id 'owner/name'"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(text, allow_patterns=[BUNDLE_CONFIG_NAME, BUNDLE_WEIGHTS_NAME]))
+    except Exception as exc:
+        raise BundleNotFoundError(
+            f"bundle '{text}' is not a local folder and could not be fetched from the Hub ({type(exc).__name__}: "
+            f"{exc}); check the path, or download it first when offline"
+        ) from None
+
+
+def is_bundle(path: str | Path) -> bool:
+    """``True`` if ``path`` is a folder holding a bundle metadata file."""
+    return (Path(path) / BUNDLE_CONFIG_NAME).is_file()
+
+
+def read_metadata(path: str | Path) -> BundleMetadata:
+    """Read and check ``lesa_bundle.json`` of the bundle folder ``path``.
+
+    :raises BundleNotFoundError: if the folder or file is missing.
+    :raises BundleCorruptError: if the JSON is damaged, tampered with or of another format version.
+    """
+    folder = Path(path)
+    meta_path = folder / BUNDLE_CONFIG_NAME
+    if not meta_path.is_file():
+        raise BundleNotFoundError(f"{folder}: no {BUNDLE_CONFIG_NAME}; this folder is not a LESA bundle")
+    try:
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleCorruptError(f"{meta_path}: unreadable JSON ({exc}); the file is damaged") from None
+    return BundleMetadata.from_json(data, str(meta_path))
+
+
+def load_weights(path: str | Path, predictor: nn.Module, metadata: BundleMetadata) -> None:
+    """Load the bundle's weights into ``predictor`` strictly (keys, shapes, dtypes, digest).
+
+    :raises BundleCorruptError: if the file is missing, truncated, altered or unparsable.
+    :raises BundleMismatchError: if keys, shapes or dtypes differ from ``predictor``'s, listing them.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(path) / BUNDLE_WEIGHTS_NAME
+    if not weights.is_file():
+        raise BundleNotFoundError(f"{weights}: missing; the bundle is incomplete, re-export or re-download it")
+    digest = _sha256(weights)
+    if digest != metadata.weights_sha256:
+        raise BundleCorruptError(
+            f"{weights}: content does not match the digest in {BUNDLE_CONFIG_NAME} "
+            f"(expected {metadata.weights_sha256[:12]}…, found {digest[:12]}…); the file is truncated or was "
+            "altered — re-download or re-export the bundle"
+        )
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleCorruptError(f"{weights}: not a readable safetensors file ({exc})") from None
+    expected = predictor.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
+    wrong_dtype = sorted(k for k in set(expected) & set(tensors)
+                         if k not in wrong_shape and tensors[k].dtype != torch.float32)
+    if missing or unexpected or wrong_shape or wrong_dtype:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}{'…' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
+        for k in wrong_shape[:5]:
+            parts.append(f"'{k}' has shape {tuple(tensors[k].shape)} but the predictor expects {tuple(expected[k].shape)}")
+        for k in wrong_dtype[:5]:
+            parts.append(f"'{k}' is {tensors[k].dtype}, bundles store float32")
+        raise BundleMismatchError(
+            f"{weights}: the weights do not fit the predictor built from the bundle's config: "
+            + "; ".join(parts) + ". The bundle was written by an incompatible predictor version or edited."
+        )
+    with torch.no_grad():
+        for k, target in expected.items():
+            target.copy_(tensors[k].to(target.dtype))
+
+
+def check_fits(metadata: BundleMetadata, *, model_class: str, fingerprint: str, tap: str, source: str) -> None:
+    """Refuse a bundle trained for another model class, model config or tap.
+
+    :raises BundleMismatchError: naming the difference.
+    """
+    if metadata.model_class != model_class:
+        raise BundleMismatchError(
+            f"{source}: the bundle was trained for {metadata.model_class}, not {model_class}; "
+            "train a bundle for this model with `lesa train`"
+        )
+    if metadata.model_fingerprint != fingerprint:
+        raise BundleMismatchError(
+            f"{source}: the bundle was trained on a {metadata.model_class} with a different config "
+            f"(fingerprint {metadata.model_fingerprint} vs {fingerprint} for this model); its forecasts would "
+            "not match this model's features — train a bundle for this model with `lesa train`"
+        )
+    if metadata.tap != tap:
+        raise BundleMismatchError(
+            f"{source}: the bundle forecasts the '{metadata.tap}' tap but the run asks for '{tap}'; "
+            f"drop the tap override or set tap: {metadata.tap}"
+        )

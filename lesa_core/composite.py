@@ -1,0 +1,98 @@
+"""Stage-aware composition: one expert predictor per stage of a :class:`StageRouter`.
+
+The expert is chosen **on the device** from the flow time (no host synchronisation). When every
+expert is a :class:`~lesa_core.interfaces.LinearPredictor`, only the experts' coefficients are
+computed and selected, and the history is read once; otherwise every expert forecasts and the right
+forecast is selected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lesa_core.interfaces import ForecastInput, LinearPredictor, Predictor, PredictorContext, StageRouter
+from lesa_core.interfaces.predictor import HistoryMode, PredictorConfig, combine
+
+
+class StageAwarePredictor(Predictor):
+    """A predictor made of ``router.num_stages`` experts of one family.
+
+    :param experts: one predictor per stage, in stage order (stage 0 = highest noise).
+    :param router: maps the forecast time to the expert index.
+    """
+
+    def __init__(self, experts: Sequence[Predictor], router: StageRouter) -> None:
+        if len(experts) != router.num_stages:
+            raise ValueError(f"{len(experts)} experts for a router with {router.num_stages} stages")
+        modes = {e.history_mode for e in experts}
+        if len(modes) != 1:
+            raise ValueError(f"experts disagree on the history mode: {sorted(modes)}")
+        super().__init__(experts[0].config, PredictorContext(0, router.num_stages, experts[0].context.channels))
+        self.experts = nn.ModuleList(experts)
+        self.router = router
+        self._mode: HistoryMode = experts[0].history_mode
+        self._linear = all(isinstance(e, LinearPredictor) for e in experts)
+        self.register_buffer(
+            "boundaries", torch.tensor(router.boundaries, dtype=torch.float32), persistent=False
+        )
+
+    @property
+    def history_mode(self) -> HistoryMode:
+        return self._mode
+
+    @property
+    def history_size(self) -> int:
+        return max(e.history_size for e in self.experts)
+
+    @property
+    def min_history(self) -> int:
+        return max(e.min_history for e in self.experts)
+
+    def stage_of(self, t: Tensor) -> Tensor:
+        """Stage index of ``t`` on its device."""
+        if self.boundaries.numel() == 0:
+            return torch.zeros((), dtype=torch.int64, device=t.device)
+        return (t.float() <= self.boundaries.to(t.device)).sum()
+
+    def forward(self, inputs: ForecastInput) -> Tensor:
+        stage = self.stage_of(inputs.t)
+        n = len(inputs.features)
+        if self._linear:
+            coefs, biases = [], []
+            for expert in self.experts:
+                k = min(expert.history_size, n)
+                assert isinstance(expert, LinearPredictor)
+                coef, bias = expert.coefficients(inputs.last(k))
+                if k < n:  # experts reading fewer taps weigh the older ones by zero
+                    pad = coef.new_zeros((n - k, *coef.shape[1:]))
+                    coef = torch.cat([pad, coef])
+                coefs.append(coef)
+                biases.append(bias)
+            shapes = {c.shape for c in coefs}
+            if len(shapes) == 1 and len({b.shape for b in biases}) == 1:
+                return combine(inputs.features, torch.stack(coefs)[stage], torch.stack(biases)[stage])
+        outputs = [e(inputs.last(min(e.history_size, n))) for e in self.experts]
+        return torch.stack(outputs)[stage]
+
+    def check_num_steps(self, num_steps: int) -> None:
+        for expert in self.experts:
+            expert.check_num_steps(num_steps)
+
+    def check_time(self, step_index: int, t: float) -> None:
+        for expert in self.experts:
+            expert.check_time(step_index, t)
+
+
+def build_predictor(
+    cls: type[Predictor], config: PredictorConfig, router: StageRouter, channels: int | None
+) -> Predictor:
+    """Instantiate ``cls``: a :class:`StageAwarePredictor` of one expert per stage when the family is
+    stage-aware and the router has more than one stage, else a single instance."""
+    if cls.stage_aware and router.num_stages > 1:
+        experts = [cls(config, PredictorContext(stage, router.num_stages, channels))
+                   for stage in range(router.num_stages)]
+        return StageAwarePredictor(experts, router)
+    return cls(config, PredictorContext(0, router.num_stages, channels))

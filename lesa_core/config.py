@@ -1,0 +1,266 @@
+"""Run configuration: one YAML/TOML file (or dict) composes a whole run.
+
+User-facing shape::
+
+    adapter: auto                 # or a registered adapter name
+    tap: hidden                   # optional; the adapter's default otherwise
+    predictor: {name: taylor, order: 2}
+    router: {name: threshold, boundaries: [0.9, 0.5]}
+    policy: {name: interval, interval: 7, warmup: 3}
+    training: {...}               # see TrainingConfig
+
+Validation has two phases: :func:`load_config` checks the shape (unknown keys are errors), then
+:func:`resolve_plugins` looks each plugin name up in the plugin host and validates its parameters
+with the plugin's own ``Config`` model. Errors are :class:`~lesa_core.errors.ConfigError` naming the
+file, the dotted field path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lesa_core.errors import ConfigError, UnknownPluginError
+from lesa_core.interfaces import CachePolicy, PluginConfig, Predictor, StageRouter
+from lesa_core.interfaces.predictor import PredictorConfig
+
+if TYPE_CHECKING:
+    from lesa_core.plugins import PluginHost
+
+
+class PluginSpec(BaseModel):
+    """A plugin name plus its parameters, written inline: ``{name: taylor, order: 2}``.
+
+    A bare string (``predictor: taylor``) means the plugin with default parameters.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        return value
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters (every key but ``name``)."""
+        return dict(self.model_extra or {})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+
+class PhaseConfig(BaseModel):
+    """One training phase (stage 1: teacher forcing; stage 2: closed loop)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(1, ge=0, description="passes over the training trajectories; 0 skips the phase")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate (cosine-decayed to 10% over the phase)")
+    batch_size: int = Field(64, ge=1, description="forecast steps per optimiser update")
+
+
+class TrainingConfig(BaseModel):
+    """How to collect trajectories and train a learned predictor."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompts: list[str] | str | None = Field(
+        None, description="training prompts: a list, a text file (one per line), or None for the model's defaults"
+    )
+    num_prompts: int | None = Field(None, ge=1, description="use only the first N prompts")
+    num_steps: int = Field(50, ge=2, description="denoising steps of the collected trajectories")
+    seed: int = Field(0, description="base seed: prompt i uses seed + i; training shuffles with seed")
+    data_dir: str = Field("lesa-data", description="where trajectory shards and checkpoints are written")
+    token_subsample: int | None = Field(
+        None, ge=1, description="keep this many randomly chosen tokens per sample (bounds memory and disk)"
+    )
+    weight_decay: float = Field(1e-4, ge=0)
+    clip_grad_norm: float = Field(1.0, gt=0)
+    stage1: PhaseConfig = PhaseConfig(epochs=30, lr=3e-3, batch_size=64)
+    stage2: PhaseConfig = PhaseConfig(epochs=4, lr=5e-4, batch_size=16)
+
+
+class RunConfig(BaseModel):
+    """The whole run: which adapter, tap, predictor, router, policy, and how to train."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(
+        None, description="model for the CLI: 'embedded', a local pipeline folder or a hub id"
+    )
+    adapter: str = Field("auto", description="'auto' or a registered adapter name")
+    tap: str | None = Field(None, description="tap to forecast; None = the adapter's default")
+    predictor: PluginSpec = PluginSpec(name="taylor", order=1)
+    router: PluginSpec = PluginSpec(name="threshold", boundaries=[0.9, 0.5])
+    policy: PluginSpec = PluginSpec(name="interval", interval=7, warmup=3)
+    guard_non_finite: bool = Field(True, description="fall back to a full step on a non-finite forecast")
+    training: TrainingConfig = TrainingConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict that :func:`load_config` accepts back."""
+        data = self.model_dump(mode="json", exclude={"predictor", "router", "policy"})
+        data.update(predictor=self.predictor.as_dict(), router=self.router.as_dict(),
+                    policy=self.policy.as_dict())
+        return data
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _format_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        path = ".".join([prefix, *loc] if prefix else loc)
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            problems.append((path, f"unknown key '{loc[-1]}'; allowed keys here: {', '.join(allowed)}"))
+        else:
+            problems.append((path, f"{err['msg']} (got {err.get('input')!r})"))
+    return problems
+
+
+def _allowed_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def _raise_from(exc: ValidationError, model: type[BaseModel], source: str | None, prefix: str = "") -> None:
+    problems = _format_validation_error(exc, model, prefix)
+    path, message = problems[0]
+    more = "".join(f"\n  - at '{p}': {m}" for p, m in problems[1:])
+    raise ConfigError(message + more, source=source, path=path) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML, TOML or JSON file into a dict (no validation).
+
+    :raises ConfigError: if the file is missing, unreadable, malformed, or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("file not found; pass the path of a .yaml, .toml or .json run config", source=str(path))
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the file: {exc}", source=str(path)) from None
+    try:
+        if suffix in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"unsupported extension '{suffix}'; use .yaml, .yml, .toml or .json", source=str(path))
+    except ConfigError:
+        raise
+    except Exception as exc:  # yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError
+        raise ConfigError(f"the file does not parse: {exc}", source=str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the top level must be a mapping of keys, got {type(data).__name__}", source=str(path))
+    return data
+
+
+def load_config(source: RunConfig | Mapping[str, Any] | str | Path | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from an instance, a dict, or a YAML/TOML/JSON file path.
+
+    Plugin parameters are *not* validated here (see :func:`resolve_plugins`).
+
+    :raises ConfigError: on any shape error, naming the file and the field path.
+    """
+    if source is None:
+        return RunConfig()
+    if isinstance(source, RunConfig):
+        return source
+    origin: str | None = None
+    if isinstance(source, (str, Path)):
+        origin = str(source)
+        data: Mapping[str, Any] = read_config_file(source)
+    elif isinstance(source, Mapping):
+        data = source
+    else:
+        raise ConfigError(f"a run config must be a RunConfig, a dict or a file path, not {type(source).__name__}")
+    try:
+        return RunConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        _raise_from(exc, RunConfig, origin)
+        raise AssertionError("unreachable") from None
+
+
+# ----------------------------------------------------------------------------- plugin resolution
+
+
+@dataclass(frozen=True)
+class ResolvedPlugins:
+    """The plugin classes of a run with their validated parameter models."""
+
+    predictor_cls: type[Predictor]
+    predictor_config: PredictorConfig
+    router: StageRouter
+    policy_cls: type[CachePolicy]
+    policy_config: PluginConfig
+
+    def make_policy(self) -> CachePolicy:
+        """A fresh policy instance (the runtime keeps one per cache context)."""
+        return self.policy_cls(self.policy_config)
+
+    @property
+    def policy_factory(self) -> Callable[[], CachePolicy]:
+        return self.make_policy
+
+
+def _validate_params(kind: str, spec: PluginSpec, cls: type[Any], source: str | None) -> Any:
+    config_cls: type[BaseModel] = getattr(cls, "Config", PluginConfig)
+    try:
+        return config_cls.model_validate(spec.params)
+    except ValidationError as exc:
+        _raise_from(exc, config_cls, source, prefix=kind)
+        raise AssertionError("unreachable") from None
+
+
+def resolve_plugins(config: RunConfig, host: PluginHost | None = None, *, source: str | None = None) -> ResolvedPlugins:
+    """Look up the run's plugins and validate their parameters.
+
+    :raises ConfigError: for an unknown plugin name (listing the registered ones) or bad parameters.
+    """
+    if host is None:
+        from lesa_core.plugins import get_plugin_host
+
+        host = get_plugin_host()
+    try:
+        predictor_cls = host.predictors.get(config.predictor.name)
+        router_cls = host.routers.get(config.router.name)
+        policy_cls = host.policies.get(config.policy.name)
+    except UnknownPluginError as exc:
+        field = {"predictor": "predictor", "router": "router", "policy": "policy"}[exc.kind]
+        raise ConfigError(str(exc), source=source, path=f"{field}.name") from None
+    predictor_config = _validate_params("predictor", config.predictor, predictor_cls, source)
+    router_config = _validate_params("router", config.router, router_cls, source)
+    policy_config = _validate_params("policy", config.policy, policy_cls, source)
+    if config.adapter != "auto" and config.adapter not in host.adapters:
+        raise ConfigError(str(UnknownPluginError("adapter", config.adapter, host.adapters.names())),
+                          source=source, path="adapter")
+    return ResolvedPlugins(predictor_cls, predictor_config, router_cls(router_config), policy_cls, policy_config)

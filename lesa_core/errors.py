@@ -1,0 +1,88 @@
+"""The exceptions LESA raises, one type per kind of mistake.
+
+Every message says what was wrong *and* what to do next. All types derive from
+:class:`LesaError`, so ``except LesaError`` catches everything this package raises on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class LesaError(Exception):
+    """Base class of every error LESA raises deliberately."""
+
+
+class ConfigError(LesaError, ValueError):
+    """A run configuration is malformed: an unknown key, a bad value, an unreadable file.
+
+    :param message: what is wrong and what is allowed.
+    :param source: the file the configuration came from, if any.
+    :param path: the dotted field path of the offending value (``predictor.order``), if known.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, path: str | None = None) -> None:
+        self.source = source
+        self.path = path
+        where = " ".join(part for part in (f"in {source}" if source else "", f"at '{path}'" if path else "") if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnknownPluginError(LesaError, LookupError):
+    """A plugin name that no installed plugin registered.
+
+    The message lists the names that *are* registered for that kind.
+    """
+
+    def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.available = sorted(available)
+        listing = ", ".join(self.available) if self.available else "(none: is the plugin distribution installed?)"
+        super().__init__(
+            f"unknown {kind} '{name}'. Registered {kind}s: {listing}. "
+            "Run `lesa plugins` to see every installed plugin."
+        )
+
+    def __str__(self) -> str:  # LookupError/KeyError would quote the message otherwise
+        return str(self.args[0])
+
+
+class DuplicatePluginError(LesaError):
+    """Two plugins registered the same name for the same kind."""
+
+
+class PluginLoadError(LesaError):
+    """An entry point of the ``lesa`` group failed to import or declares unknown hooks."""
+
+
+class UnsupportedModelError(LesaError, TypeError):
+    """No registered backbone adapter claims the model that was passed to :func:`lesa_core.attach`."""
+
+
+class BundleError(LesaError):
+    """A weights bundle cannot be used."""
+
+
+class BundleNotFoundError(BundleError, FileNotFoundError):
+    """The bundle folder or one of its files does not exist."""
+
+
+class BundleCorruptError(BundleError):
+    """A bundle file is truncated, damaged, tampered with or not a LESA bundle at all."""
+
+
+class BundleMismatchError(BundleError):
+    """A well-formed bundle that does not fit the model, tap, schedule or predictor it is applied to."""
+
+
+class ScheduleMismatchError(BundleMismatchError):
+    """A schedule-bound predictor is asked to run at a step count or on times it was not trained for."""
+
+
+class AttachError(LesaError, RuntimeError):
+    """The runtime cannot attach to (or is already attached to) a model."""
+
+
+class TrainingError(LesaError, RuntimeError):
+    """Collection or training cannot proceed (missing data, incompatible checkpoint, ...)."""

@@ -1,0 +1,161 @@
+"""The :class:`Predictor` interface: a pure forecaster of one tapped feature.
+
+Contract, in words:
+
+* **Inputs** (:class:`ForecastInput`): the history of past tapped features, oldest first, each the
+  same shape ``(..., C)`` as the feature to forecast, their flow times ``t`` in [0, 1] and step
+  indices, and the time and step index of the step to forecast. Every tensor lives on the features'
+  device; nothing in a forecast reads a device value on the host.
+* **Output**: a tensor with the shape and dtype of ``features[-1]``.
+* **Purity**: ``forward`` has no side effects — no I/O, no optimizer, no device choice, no mutation of
+  its inputs or of itself. The same inputs give the same output.
+* **History**: the runtime keeps at most :attr:`Predictor.history_size` entries and calls the
+  predictor once it holds at least :attr:`Predictor.min_history`. In ``"steps"`` history mode the
+  history holds the taps of the last steps, forecasts included; in ``"full"`` mode only the taps of
+  the last full passes (always real model features).
+* **Token-wise**: a forecast may mix history entries and channels but never tokens, so forecasting
+  a sequence shard equals the matching shard of the whole forecast (context parallelism).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from lesa_core.interfaces.base import PluginConfig
+
+HistoryMode = Literal["steps", "full"]
+
+
+@dataclass(frozen=True)
+class ForecastInput:
+    """Everything a predictor may look at to forecast one step.
+
+    :ivar features: past tapped features, oldest first (length ≥ ``min_history``).
+    :ivar times: ``(len(features),)`` float32 flow times of the history entries.
+    :ivar steps: ``(len(features),)`` float32 step indices of the history entries.
+    :ivar t: ``()`` float32 flow time of the step to forecast.
+    :ivar step: ``()`` float32 step index of the step to forecast.
+    """
+
+    features: Sequence[Tensor]
+    times: Tensor
+    steps: Tensor
+    t: Tensor
+    step: Tensor
+
+    def last(self, k: int) -> ForecastInput:
+        """The same input restricted to the ``k`` newest history entries."""
+        return ForecastInput(self.features[-k:], self.times[-k:], self.steps[-k:], self.t, self.step)
+
+
+@dataclass(frozen=True)
+class PredictorContext:
+    """Facts about the deployment a predictor is built for (fixed for its lifetime).
+
+    :ivar stage: the stage this instance serves when it is one expert of a stage-aware composite.
+    :ivar num_stages: the number of stages of the run's router.
+    :ivar channels: size of the tap's last axis, for families with per-channel parameters.
+    """
+
+    stage: int = 0
+    num_stages: int = 1
+    channels: int | None = None
+
+
+class PredictorConfig(PluginConfig):
+    """Parameters shared by every predictor family.
+
+    :ivar history: which taps the history holds (see the module docstring).
+    """
+
+    history: HistoryMode = "full"
+
+
+class Predictor(nn.Module, ABC):
+    """Base class of predictor families. Subclasses set ``Config`` and implement :meth:`forward`.
+
+    :cvar Config: the family's pydantic parameter model (a :class:`PredictorConfig` subclass).
+    :cvar stage_aware: ``True`` for families that train one expert per stage of the router; the
+        runtime then builds one instance per stage (see :class:`lesa_core.composite.StageAwarePredictor`).
+    :cvar learnable: ``True`` if the family has parameters that the trainer should fit.
+    """
+
+    Config: ClassVar[type[PredictorConfig]] = PredictorConfig
+    stage_aware: ClassVar[bool] = False
+    learnable: ClassVar[bool] = False
+
+    def __init__(self, config: PredictorConfig, context: PredictorContext | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.context = context or PredictorContext()
+
+    @property
+    def history_mode(self) -> HistoryMode:
+        """``"steps"`` or ``"full"`` (from the config)."""
+        return self.config.history
+
+    @property
+    @abstractmethod
+    def history_size(self) -> int:
+        """The most history entries a forecast reads (K). Runtime memory is K × tap size per context."""
+
+    @property
+    def min_history(self) -> int:
+        """The fewest history entries a forecast accepts (default 1: it degrades gracefully)."""
+        return 1
+
+    @abstractmethod
+    def forward(self, inputs: ForecastInput) -> Tensor:
+        """Forecast the tapped feature at ``inputs.t``; pure (see the module docstring)."""
+
+    def check_num_steps(self, num_steps: int) -> None:
+        """Raise :class:`~lesa_core.errors.ScheduleMismatchError` if the predictor cannot run a
+        trajectory of ``num_steps`` steps (schedule-bound families); the default accepts any."""
+
+    def check_time(self, step_index: int, t: float) -> None:
+        """Raise :class:`~lesa_core.errors.ScheduleMismatchError` if step ``step_index`` at time ``t``
+        contradicts the schedule the predictor was trained on; the default accepts any."""
+
+
+class LinearPredictor(Predictor):
+    """A predictor whose forecast is linear in the history:
+
+    ``forecast = sum_k coef[k] * features[k] + bias``
+
+    where ``coef`` and ``bias`` depend only on times and steps (KAN, MLP and Taylor all have this
+    form). Implementing :meth:`coefficients` instead of :meth:`forward` lets a stage-aware composite
+    select an expert on the device and touch the history only once.
+    """
+
+    @abstractmethod
+    def coefficients(self, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
+        """Return ``(coef, bias)``: ``coef`` of shape ``(len(inputs.features),)`` or
+        ``(len(inputs.features), C)`` for per-channel weights, ``bias`` of shape ``()`` or ``(C,)``."""
+
+    def forward(self, inputs: ForecastInput) -> Tensor:
+        coef, bias = self.coefficients(inputs)
+        return combine(inputs.features, coef, bias)
+
+
+def combine(features: Sequence[Tensor], coef: Tensor, bias: Tensor) -> Tensor:
+    """``sum_k coef[k] * features[k] + bias``, computed in float32 and cast back to the feature dtype.
+
+    ``coef`` is ``(K,)`` or ``(K, C)``; ``bias`` is ``()`` or ``(C,)``; features share one shape ``(..., C)``.
+    """
+    if coef.shape[0] != len(features):
+        raise ValueError(f"{coef.shape[0]} coefficients for {len(features)} history entries")
+    dtype = features[-1].dtype
+    out = bias.to(torch.float32).expand(features[-1].shape).clone() if bias.ndim else None
+    for k, feature in enumerate(features):
+        term = feature.to(torch.float32) * coef[k].to(torch.float32)
+        out = term if out is None else out + term
+    assert out is not None
+    if not bias.ndim:
+        out = out + bias.to(torch.float32)
+    return out.to(dtype)

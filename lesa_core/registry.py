@@ -1,0 +1,110 @@
+"""Typed registrars handed to the registration hooks.
+
+A :class:`Registry` maps a plugin name to one object (usually a class) of one kind. Names are
+lower-case identifiers; registering a name twice raises; looking up an unknown name raises an error
+that lists the registered ones. Each entry remembers which distribution supplied it, for
+``lesa plugins``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from lesa_core.errors import DuplicatePluginError, UnknownPluginError
+
+T = TypeVar("T")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One registered object and where it came from."""
+
+    kind: str
+    name: str
+    obj: T
+    plugin: str | None
+    distribution: str | None
+    version: str | None
+
+
+class Registry(Generic[T]):
+    """Name → object map for one plugin kind (``adapter``, ``predictor``, ``router``, ``policy``).
+
+    :param kind: the singular name of the kind, used in messages.
+    :param base: if given, every registered object must be a subclass of it.
+    """
+
+    def __init__(self, kind: str, base: type | None = None) -> None:
+        self.kind = kind
+        self._base = base
+        self._entries: dict[str, Entry[T]] = {}
+        self._source: tuple[str | None, str | None, str | None] = (None, None, None)
+
+    # -- registration -----------------------------------------------------------------------
+    def add(self, name: str, obj: T) -> None:
+        """Register ``obj`` under ``name``.
+
+        :raises ValueError: if ``name`` is not a lower-case identifier or ``obj`` has the wrong type.
+        :raises DuplicatePluginError: if ``name`` is already registered for this kind.
+        """
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(
+                f"{self.kind} name {name!r} is invalid: use a lower-case identifier such as 'my_{self.kind}'"
+            )
+        if self._base is not None and not (isinstance(obj, type) and issubclass(obj, self._base)):
+            raise TypeError(f"{self.kind} '{name}' must be a subclass of {self._base.__name__}, got {obj!r}")
+        if name in self._entries:
+            previous = self._entries[name]
+            raise DuplicatePluginError(
+                f"{self.kind} '{name}' is registered twice: by {previous.plugin or '?'} "
+                f"({previous.distribution or 'unknown distribution'}) and by {self._source[0] or '?'} "
+                f"({self._source[1] or 'unknown distribution'}). Uninstall one of them, or block one with "
+                "LESA_DISABLED_PLUGINS=<entry-point name>."
+            )
+        plugin, dist, version = self._source
+        self._entries[name] = Entry(self.kind, name, obj, plugin, dist, version)
+
+    def _set_source(self, plugin: str | None, distribution: str | None, version: str | None) -> None:
+        """Record which plugin is registering now (called by the host around each hook call)."""
+        self._source = (plugin, distribution, version)
+
+    # -- lookup ------------------------------------------------------------------------------
+    def get(self, name: str) -> T:
+        """Return the object registered as ``name``.
+
+        :raises UnknownPluginError: listing the registered names.
+        """
+        try:
+            return self._entries[name].obj
+        except KeyError:
+            raise UnknownPluginError(self.kind, name, self._entries) from None
+
+    def entry(self, name: str) -> Entry[T]:
+        """Return the full :class:`Entry` for ``name`` (raises like :meth:`get`)."""
+        self.get(name)
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._entries)
+
+    def entries(self) -> list[Entry[T]]:
+        """All entries, sorted by name."""
+        return [self._entries[n] for n in self.names()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {self.names()})"

@@ -1,0 +1,177 @@
+"""Assemble a run and attach it to a model: :func:`attach` is the one front door of inference.
+
+``attach(target, config)`` accepts a diffusers pipeline (its ``transformer`` is used) or a transformer,
+and a run config (object, dict, YAML/TOML path) or a bundle (folder or Hub id). It resolves the
+plugins, picks the adapter, builds the predictor (loading the bundle's weights strictly) and asks the
+adapter to attach. The returned :class:`LesaHandle` is a context manager; ``remove()`` restores the
+model exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+
+from lesa_core.bundle import BundleMetadata, check_fits, is_bundle, load_weights, read_metadata, resolve_bundle_path
+from lesa_core.composite import build_predictor
+from lesa_core.config import ResolvedPlugins, RunConfig, load_config, resolve_plugins
+from lesa_core.errors import AttachError, ConfigError, UnsupportedModelError
+from lesa_core.interfaces import Attachment, BackboneAdapter, Predictor, RuntimeComponents
+from lesa_core.plugins import PluginHost, get_plugin_host
+
+ConfigLike = RunConfig | Mapping[str, Any] | str | Path | None
+
+
+def find_transformer(target: Any) -> nn.Module:
+    """The denoiser of ``target``: ``target.transformer`` for a pipeline, else ``target`` itself."""
+    if isinstance(target, nn.Module):
+        return target
+    transformer = getattr(target, "transformer", None)
+    if isinstance(transformer, nn.Module):
+        return transformer
+    raise UnsupportedModelError(
+        f"cannot find a transformer in {type(target).__qualname__}: pass a diffusers pipeline with a "
+        "`transformer` component or the transformer module itself"
+    )
+
+
+@dataclass
+class Assembly:
+    """Everything a run needs, built but not attached (the trainer uses this directly)."""
+
+    config: RunConfig
+    plugins: ResolvedPlugins
+    adapter: BackboneAdapter
+    tap: str
+    predictor: Predictor
+    bundle: BundleMetadata | None = None
+    source: str | None = None
+
+    def components(self) -> RuntimeComponents:
+        return RuntimeComponents(
+            predictor=self.predictor,
+            make_policy=self.plugins.make_policy,
+            router=self.plugins.router,
+            tap=self.tap,
+            guard_non_finite=self.config.guard_non_finite,
+        )
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def assemble(model: nn.Module, config: ConfigLike = None, *, host: PluginHost | None = None,
+             load_bundle_weights: bool = True) -> Assembly:
+    """Resolve plugins and adapter for ``model`` and build the predictor (see :func:`attach`)."""
+    host = host or get_plugin_host()
+    bundle_meta: BundleMetadata | None = None
+    bundle_dir: Path | None = None
+    source: str | None = None
+    if isinstance(config, (str, Path)) and (is_bundle(config) or not Path(config).suffix):
+        bundle_dir = resolve_bundle_path(config)
+        bundle_meta = read_metadata(bundle_dir)
+        source = str(bundle_dir)
+        run = load_config(bundle_meta.run_config)
+    else:
+        source = str(config) if isinstance(config, (str, Path)) else None
+        run = load_config(config)
+    plugins = resolve_plugins(run, host, source=source)
+    if run.adapter == "auto":
+        adapter_cls = host.resolve_adapter(model)
+    else:
+        adapter_cls = host.adapters.get(run.adapter)
+        if not adapter_cls.claims(model):
+            raise UnsupportedModelError(
+                f"adapter '{run.adapter}' does not handle {type(model).__qualname__}; use adapter: auto "
+                f"or one of the registered adapters: {', '.join(host.adapters.names())}"
+            )
+    adapter = adapter_cls(model)
+    tap = run.tap or adapter.default_tap
+    try:
+        adapter.check_tap(tap)
+    except ValueError as exc:
+        raise ConfigError(str(exc), source=source, path="tap") from None
+    predictor = build_predictor(plugins.predictor_cls, plugins.predictor_config, plugins.router,
+                                adapter.tap_channels(tap))
+    if bundle_meta is not None and bundle_dir is not None:
+        check_fits(bundle_meta, model_class=adapter.model_class(), fingerprint=adapter.fingerprint(), tap=tap,
+                   source=str(bundle_dir))
+        if load_bundle_weights:
+            load_weights(bundle_dir, predictor, bundle_meta)
+    predictor = predictor.to(_model_device(model)).eval().requires_grad_(False)
+    return Assembly(run, plugins, adapter, tap, predictor, bundle_meta, source)
+
+
+class LesaHandle:
+    """A live LESA attachment. Use as a context manager or call :meth:`remove`.
+
+    :ivar assembly: the assembled run (config, adapter, predictor, plugins).
+    """
+
+    def __init__(self, attachment: Attachment, assembly: Assembly) -> None:
+        self._attachment = attachment
+        self.assembly = assembly
+        self._removed = False
+
+    @property
+    def predictor(self) -> Predictor:
+        return self.assembly.predictor
+
+    @property
+    def config(self) -> RunConfig:
+        return self.assembly.config
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per cache context: full and forecast steps of the most recent trajectory, timings, cache bytes."""
+        return self._attachment.stats()
+
+    def reset(self) -> None:
+        """Forget every trajectory in progress."""
+        self._attachment.reset()
+
+    def remove(self) -> None:
+        """Detach from the model; it then behaves bit-identically to before. Idempotent."""
+        if not self._removed:
+            self._attachment.remove()
+            self._removed = True
+
+    @property
+    def attached(self) -> bool:
+        return not self._removed
+
+    def __enter__(self) -> LesaHandle:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.remove()
+
+
+def attach(target: Any, config: ConfigLike = None, *, host: PluginHost | None = None) -> LesaHandle:
+    """Accelerate ``target`` (a diffusers pipeline or transformer) with the run described by ``config``.
+
+    :param target: a pipeline with a ``transformer`` component, or the transformer itself.
+    :param config: a :class:`RunConfig`, a dict, a YAML/TOML/JSON path, or a bundle folder / Hub id.
+        ``None`` means the defaults (training-free Taylor order 1, interval 7, warm-up 3).
+    :return: a :class:`LesaHandle`; ``with attach(pipe, cfg): pipe(...)`` detaches on exit.
+    :raises UnsupportedModelError: if no adapter claims the model (naming the registered ones).
+    :raises ConfigError, BundleError: for bad configs or bundles that do not fit.
+    :raises AttachError: if LESA (or another cache) is already attached to the model.
+    """
+    model = find_transformer(target)
+    if getattr(model, "is_cache_enabled", False):
+        raise AttachError(
+            f"{type(model).__qualname__} already has a diffusers cache enabled; call `disable_cache()` first"
+        )
+    assembly = assemble(model, config, host=host)
+    attachment = assembly.adapter.attach(assembly.components())
+    return LesaHandle(attachment, assembly)

@@ -1,0 +1,1 @@
+"""LESA predictor families, registered through the ``lesa`` entry-point group."""
