@@ -9,6 +9,7 @@ forecast is selected.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +37,7 @@ class StageAwarePredictor(Predictor):
         self._mode: HistoryMode = experts[0].history_mode
         self._linear = all(isinstance(e, LinearPredictor) for e in experts)
         self.register_buffer(
-            "boundaries", torch.tensor(router.boundaries, dtype=torch.float32), persistent=False
+            "boundaries", torch.tensor(router.boundaries, dtype=torch.float64), persistent=False
         )
 
     @property
@@ -44,25 +45,31 @@ class StageAwarePredictor(Predictor):
         return self._mode
 
     @property
+    def expert_list(self) -> list[Predictor]:
+        """The experts, in stage order."""
+        return [cast(Predictor, e) for e in self.experts]
+
+    @property
     def history_size(self) -> int:
-        return max(e.history_size for e in self.experts)
+        return max(e.history_size for e in self.expert_list)
 
     @property
     def min_history(self) -> int:
-        return max(e.min_history for e in self.experts)
+        return max(e.min_history for e in self.expert_list)
 
     def stage_of(self, t: Tensor) -> Tensor:
         """Stage index of ``t`` on its device."""
-        if self.boundaries.numel() == 0:
+        boundaries = cast(Tensor, self.boundaries)
+        if boundaries.numel() == 0:
             return torch.zeros((), dtype=torch.int64, device=t.device)
-        return (t.float() <= self.boundaries.to(t.device)).sum()
+        return (t.to(torch.float64) <= boundaries.to(t.device)).sum()
 
     def forward(self, inputs: ForecastInput) -> Tensor:
         stage = self.stage_of(inputs.t)
         n = len(inputs.features)
         if self._linear:
             coefs, biases = [], []
-            for expert in self.experts:
+            for expert in self.expert_list:
                 k = min(expert.history_size, n)
                 assert isinstance(expert, LinearPredictor)
                 coef, bias = expert.coefficients(inputs.last(k))
@@ -74,15 +81,15 @@ class StageAwarePredictor(Predictor):
             shapes = {c.shape for c in coefs}
             if len(shapes) == 1 and len({b.shape for b in biases}) == 1:
                 return combine(inputs.features, torch.stack(coefs)[stage], torch.stack(biases)[stage])
-        outputs = [e(inputs.last(min(e.history_size, n))) for e in self.experts]
+        outputs = [e(inputs.last(min(e.history_size, n))) for e in self.expert_list]
         return torch.stack(outputs)[stage]
 
     def check_num_steps(self, num_steps: int) -> None:
-        for expert in self.experts:
+        for expert in self.expert_list:
             expert.check_num_steps(num_steps)
 
     def check_time(self, step_index: int, t: float) -> None:
-        for expert in self.experts:
+        for expert in self.expert_list:
             expert.check_time(step_index, t)
 
 

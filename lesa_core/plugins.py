@@ -144,10 +144,10 @@ class PluginHost:
         if not wanted:
             return
         dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
-        registries = {"adapter": self.adapters, "predictor": self.predictors,
+        registries: dict[str, Registry[Any]] = {"adapter": self.adapters, "predictor": self.predictors,
                       "router": self.routers, "policy": self.policies}
         for kind, hook_name in _REGISTRATION_HOOKS.items():
-            registry: Registry[Any] = registries[kind]
+            registry = registries[kind]
             caller = getattr(self.pm.hook, hook_name)
             for impl in reversed(caller.get_hookimpls()):  # registration order
                 if not any(impl.plugin is p for p in wanted):
@@ -166,7 +166,7 @@ class PluginHost:
 
         :raises UnsupportedModelError: naming the model class and the registered adapters.
         """
-        adapter = self.pm.hook.lesa_resolve_adapter(model=model)
+        adapter: type[BackboneAdapter] | None = self.pm.hook.lesa_resolve_adapter(model=model)
         if adapter is None:
             cls = type(model)
             raise UnsupportedModelError(
@@ -174,7 +174,7 @@ class PluginHost:
                 f"{', '.join(self.adapters.names()) or '(none)'}. Pass a transformer or pipeline of a "
                 "supported family, or write an adapter (docs/adding-a-backbone.md)."
             )
-        return adapter  # type: ignore[no-any-return]
+        return adapter
 
     def plugin_infos(self) -> list[PluginInfo]:
         """Every registered object of every kind, sorted by kind then name."""

@@ -18,7 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from lesa_core.bundle import BundleMetadata, check_fits, is_bundle, load_weights, read_metadata, resolve_bundle_path
+from lesa_core.bundle import (
+    BundleMetadata,
+    check_fits,
+    is_bundle,
+    load_weights,
+    read_metadata,
+    resolve_bundle_path,
+)
 from lesa_core.composite import build_predictor
 from lesa_core.config import ResolvedPlugins, RunConfig, load_config, resolve_plugins
 from lesa_core.errors import AttachError, ConfigError, UnsupportedModelError

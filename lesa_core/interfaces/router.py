@@ -43,11 +43,14 @@ class StageRouter(ABC):
         return sum(1 for b in self.boundaries if t <= b)
 
     def route_tensor(self, t: Tensor) -> Tensor:
-        """The stage of ``t`` as an int64 tensor on ``t``'s device (no host synchronisation)."""
+        """The stage of ``t`` as an int64 tensor on ``t``'s device (no host synchronisation).
+
+        Compared in float64, so it agrees with :meth:`route` on ``float(t)``.
+        """
         if not self.boundaries:
             return torch.zeros_like(t, dtype=torch.int64)
-        bounds = torch.tensor(self.boundaries, dtype=torch.float32).to(t.device, non_blocking=True)
-        return (t.to(torch.float32).unsqueeze(-1) <= bounds).sum(-1)
+        bounds = torch.tensor(self.boundaries, dtype=torch.float64).to(t.device, non_blocking=True)
+        return (t.to(torch.float64).unsqueeze(-1) <= bounds).sum(-1)
 
     def fit(self, times: Tensor, change: Tensor) -> None:  # noqa: B027 - optional hook, default no-op
         """Optionally place boundaries from data before training.

@@ -1,0 +1,5 @@
+"""``python -m lesa_core.cli``."""
+
+from lesa_core.cli import main
+
+raise SystemExit(main())
