@@ -1,0 +1,241 @@
+"""The shared body of the learned LESA experts (``kan``, ``mlp``): a K-tap linear forecaster whose
+correction is scaled by a learned function of time.
+
+One expert (lesa-method.md §2)::
+
+    z        = Σ_k w_k · h_k + b             K taps, oldest → newest; w, b shared over tokens and channels
+    α        = f(time encoding)              a scalar; f is a KAN (``kan``) or an MLP (``mlp``)
+    forecast = h[-1] + α · z
+
+This is linear in the history, so the predictor is a :class:`~lesa_core.interfaces.LinearPredictor`:
+``coef_k = α·w_k (+1 on the newest tap)``, ``bias = α·b``. ``f`` runs once per forecast on a ``(1, D)``
+encoding, never per token; the history is read once, by :func:`~lesa_core.interfaces.predictor.combine`.
+Encoding, ``α`` and the coefficients are computed in float32 whatever the feature dtype.
+
+Time encodings:
+
+``schedule`` (the paper's)
+    ``Δt = t − T[j]`` for the S + 1 points of the training schedule (terminal 0 included). Bound to that
+    schedule: :meth:`check_num_steps` refuses another S, :meth:`check_time` a time that is off schedule.
+``relative``
+    ``[t − t_j for the K history entries] + [t]``: no step count in the shapes, so one predictor serves
+    any number of steps and any full-pass interval.
+
+Short histories: with fewer than K entries the oldest entry is repeated (features and, for ``relative``,
+its time), i.e. its coefficient absorbs the missing taps'. So an expert with K = 8 still forecasts at the
+first forecast step of a 4-step distilled schedule.
+
+Initialisation — an untrained expert is (almost) **reuse**: ``w`` is the first difference
+(``z = h[-1] − h[-2]``, ``b = 0``) and the output layer of ``f`` is scaled by :attr:`ALPHA_INIT_SCALE`
+(1e-2), so ``|α| ≪ 1`` and ``forecast ≈ h[-1] + small·(h[-1] − h[-2])``. Training thus starts from FORA
+reuse quality, on the Taylor-1 direction (α = Δt ratio gives Taylor order 1), and no gradient is zero at
+the start (``z ≠ 0`` feeds ``f``, ``α ≠ 0`` feeds ``w`` and ``b``). α ≈ 1 would instead overshoot in
+``history: full`` mode, where the right Taylor-1 factor is j/N ≤ (N−1)/N.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Annotated, ClassVar, Literal
+
+import torch
+from einops import rearrange
+from pydantic import Field, field_validator, model_validator
+from torch import Tensor, nn
+
+from lesa_core.errors import ConfigError, ScheduleMismatchError
+from lesa_core.interfaces import ForecastInput, LinearPredictor, PredictorContext
+from lesa_core.interfaces.predictor import HistoryMode, PredictorConfig
+
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+
+
+class TimeScaledConfig(PredictorConfig):
+    """Parameters shared by the time-scaled linear families (``kan``, ``mlp``).
+
+    :ivar taps: K, the history entries one expert reads; an int for every stage or one per stage
+        (paper: ``[4, 8, 8]`` for t > 0.9, 0.5 < t ≤ 0.9, t ≤ 0.5). A list must have one entry per
+        stage of the run's router.
+    :ivar time_encoding: ``relative`` (default: offsets to the history times plus t; any step count and
+        interval) or ``schedule`` (the paper's Δt to every schedule point; bound to ``schedule``).
+    :ivar schedule: the S + 1 flow times of the training schedule, descending, terminal 0 included;
+        required by ``time_encoding: schedule`` and refused otherwise.
+    :ivar schedule_atol: how far a runtime time may be from ``schedule[step]`` before
+        :meth:`~TimeScaledLinearPredictor.check_time` refuses it.
+    :ivar hidden: hidden widths of the time network (paper: ``[256, 256]``; default ``[32, 32]``: α is a
+        smooth scalar of a handful of inputs, and the small net trains faster on CPU).
+    :ivar per_channel: per-channel tap weights ``w (K, C)`` and bias ``b (C,)`` instead of scalars
+        (needs the tap's channel count).
+    :ivar history: ``full`` (taps of full passes only) or ``steps``.
+    """
+
+    taps: PositiveInt | Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (4, 8, 8)
+    time_encoding: Literal["relative", "schedule"] = "relative"
+    schedule: Annotated[tuple[float, ...], Field(min_length=2)] | None = None
+    schedule_atol: float = Field(1e-4, gt=0.0, allow_inf_nan=False)
+    hidden: tuple[PositiveInt, ...] = (32, 32)
+    per_channel: bool = Field(False, strict=True)
+    history: HistoryMode = "full"
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is None:
+            return value
+        if any(not (0.0 <= x <= 1.0) for x in value):  # also rejects NaN
+            raise ValueError("schedule times must lie in [0, 1] (flow time, 1 = noise)")
+        if any(a <= b for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(
+                "schedule must be strictly descending: S + 1 flow times from ~1 to the terminal 0"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _schedule_matches_encoding(self) -> TimeScaledConfig:
+        if self.time_encoding == "schedule" and self.schedule is None:
+            raise ValueError(
+                "time_encoding 'schedule' needs `schedule`: the S + 1 flow times of the "
+                "training schedule (terminal 0 included)"
+            )
+        if self.time_encoding == "relative" and self.schedule is not None:
+            raise ValueError(
+                "`schedule` is only used by time_encoding 'schedule'; remove it or set "
+                "time_encoding: schedule"
+            )
+        return self
+
+
+class TimeScaledLinearPredictor(LinearPredictor):
+    """``forecast = h[-1] + α(time) · (Σ_k w_k h_k + b)``; subclasses choose the network behind α.
+
+    :cvar ALPHA_INIT_SCALE: factor on the time network's output layer at initialisation (see the module
+        docstring).
+    """
+
+    Config: ClassVar[type[PredictorConfig]] = TimeScaledConfig
+    config: TimeScaledConfig
+    stage_aware = True
+    learnable = True
+    ALPHA_INIT_SCALE: ClassVar[float] = 1e-2
+    schedule: Tensor  # (S + 1,) float32 buffer, ``schedule`` encoding only
+
+    def __init__(self, config: TimeScaledConfig, context: PredictorContext | None = None) -> None:
+        super().__init__(config, context)
+        self.taps = self._taps_for_stage(config, self.context)
+        shape: tuple[int, ...] = ()
+        if config.per_channel:
+            if self.context.channels is None:
+                raise ConfigError(
+                    "per_channel needs the tap's channel count; build the predictor with "
+                    "PredictorContext(channels=C)",
+                    path="predictor.per_channel",
+                )
+            shape = (self.context.channels,)
+        k = self.taps
+        # first difference z = h[-1] - h[-2] (K = 1: z = h[-1]); see the module docstring
+        init = torch.zeros(k) if k > 1 else torch.ones(1)
+        if k > 1:
+            init[-1], init[-2] = 1.0, -1.0
+        self.weight = nn.Parameter(init.reshape(k, *([1] * len(shape))).repeat(1, *shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
+        if config.schedule is not None:
+            self.register_buffer(
+                "schedule", torch.tensor(config.schedule, dtype=torch.float32), persistent=False
+            )
+        self.time_net = self.build_time_net([self.encoding_size, *config.hidden, 1], self.ALPHA_INIT_SCALE)
+
+    @staticmethod
+    def _taps_for_stage(config: TimeScaledConfig, context: PredictorContext) -> int:
+        if isinstance(config.taps, int):
+            return config.taps
+        if len(config.taps) != context.num_stages:
+            raise ConfigError(
+                f"taps lists {len(config.taps)} values {list(config.taps)} but the router has "
+                f"{context.num_stages} stage(s); give one value per stage or a single int",
+                path="predictor.taps",
+            )
+        return config.taps[context.stage]
+
+    @abstractmethod
+    def build_time_net(self, widths: list[int], output_scale: float) -> nn.Module:
+        """The network ``(1, widths[0]) → (1, 1)`` giving α, its output layer scaled by ``output_scale``."""
+
+    # -- sizes --------------------------------------------------------------------------------
+    @property
+    def history_size(self) -> int:
+        return self.taps
+
+    @property
+    def num_steps(self) -> int | None:
+        """S for the ``schedule`` encoding, ``None`` for ``relative``."""
+        return None if self.config.schedule is None else len(self.config.schedule) - 1
+
+    @property
+    def encoding_size(self) -> int:
+        """D: S + 1 (``schedule``) or K + 1 (``relative``)."""
+        n = self.num_steps
+        return n + 1 if n is not None else self.taps + 1
+
+    # -- the forecast ---------------------------------------------------------------------------
+    def time_encoding(self, inputs: ForecastInput) -> Tensor:
+        """The ``(1, D)`` float32 input of the time network."""
+        t = inputs.t.to(torch.float32).reshape(())
+        if self.config.time_encoding == "schedule":
+            enc = t - self.schedule
+        else:
+            times = inputs.times[-self.taps :].to(torch.float32)
+            if times.shape[0] < self.taps:  # repeat the oldest entry, as the coefficients do
+                times = torch.cat([times[:1].expand(self.taps - times.shape[0]), times])
+            enc = torch.cat([t - times, t.reshape(1)])
+        return rearrange(enc, "d -> 1 d")
+
+    def alpha(self, inputs: ForecastInput) -> Tensor:
+        """The scalar ``α`` (float32, shape ``()``) for this forecast."""
+        enc = self.time_encoding(inputs)
+        dtype = next(self.time_net.parameters()).dtype
+        return self.time_net(enc.to(dtype)).to(torch.float32).reshape(())
+
+    def coefficients(self, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
+        n, k = len(inputs.features), self.taps
+        alpha = self.alpha(inputs)
+        coef = alpha * self.weight.to(torch.float32)
+        coef = torch.cat([coef[:-1], coef[-1:] + 1.0])  # + h[-1]
+        bias = alpha * self.bias.to(torch.float32)
+        if n < k:  # the oldest entry stands in for the k - n missing ones
+            coef = torch.cat([coef[: k - n + 1].sum(0, keepdim=True), coef[k - n + 1 :]])
+        elif n > k:  # older entries than the K taps weigh nothing
+            coef = torch.cat([coef.new_zeros((n - k, *coef.shape[1:])), coef])
+        return coef, bias
+
+    # -- schedule binding -----------------------------------------------------------------------
+    def check_num_steps(self, num_steps: int) -> None:
+        expected = self.num_steps
+        if expected is not None and num_steps != expected:
+            raise ScheduleMismatchError(
+                f"this {type(self).__name__} uses the 'schedule' time encoding of a {expected}-step schedule "
+                f"and cannot run {num_steps} steps; sample with {expected} steps, or train a predictor with "
+                "time_encoding: relative (any step count)"
+            )
+
+    def check_time(self, step_index: int, t: float) -> None:
+        schedule = self.config.schedule
+        if schedule is None:
+            return
+        if not 0 <= step_index < len(schedule) - 1:
+            raise ScheduleMismatchError(
+                f"step {step_index} is outside the {len(schedule) - 1}-step schedule this predictor was "
+                "trained on"
+            )
+        expected = schedule[step_index]
+        if not abs(t - expected) <= self.config.schedule_atol:
+            raise ScheduleMismatchError(
+                f"step {step_index} runs at t = {t:.6g} but the predictor's schedule has t = {expected:.6g} "
+                f"there (tolerance {self.config.schedule_atol:g}); use the scheduler settings (shift, "
+                "resolution) the predictor was trained with, or time_encoding: relative"
+            )
+
+    def extra_repr(self) -> str:
+        return (
+            f"taps={self.taps}, time_encoding={self.config.time_encoding!r}, "
+            f"per_channel={self.config.per_channel}, stage={self.context.stage}"
+        )
