@@ -19,6 +19,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from lesa_core.interfaces import BackboneAdapter, CachePolicy, Predictor, StageRouter
+    from lesa_core.interfaces.model import ModelSource
     from lesa_core.registry import Registry
 
 PROJECT_NAME = "lesa"
@@ -58,6 +59,15 @@ def lesa_register_cache_policies(registry: Registry[type[CachePolicy]]) -> None:
     """Register cache policies (subclasses of :class:`~lesa_core.interfaces.CachePolicy`).
 
     :param registry: call ``registry.add(name, PolicyClass)`` once per policy.
+    """
+
+
+@hookspec
+def lesa_register_models(registry: Registry[type[ModelSource]]) -> None:
+    """Register named model sources for the workflow commands (``lesa demo --model NAME``).
+
+    :param registry: call ``registry.add(name, ModelSourceClass)``; the class is instantiated
+        without arguments.
     """
 
 

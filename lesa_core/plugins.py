@@ -31,6 +31,7 @@ import pluggy
 from lesa_core import hookspecs
 from lesa_core.errors import PluginLoadError, UnsupportedModelError
 from lesa_core.interfaces import BackboneAdapter, CachePolicy, Predictor, StageRouter
+from lesa_core.interfaces.model import ModelSource
 from lesa_core.registry import Registry
 
 ENTRY_POINT_GROUP = "lesa"
@@ -43,6 +44,7 @@ _REGISTRATION_HOOKS = {
     "predictor": "lesa_register_predictors",
     "router": "lesa_register_stage_routers",
     "policy": "lesa_register_cache_policies",
+    "model": "lesa_register_models",
 }
 
 
@@ -82,6 +84,7 @@ class PluginHost:
         self.predictors: Registry[type[Predictor]] = Registry("predictor", Predictor)
         self.routers: Registry[type[StageRouter]] = Registry("router", StageRouter)
         self.policies: Registry[type[CachePolicy]] = Registry("policy", CachePolicy)
+        self.models: Registry[type[ModelSource]] = Registry("model", ModelSource)
         self._registered: set[int] = set()
 
     # -- construction -----------------------------------------------------------------------
@@ -145,7 +148,7 @@ class PluginHost:
             return
         dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
         registries: dict[str, Registry[Any]] = {"adapter": self.adapters, "predictor": self.predictors,
-                      "router": self.routers, "policy": self.policies}
+                      "router": self.routers, "policy": self.policies, "model": self.models}
         for kind, hook_name in _REGISTRATION_HOOKS.items():
             registry = registries[kind]
             caller = getattr(self.pm.hook, hook_name)
@@ -179,7 +182,7 @@ class PluginHost:
     def plugin_infos(self) -> list[PluginInfo]:
         """Every registered object of every kind, sorted by kind then name."""
         rows: list[PluginInfo] = []
-        for registry in (self.adapters, self.predictors, self.routers, self.policies):
+        for registry in (self.adapters, self.predictors, self.routers, self.policies, self.models):
             for entry in registry.entries():
                 rows.append(PluginInfo(entry.kind, entry.name, entry.distribution, entry.version, entry.plugin))
         return rows

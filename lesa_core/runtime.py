@@ -9,7 +9,7 @@ model exactly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +29,7 @@ from lesa_core.bundle import (
 from lesa_core.composite import build_predictor
 from lesa_core.config import ResolvedPlugins, RunConfig, load_config, resolve_plugins
 from lesa_core.errors import AttachError, ConfigError, UnsupportedModelError
-from lesa_core.interfaces import Attachment, BackboneAdapter, Predictor, RuntimeComponents
+from lesa_core.interfaces import Attachment, BackboneAdapter, Predictor, RuntimeComponents, StepEvent
 from lesa_core.plugins import PluginHost, get_plugin_host
 
 ConfigLike = RunConfig | Mapping[str, Any] | str | Path | None
@@ -60,13 +60,14 @@ class Assembly:
     bundle: BundleMetadata | None = None
     source: str | None = None
 
-    def components(self) -> RuntimeComponents:
+    def components(self, observer: Callable[[StepEvent], None] | None = None) -> RuntimeComponents:
         return RuntimeComponents(
             predictor=self.predictor,
             make_policy=self.plugins.make_policy,
             router=self.plugins.router,
             tap=self.tap,
             guard_non_finite=self.config.guard_non_finite,
+            observer=observer,
         )
 
 
@@ -77,8 +78,11 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def assemble(model: nn.Module, config: ConfigLike = None, *, host: PluginHost | None = None,
-             load_bundle_weights: bool = True) -> Assembly:
-    """Resolve plugins and adapter for ``model`` and build the predictor (see :func:`attach`)."""
+             load_bundle_weights: bool = True, predictor: Predictor | None = None) -> Assembly:
+    """Resolve plugins and adapter for ``model`` and build the predictor (see :func:`attach`).
+
+    :param predictor: use this predictor instead of building one (the trainer passes the one it fits).
+    """
     host = host or get_plugin_host()
     bundle_meta: BundleMetadata | None = None
     bundle_dir: Path | None = None
@@ -107,6 +111,8 @@ def assemble(model: nn.Module, config: ConfigLike = None, *, host: PluginHost | 
         adapter.check_tap(tap)
     except ValueError as exc:
         raise ConfigError(str(exc), source=source, path="tap") from None
+    if predictor is not None:
+        return Assembly(run, plugins, adapter, tap, predictor, bundle_meta, source)
     predictor = build_predictor(plugins.predictor_cls, plugins.predictor_config, plugins.router,
                                 adapter.tap_channels(tap))
     if bundle_meta is not None and bundle_dir is not None:
@@ -163,12 +169,16 @@ class LesaHandle:
         self.remove()
 
 
-def attach(target: Any, config: ConfigLike = None, *, host: PluginHost | None = None) -> LesaHandle:
+def attach(target: Any, config: ConfigLike = None, *, host: PluginHost | None = None,
+           observer: Callable[[StepEvent], None] | None = None, predictor: Predictor | None = None) -> LesaHandle:
     """Accelerate ``target`` (a diffusers pipeline or transformer) with the run described by ``config``.
 
     :param target: a pipeline with a ``transformer`` component, or the transformer itself.
     :param config: a :class:`RunConfig`, a dict, a YAML/TOML/JSON path, or a bundle folder / Hub id.
         ``None`` means the defaults (training-free Taylor order 1, interval 7, warm-up 3).
+    :param observer: called with a :class:`~lesa_core.interfaces.StepEvent` after every step
+        (trajectory collection and closed-loop training use it).
+    :param predictor: use this (already built) predictor instead of building one from the config.
     :return: a :class:`LesaHandle`; ``with attach(pipe, cfg): pipe(...)`` detaches on exit.
     :raises UnsupportedModelError: if no adapter claims the model (naming the registered ones).
     :raises ConfigError, BundleError: for bad configs or bundles that do not fit.
@@ -179,6 +189,6 @@ def attach(target: Any, config: ConfigLike = None, *, host: PluginHost | None = 
         raise AttachError(
             f"{type(model).__qualname__} already has a diffusers cache enabled; call `disable_cache()` first"
         )
-    assembly = assemble(model, config, host=host)
-    attachment = assembly.adapter.attach(assembly.components())
+    assembly = assemble(model, config, host=host, predictor=predictor)
+    attachment = assembly.adapter.attach(assembly.components(observer))
     return LesaHandle(attachment, assembly)

@@ -19,7 +19,7 @@ def test_every_hookspec_is_documented_with_its_signature() -> None:
         params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
         assert f"def {name}({params}" in text.replace(": Registry", "").replace(": Any", "").replace(
             "[type[BackboneAdapter]]", "").replace("[type[Predictor]]", "").replace(
-            "[type[StageRouter]]", "").replace("[type[CachePolicy]]", ""), f"signature of {name} not in the docs"
+            "[type[StageRouter]]", "").replace("[type[CachePolicy]]", "").replace("[type[ModelSource]]", ""), f"signature of {name} not in the docs"
 
 
 def test_documented_hooks_exist() -> None:

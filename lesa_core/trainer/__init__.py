@@ -1,0 +1,122 @@
+"""The generic trainer: collect trajectories, fit stage 1 and stage 2, write a bundle.
+
+Generic over whatever adapter, predictor family, router and policy the run config names::
+
+    from lesa_core.trainer import PipelineRunner, train
+    bundle_dir, report = train(pipe, "run.yaml", prompts, runner=PipelineRunner(pipe, height=64, width=64),
+                               out="my-bundle")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lesa_core.bundle import BundleMetadata, save_bundle
+from lesa_core.composite import build_predictor
+from lesa_core.config import RunConfig, load_config
+from lesa_core.interfaces import Predictor
+from lesa_core.plugins import PluginHost, get_plugin_host
+from lesa_core.runtime import Assembly, ConfigLike, assemble, find_transformer
+from lesa_core.trainer.collect import collect
+from lesa_core.trainer.fit import Trainer, TrainReport, history_indices
+from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
+from lesa_core.trainer.store import StoreMeta, TrajectoryStore
+
+__all__ = [
+    "PipelineRunner",
+    "StoreMeta",
+    "TrainReport",
+    "Trainer",
+    "TrajectoryRunner",
+    "TrajectoryStore",
+    "collect",
+    "collect_trajectories",
+    "history_indices",
+    "train",
+]
+
+
+def _store(config: RunConfig, data_dir: str | Path | None) -> TrajectoryStore:
+    return TrajectoryStore(Path(data_dir or config.training.data_dir) / "trajectories")
+
+
+def collect_trajectories(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: TrajectoryRunner,
+                         data_dir: str | Path | None = None, batch_size: int = 8, host: PluginHost | None = None,
+                         rank: int = 0, world_size: int = 1, show_progress: bool = True) -> StoreMeta:
+    """Collect the full-compute tap trajectories of ``prompts`` (resumable; see :func:`collect`)."""
+    model = find_transformer(target)
+    run = load_config(config)
+    assembly = assemble(model, run, host=host)
+    return collect(assembly, runner, _store(run, data_dir), prompts, num_steps=run.training.num_steps,
+                   seed=run.training.seed, token_subsample=run.training.token_subsample, batch_size=batch_size,
+                   rank=rank, world_size=world_size, show_progress=show_progress)
+
+
+def _with_schedule(run: RunConfig, cls: type[Predictor], schedule: list[float]) -> RunConfig:
+    """Fill the family's ``schedule`` parameter from the collected trajectories when it has one."""
+    fields = getattr(cls.Config, "model_fields", {})
+    if "schedule" not in fields or run.predictor.params.get("schedule") is not None:
+        return run
+    data = run.to_dict()
+    data["predictor"] = {**data["predictor"], "schedule": schedule}
+    return load_config(data)
+
+
+def trainable_assembly(model: torch.nn.Module, run: RunConfig, schedule: list[float], *,
+                       host: PluginHost | None = None) -> Assembly:
+    """Assemble ``run`` with a freshly initialised (seeded) predictor ready for training."""
+    host = host or get_plugin_host()
+    base = assemble(model, run, host=host)
+    run = _with_schedule(run, base.plugins.predictor_cls, schedule)
+    base = assemble(model, run, host=host)
+    torch.manual_seed(run.training.seed)
+    predictor = build_predictor(base.plugins.predictor_cls, base.plugins.predictor_config, base.plugins.router,
+                                base.adapter.tap_channels(base.tap))
+    return assemble(model, run, host=host, predictor=predictor.float().train())
+
+
+def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: TrajectoryRunner,
+          out: str | Path, data_dir: str | Path | None = None, stages: Sequence[int] = (1, 2),
+          batch_size: int = 8, host: PluginHost | None = None, show_progress: bool = True,
+          ) -> tuple[Path, TrainReport]:
+    """Collect (or reuse) trajectories, train both stages and write the bundle to ``out``.
+
+    :return: the bundle folder and a :class:`TrainReport` (losses per epoch, timings, resume point).
+    """
+    host = host or get_plugin_host()
+    model = find_transformer(target)
+    run = load_config(config)
+    root = Path(data_dir or run.training.data_dir)
+    meta = collect_trajectories(model if runner is None else target, run, prompts, runner=runner,
+                                data_dir=root, batch_size=batch_size, host=host, show_progress=show_progress)
+    assert meta.schedule is not None
+    assembly = trainable_assembly(model, run, meta.schedule, host=host)
+    store = _store(run, root)
+    taps = store.load()
+    device = next(iter(model.parameters())).device
+    assembly.predictor.to(device)
+    trainer = Trainer(assembly, meta, {k: v.to(device) for k, v in taps.items()}, run.training,
+                      root / "checkpoint", show_progress=show_progress)
+    report = trainer.fit(runner, stages=stages)
+    predictor = assembly.predictor.eval().requires_grad_(False)
+    plugins = {
+        kind: {"name": entry.name, "distribution": entry.distribution, "version": entry.version}
+        for kind, entry in (
+            ("predictor", host.predictors.entry(assembly.config.predictor.name)),
+            ("router", host.routers.entry(assembly.config.router.name)),
+            ("policy", host.policies.entry(assembly.config.policy.name)),
+        )
+    }
+    metadata = BundleMetadata(
+        run_config=assembly.config.to_dict(), plugins=plugins, model_class=assembly.adapter.model_class(),
+        model_fingerprint=assembly.adapter.fingerprint(), tap=assembly.tap, schedule=meta.schedule,
+        stage_boundaries=list(assembly.plugins.router.boundaries),
+        channels=assembly.adapter.tap_channels(assembly.tap),
+        extra={"losses": report.losses, "updates": report.updates, "num_prompts": len(meta.prompts)},
+    )
+    path = save_bundle(out, predictor, metadata)
+    return path, report

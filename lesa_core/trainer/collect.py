@@ -1,0 +1,124 @@
+"""Collection: full-compute sampling over a prompt set, the tap captured at every step.
+
+The runtime is attached with a policy that computes every step and an observer that records the tap
+and t; each prompt's trajectory is written as one shard (see :mod:`lesa_core.trainer.store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from lesa_core.interfaces import CachePolicy, Decision, PluginConfig, RuntimeComponents, StepEvent, StepInfo
+from lesa_core.runtime import Assembly
+from lesa_core.trainer.progress import progress
+from lesa_core.trainer.runner import TrajectoryRunner
+from lesa_core.trainer.store import StoreMeta, TrajectoryStore
+
+
+class ComputeEveryStep(CachePolicy):
+    """The collection policy: every step runs the real model."""
+
+    def decide(self, step: StepInfo) -> Decision:
+        return Decision.COMPUTE
+
+
+@dataclass
+class _Recorder:
+    """Observer that keeps every step's tap and time, per cache context."""
+
+    taps: dict[str, list[Tensor]] = field(default_factory=dict)
+    times: dict[str, list[float]] = field(default_factory=dict)
+
+    def __call__(self, event: StepEvent) -> None:
+        self.taps.setdefault(event.context, []).append(event.tap.detach().to("cpu", torch.float32))
+        self.times.setdefault(event.context, []).append(float(event.t.reshape(-1)[0]))
+
+
+def choose_token_index(num_tokens: int, keep: int | None, seed: int) -> list[int] | None:
+    """A fixed random subset of ``keep`` token positions (sorted), or ``None`` for all."""
+    if keep is None or keep >= num_tokens:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(num_tokens, generator=gen)[:keep].tolist())
+
+
+def collect(
+    assembly: Assembly,
+    runner: TrajectoryRunner,
+    store: TrajectoryStore,
+    prompts: Sequence[str],
+    *,
+    num_steps: int,
+    seed: int = 0,
+    token_subsample: int | None = None,
+    batch_size: int = 8,
+    rank: int = 0,
+    world_size: int = 1,
+    show_progress: bool = True,
+) -> StoreMeta:
+    """Collect the full-compute trajectory of every prompt not yet in ``store``.
+
+    Prompt ``i`` uses seed ``seed + i``. With ``world_size > 1`` this process collects the prompts
+    ``i % world_size == rank``. Returns the store's metadata (with the schedule filled in).
+    """
+    meta = StoreMeta(
+        model_class=assembly.adapter.model_class(), model_fingerprint=assembly.adapter.fingerprint(),
+        tap=assembly.tap, num_steps=num_steps, schedule=None, token_index=None, prompts=list(prompts),
+        seed=seed, call=runner.settings,
+    )
+    store.open(meta)
+    current = store.read_meta()
+    assert current is not None
+    todo = [i for i in range(len(prompts)) if i % world_size == rank and not store.has(i)]
+    components = RuntimeComponents(
+        predictor=assembly.predictor, make_policy=lambda: ComputeEveryStep(PluginConfig()), router=assembly.plugins.router,
+        tap=assembly.tap, guard_non_finite=False,
+    )
+    token_index = current.token_index
+    schedule = current.schedule
+    bar = progress(total=len(todo), desc="collect", unit="prompt", disable=not show_progress)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        recorder = _Recorder()
+        attachment = assembly.adapter.attach(RuntimeComponents(**{**components.__dict__, "observer": recorder}))
+        try:
+            with torch.no_grad():
+                runner.run([prompts[i] for i in batch], [seed + i for i in batch], num_steps)
+        finally:
+            attachment.remove()
+        per_context = {ctx: torch.stack(taps) for ctx, taps in recorder.taps.items()}  # (S, B, ...)
+        for ctx, stacked in per_context.items():
+            if stacked.shape[0] != num_steps:
+                raise RuntimeError(f"context '{ctx}' recorded {stacked.shape[0]} steps, expected {num_steps}")
+        if schedule is None:
+            times = next(iter(recorder.times.values()))
+            schedule = [*times, 0.0]
+            if token_subsample is not None:
+                sample = next(iter(per_context.values()))
+                if sample.ndim != 4:
+                    raise ValueError("token_subsample needs a (batch, tokens, channels) tap")
+                token_index = choose_token_index(sample.shape[2], token_subsample, seed)
+            store.update_meta(schedule=schedule, token_index=token_index)
+        for b, i in enumerate(batch):
+            taps = {}
+            for ctx, stacked in per_context.items():
+                one = stacked[:, b]
+                if token_index is not None:
+                    one = one[:, token_index]
+                taps[ctx] = one
+            store.write(i, taps, prompts[i])
+        bar.update(len(batch))
+    bar.close()
+    final = store.read_meta()
+    assert final is not None
+    return final
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")

@@ -1,0 +1,260 @@
+"""The two training stages of LESA, generic over adapter, predictor family, router and policy.
+
+* **Stage 1, GT-guided** (teacher forcing): for every forecast step of the policy's schedule, the
+  history is the ground-truth taps (of the last K full steps, or the last K steps, by history mode)
+  and the target is the ground-truth tap of that step. Batched: one update per (step, prompt batch).
+* **Stage 2, closed loop**: the real model runs with the predictor attached on the drifting
+  trajectory; on each forecast step the observer re-evaluates the predictor with gradients on the
+  runtime's own history (forecasts included in ``steps`` mode) and takes one L1 step against the
+  uncached ground truth of that step. Gradients flow through the current forecast only.
+
+Both use AdamW with gradient clipping and a cosine learning-rate decay to 10 % over the phase. The
+data order is a function of ``(seed, phase, epoch)``, so a resumed run matches an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lesa_core.config import PhaseConfig, TrainingConfig
+from lesa_core.errors import TrainingError
+from lesa_core.interfaces import Decision, ForecastInput, Predictor, RuntimeComponents, StepEvent
+from lesa_core.runtime import Assembly
+from lesa_core.trainer.checkpoint import Progress, load_checkpoint, run_key, save_checkpoint
+from lesa_core.trainer.progress import progress as progress_bar
+from lesa_core.trainer.runner import TrajectoryRunner
+from lesa_core.trainer.store import StoreMeta
+
+
+@dataclass
+class TrainReport:
+    """What a training run did."""
+
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    updates: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    resumed_from: tuple[int, int] | None = None
+
+
+def history_indices(decisions: Sequence[Decision], step: int, size: int, mode: str) -> list[int]:
+    """The step indices a forecast at ``step`` reads: the last ``size`` full steps (``full``) or the
+    last ``size`` steps (``steps``), oldest first."""
+    if mode == "full":
+        full = [i for i in range(step) if decisions[i] is Decision.COMPUTE]
+        return full[-size:]
+    return list(range(max(0, step - size), step))
+
+
+def _lr_at(phase: PhaseConfig, update: int, total: int) -> float:
+    progress = min(update / max(total, 1), 1.0)
+    return phase.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _all_reduce_gradients(predictor: Predictor) -> None:
+    """Average gradients over processes when torch.distributed is initialised (data parallel)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    world = dist.get_world_size()
+    for p in predictor.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
+class Trainer:
+    """Fits ``assembly.predictor`` on the trajectories of a store.
+
+    :param assembly: the assembled run (its predictor is trained in place).
+    :param meta: the trajectory store's metadata (schedule, token subset, prompts, seed).
+    :param taps: ground truth, context → (P, S, N', C) float32.
+    :param training: the training section of the run config.
+    :param checkpoint_dir: where per-epoch checkpoints go (resumed when they match this run).
+    """
+
+    def __init__(self, assembly: Assembly, meta: StoreMeta, taps: dict[str, Tensor], training: TrainingConfig,
+                 checkpoint_dir: Path, *, show_progress: bool = True) -> None:
+        if meta.schedule is None:
+            raise TrainingError("the trajectory store has no schedule; collection did not finish")
+        self.assembly = assembly
+        self.predictor = assembly.predictor
+        self.meta = meta
+        self.taps = taps
+        self.training = training
+        self.checkpoint_dir = checkpoint_dir
+        self.show_progress = show_progress
+        self.num_steps = meta.num_steps
+        self.times = torch.tensor(meta.schedule[: meta.num_steps], dtype=torch.float32)
+        self.decisions = assembly.plugins.make_policy().schedule(meta.num_steps)
+        self.forecast_steps = [s for s, d in enumerate(self.decisions) if d is Decision.FORECAST]
+        params = [p for p in self.predictor.parameters() if p.requires_grad]
+        if not params:
+            raise TrainingError(f"predictor '{assembly.config.predictor.name}' has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(params, lr=training.stage1.lr, weight_decay=training.weight_decay)
+        self.key = run_key(assembly.config.to_dict(), meta.identity(), meta.schedule)
+        self.report = TrainReport(losses={"stage1": [], "stage2": []})
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _forecast_input(self, features: list[Tensor], idx: list[int], step: int) -> ForecastInput:
+        return ForecastInput(
+            features=features,
+            times=self.times[idx],
+            steps=torch.tensor(idx, dtype=torch.float32),
+            t=self.times[step].clone(),
+            step=torch.tensor(float(step)),
+        )
+
+    def _update(self, loss: Tensor, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        _all_reduce_gradients(self.predictor)
+        torch.nn.utils.clip_grad_norm_(self.predictor.parameters(), self.training.clip_grad_norm)
+        self.optimizer.step()
+
+    def _checkpoint(self, progress: Progress) -> None:
+        save_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer, progress)
+
+    # -- stage 1 ----------------------------------------------------------------------------
+    def _stage1_batches(self, epoch: int) -> list[tuple[int, Tensor]]:
+        gen = torch.Generator().manual_seed(self.training.seed * 1_000_003 + 1_000 + epoch)
+        gt = torch.cat(list(self.taps.values()))  # contexts pooled
+        batches = []
+        for step in self.forecast_steps:
+            order = torch.randperm(gt.shape[0], generator=gen)
+            for start in range(0, gt.shape[0], self.training.stage1.batch_size):
+                batches.append((step, order[start:start + self.training.stage1.batch_size]))
+        shuffle = torch.randperm(len(batches), generator=gen).tolist()
+        return [batches[i] for i in shuffle]
+
+    def stage1(self, progress: Progress) -> None:
+        phase = self.training.stage1
+        gt = torch.cat(list(self.taps.values()))
+        size = self.predictor.history_size
+        mode = self.predictor.history_mode
+        per_epoch = len(self._stage1_batches(0))
+        total = per_epoch * phase.epochs
+        bar = progress_bar(total=total, desc="stage 1 (GT-guided)", unit="update", disable=not self.show_progress)
+        bar.update(progress.epoch * per_epoch)
+        start = time.perf_counter()
+        self.predictor.train()
+        for epoch in range(progress.epoch, phase.epochs):
+            losses = []
+            for i, (step, rows) in enumerate(self._stage1_batches(epoch)):
+                idx = history_indices(self.decisions, step, size, mode)
+                if len(idx) < self.predictor.min_history:
+                    continue
+                batch = gt[rows]
+                inputs = self._forecast_input([batch[:, j] for j in idx], idx, step)
+                loss = F.l1_loss(self.predictor(inputs), batch[:, step])
+                self._update(loss, _lr_at(phase, epoch * per_epoch + i, total))
+                losses.append(float(loss.detach()))
+                bar.update(1)
+            progress.epoch = epoch + 1
+            progress.updates += len(losses)
+            progress.losses["stage1"].append(sum(losses) / max(len(losses), 1))
+            bar.set_postfix(loss=f"{progress.losses['stage1'][-1]:.4f}")
+            self._checkpoint(progress)
+        bar.close()
+        self.report.seconds["stage1"] = time.perf_counter() - start
+
+    # -- stage 2 ----------------------------------------------------------------------------
+    def stage2(self, progress: Progress, runner: TrajectoryRunner) -> None:
+        phase = self.training.stage2
+        prompts = self.meta.prompts
+        token_index = (torch.tensor(self.meta.token_index) if self.meta.token_index is not None else None)
+        batches_per_epoch = math.ceil(len(prompts) / phase.batch_size)
+        total = batches_per_epoch * phase.epochs * max(len(self.forecast_steps), 1)
+        bar = progress_bar(total=batches_per_epoch * phase.epochs, desc="stage 2 (closed loop)", unit="batch",
+                           disable=not self.show_progress)
+        bar.update(progress.epoch * batches_per_epoch)
+        start = time.perf_counter()
+        state: dict[str, Any] = {"rows": None, "losses": [], "update": 0}
+        self.predictor.train()
+
+        def observe(event: StepEvent) -> None:
+            if event.decision is not Decision.FORECAST or event.inputs is None:
+                return
+            target_all = self.taps.get(event.context)
+            if target_all is None:
+                return
+            inputs = event.inputs
+            device = inputs.features[-1].device
+            target = target_all[state["rows"], event.step_index].to(device)
+            features = [f.detach().float() for f in inputs.features]
+            if token_index is not None:
+                features = [f[:, token_index.to(device)] for f in features]
+            local = ForecastInput(features, inputs.times.detach().float(), inputs.steps.detach().float(),
+                                  inputs.t.detach().float().reshape(()), inputs.step.detach().float().reshape(()))
+            with torch.enable_grad():
+                loss = F.l1_loss(self.predictor(local), target)
+                self._update(loss, _lr_at(phase, state["update"], total))
+            state["update"] += 1
+            state["losses"].append(float(loss.detach()))
+
+        components = RuntimeComponents(
+            predictor=self.predictor, make_policy=self.assembly.plugins.make_policy,
+            router=self.assembly.plugins.router, tap=self.assembly.tap, guard_non_finite=True, observer=observe,
+        )
+        state["update"] = progress.epoch * batches_per_epoch * max(len(self.forecast_steps), 1)
+        for epoch in range(progress.epoch, phase.epochs):
+            gen = torch.Generator().manual_seed(self.training.seed * 1_000_003 + 2_000 + epoch)
+            order = torch.randperm(len(prompts), generator=gen).tolist()
+            state["losses"] = []
+            for b in range(batches_per_epoch):
+                rows = sorted(order[b * phase.batch_size:(b + 1) * phase.batch_size])
+                state["rows"] = torch.tensor(rows)
+                attachment = self.assembly.adapter.attach(components)
+                try:
+                    with torch.no_grad():
+                        runner.run([prompts[r] for r in rows], [self.meta.seed + r for r in rows], self.num_steps)
+                finally:
+                    attachment.remove()
+                bar.update(1)
+            progress.epoch = epoch + 1
+            progress.updates += len(state["losses"])
+            progress.losses["stage2"].append(sum(state["losses"]) / max(len(state["losses"]), 1))
+            bar.set_postfix(loss=f"{progress.losses['stage2'][-1]:.4f}")
+            self._checkpoint(progress)
+        bar.close()
+        self.report.seconds["stage2"] = time.perf_counter() - start
+
+    # -- both ---------------------------------------------------------------------------------
+    def fit(self, runner: TrajectoryRunner | None, *, stages: Sequence[int] = (1, 2)) -> TrainReport:
+        """Run the requested stages, resuming from a matching checkpoint."""
+        progress = Progress(key=self.key)
+        restored = load_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer, self.key)
+        if restored is not None:
+            progress = restored
+            self.report.resumed_from = (progress.phase, progress.epoch)
+        if 1 in stages and progress.phase == 1:
+            self.stage1(progress)
+        if 2 in stages and self.training.stage2.epochs > 0:
+            if runner is None:
+                raise TrainingError("stage 2 (closed loop) needs the model: pass a runner")
+            if progress.phase == 1:
+                progress.phase, progress.epoch = 2, 0
+            self.stage2(progress, runner)
+        self.predictor.eval()
+        self.report.losses = progress.losses
+        self.report.updates = progress.updates
+        return self.report
+
+
+def finalize_predictor(predictor: Predictor) -> Predictor:
+    """Switch a trained predictor to inference (eval mode, no gradients)."""
+    return predictor.eval().requires_grad_(False)
+
+
+ProgressCallback = Callable[[str, float], None]
