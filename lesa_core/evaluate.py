@@ -1,0 +1,141 @@
+"""Side-by-side evaluation of caching methods on one pipeline, against its own full compute.
+
+Every method samples the same prompts with the same seeds. ``full`` runs the real model at every
+step (its taps are recorded as the ground truth of the per-step error); every other method runs with
+LESA attached. Reported per method: full passes, seconds (wall clock of the whole sampling loop),
+speed-up over ``full``, PSNR and SSIM of the decoded images against ``full``'s, prompt adherence
+(when the model source has a scorer), and the per-step relative error of the tap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lesa_core.interfaces import Decision, PluginConfig, RuntimeComponents, StepEvent
+from lesa_core.interfaces.model import ModelSource
+from lesa_core.metrics import psnr, ssim, to_uint8
+from lesa_core.runtime import ConfigLike, assemble, find_transformer
+from lesa_core.trainer.collect import ComputeEveryStep
+from lesa_core.trainer.progress import progress
+from lesa_core.trainer.runner import PipelineRunner
+
+
+@dataclass
+class MethodResult:
+    """One method's numbers and outputs."""
+
+    name: str
+    full_passes: float
+    seconds: float
+    images: Tensor
+    step_error: list[float] = field(default_factory=list)
+    psnr: float = float("nan")
+    ssim: float = float("nan")
+    adherence: float | None = None
+    speedup: float = 1.0
+
+    def row(self) -> dict[str, Any]:
+        return {"name": self.name, "full_passes": self.full_passes, "psnr": round(self.psnr, 3),
+                "ssim": round(self.ssim, 4), "adherence": None if self.adherence is None else round(self.adherence, 4),
+                "seconds": round(self.seconds, 3), "speedup": round(self.speedup, 3)}
+
+
+class _TapRecorder:
+    def __init__(self) -> None:
+        self.taps: dict[int, Tensor] = {}
+        self.decisions: list[Decision] = []
+
+    def __call__(self, event: StepEvent) -> None:
+        if event.context not in ("cond", "default"):
+            return
+        self.taps[event.step_index] = event.tap.detach().float().cpu()
+        self.decisions.append(event.decision)
+
+
+def _images(output: Any) -> Tensor:
+    images = output.images if hasattr(output, "images") else output[0]
+    if isinstance(images, Tensor):
+        return images.float().cpu()
+    import numpy as np
+
+    return torch.from_numpy(np.stack([np.asarray(img) for img in images])).permute(0, 3, 1, 2).float() / 255
+
+
+def evaluate(
+    pipe: Any,
+    methods: dict[str, ConfigLike | None],
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    num_steps: int,
+    call_kwargs: dict[str, Any] | None = None,
+    source: ModelSource | None = None,
+    batch_size: int = 8,
+    show_progress: bool = True,
+) -> list[MethodResult]:
+    """Sample ``prompts`` with every method and compare against ``full`` (a ``None`` config).
+
+    :param methods: name → run config / bundle; ``None`` means full compute (the reference).
+    """
+    transformer = find_transformer(pipe)
+    runner = PipelineRunner(pipe, **{**(call_kwargs or {}), "output_type": "pt"})
+    reference_name = next((n for n, c in methods.items() if c is None), None)
+    if reference_name is None:
+        raise ValueError("evaluate() needs a full-compute method (a None config) as the reference")
+    order = [reference_name, *[n for n in methods if n != reference_name]]
+    results: dict[str, MethodResult] = {}
+    ref_taps: list[dict[int, Tensor]] = []
+    bar = progress(total=len(order) * len(prompts), desc="evaluate", unit="image", disable=not show_progress)
+    for name in order:
+        config = methods[name]
+        base = assemble(transformer, config if config is not None else {})
+        images, seconds, passes, errors = [], 0.0, [], []
+        for b, start in enumerate(range(0, len(prompts), batch_size)):
+            batch = list(prompts[start:start + batch_size])
+            recorder = _TapRecorder()
+            components = RuntimeComponents(
+                predictor=base.predictor,
+                make_policy=(lambda: ComputeEveryStep(PluginConfig())) if config is None else base.plugins.make_policy,
+                router=base.plugins.router, tap=base.tap, guard_non_finite=base.config.guard_non_finite,
+                observer=recorder,
+            )
+            attachment = base.adapter.attach(components)
+            try:
+                began = time.perf_counter()
+                output = runner.run(batch, list(seeds[start:start + batch_size]), num_steps)
+                seconds += time.perf_counter() - began
+            finally:
+                attachment.remove()
+            images.append(_images(output))
+            passes.append(sum(d is Decision.COMPUTE for d in recorder.decisions))
+            if config is None:
+                ref_taps.append(recorder.taps)
+            else:
+                ref = ref_taps[b]
+                errors.append([float(((recorder.taps[s] - ref[s]).norm() / ref[s].norm().clamp_min(1e-12)))
+                               for s in sorted(recorder.taps)])
+            bar.update(len(batch))
+        result = MethodResult(name, sum(passes) / len(passes), seconds, torch.cat(images))
+        if errors:
+            result.step_error = [sum(col) / len(col) for col in zip(*errors, strict=True)]
+        else:
+            result.step_error = [0.0] * num_steps
+        results[name] = result
+    bar.close()
+    reference = results[reference_name]
+    ref_u8 = to_uint8(reference.images)
+    for result in results.values():
+        test_u8 = to_uint8(result.images)
+        result.psnr = float(psnr(ref_u8, test_u8).mean())
+        result.ssim = float(ssim(ref_u8, test_u8).mean())
+        result.speedup = reference.seconds / max(result.seconds, 1e-9)
+        if source is not None:
+            scores = source.score_adherence(result.images, list(prompts))
+            result.adherence = None if scores is None else float(scores.float().mean())
+    return [results[n] for n in order]

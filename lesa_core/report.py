@@ -1,0 +1,104 @@
+"""Reports people would rather look at than read: JSON, Markdown, an image grid and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lesa_core.evaluate import MethodResult
+from lesa_core.metrics import to_uint8
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_grid(path: Path, results: Sequence[MethodResult], prompts: Sequence[str], *, max_rows: int = 8) -> None:
+    """A PNG grid: one row per prompt, one column per method, labelled."""
+    from PIL import Image, ImageDraw
+
+    rows = min(max_rows, len(prompts))
+    first = results[0].images
+    h, w = first.shape[-2:]
+    scale = max(1, 128 // max(h, w))
+    cell_h, cell_w, head, side = h * scale, w * scale, 18, 0
+    grid = Image.new("RGB", (side + cell_w * len(results), head + cell_h * rows), "white")
+    draw = ImageDraw.Draw(grid)
+    for c, result in enumerate(results):
+        label = f"{result.name} {result.psnr:.1f}dB" if result.psnr < 99 else result.name
+        draw.text((side + c * cell_w + 3, 3), label, fill="black")
+        images = to_uint8(result.images[:rows]).permute(0, 2, 3, 1).numpy()
+        for r in range(rows):
+            tile = Image.fromarray(images[r]).resize((cell_w, cell_h), Image.Resampling.NEAREST)
+            grid.paste(tile, (side + c * cell_w, head + r * cell_h))
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    grid.save(tmp)
+    os.replace(tmp, path)
+
+
+def save_step_error_plot(path: Path, results: Sequence[MethodResult], schedule: Sequence[float] | None,
+                         boundaries: Sequence[float] = ()) -> None:
+    """Per-step relative error of the tap against full compute, one line per method (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    for result in results[1:]:
+        errors = [max(e, 1e-6) for e in result.step_error]
+        ax.plot(range(len(errors)), errors, marker=".", label=result.name)
+    if schedule is not None:
+        for b in boundaries:
+            crossing = next((i for i, t in enumerate(schedule) if t <= b), None)
+            if crossing is not None:
+                ax.axvline(crossing, color="gray", linestyle=":", linewidth=1)
+                ax.text(crossing, ax.get_ylim()[1], f" t≤{b}", va="top", fontsize=7, color="gray")
+    ax.set_yscale("log")
+    ax.set_xlabel("denoising step")
+    ax.set_ylabel("relative error of the tap")
+    ax.set_title("Forecast error per step vs full compute (0 on full steps)")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_report(out: Path, results: Sequence[MethodResult], *, steps: int, prompts: Sequence[str],
+                 title: str, notes: Sequence[str] = (), schedule: Sequence[float] | None = None,
+                 boundaries: Sequence[float] = (), extra: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md``, ``grid.png`` and ``error_per_step.png`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"steps": steps, "methods": [r.row() for r in results], **(extra or {})}
+    _atomic_text(out / "report.json", json.dumps(data, indent=2) + "\n")
+    lines = [f"# {title}", "", f"{len(prompts)} held-out prompts, {steps} steps. PSNR/SSIM against the full-compute "
+             "images of the same prompt and seed (uint8 RGB, lossless).", "",
+             "| method | full passes | PSNR dB | SSIM | adherence | seconds | speed-up |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        adherence = "-" if r.adherence is None else f"{r.adherence:.0%}"
+        shown = "∞" if r.psnr >= 99 else f"{r.psnr:.2f}"
+        lines.append(f"| {r.name} | {r.full_passes:g} | {shown} | {r.ssim:.4f} | {adherence} | {r.seconds:.2f} | "
+                     f"{r.speedup:.2f}× |")
+    lines += ["", *notes, "", "![grid](grid.png)", "", "![error per step](error_per_step.png)", ""]
+    _atomic_text(out / "report.md", "\n".join(lines))
+    save_grid(out / "grid.png", results, prompts)
+    save_step_error_plot(out / "error_per_step.png", results, schedule, boundaries)
+    return {name: out / name for name in ("report.json", "report.md", "grid.png", "error_per_step.png")}
+
+
+def images_to_tensor(images: Sequence[Any]) -> Tensor:
+    """PIL images to a float ``(B, 3, H, W)`` tensor in [0, 1]."""
+    import numpy as np
+
+    return torch.from_numpy(np.stack([np.asarray(i) for i in images])).permute(0, 3, 1, 2).float() / 255
