@@ -99,6 +99,10 @@ class RunConfig(BaseModel):
     model: str | None = Field(
         None, description="model for the CLI: 'embedded', a local pipeline folder or a hub id"
     )
+    bundle: str | None = Field(
+        None, description="trained bundle (folder or Hub id): its predictor, router and tap; other fields set "
+        "here override the bundle's (e.g. another policy interval)"
+    )
     adapter: str = Field("auto", description="'auto' or a registered adapter name")
     tap: str | None = Field(None, description="tap to forecast; None = the adapter's default")
     predictor: PluginSpec = PluginSpec(name="taylor", order=1)

@@ -95,6 +95,10 @@ def assemble(model: nn.Module, config: ConfigLike = None, *, host: PluginHost | 
     else:
         source = str(config) if isinstance(config, (str, Path)) else None
         run = load_config(config)
+        if run.bundle is not None:
+            bundle_dir = resolve_bundle_path(run.bundle)
+            bundle_meta = read_metadata(bundle_dir)
+            run = _overlay_on_bundle(run, load_config(bundle_meta.run_config), source)
     plugins = resolve_plugins(run, host, source=source)
     if run.adapter == "auto":
         adapter_cls = host.resolve_adapter(model)
@@ -122,6 +126,24 @@ def assemble(model: nn.Module, config: ConfigLike = None, *, host: PluginHost | 
             load_weights(bundle_dir, predictor, bundle_meta)
     predictor = predictor.to(_model_device(model)).eval().requires_grad_(False)
     return Assembly(run, plugins, adapter, tap, predictor, bundle_meta, source)
+
+
+def _overlay_on_bundle(user: RunConfig, trained: RunConfig, source: str | None) -> RunConfig:
+    """The bundle's run config with the fields the user set explicitly (predictor and router excluded:
+    they are what the weights were trained as)."""
+    for name in ("predictor", "router"):
+        if name in user.model_fields_set and getattr(user, name) != getattr(trained, name):
+            raise ConfigError(
+                f"the bundle's {name} is {getattr(trained, name).as_dict()}; a run config that loads it cannot "
+                f"change it — drop '{name}' from the config or train a new bundle",
+                source=source, path=name,
+            )
+    overrides = {k: getattr(user, k) for k in user.model_fields_set if k not in ("predictor", "router", "bundle")}
+    data = trained.to_dict()
+    for key, value in overrides.items():
+        data[key] = value.as_dict() if hasattr(value, "as_dict") else (
+            value.model_dump(mode="json") if hasattr(value, "model_dump") else value)
+    return load_config(data)
 
 
 class LesaHandle:

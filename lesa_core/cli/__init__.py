@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from lesa_core.errors import LesaError
 
-_BUILTIN_COMMANDS = ("plugins_cmd", "config_cmd")
+_BUILTIN_COMMANDS = ("plugins_cmd", "config_cmd", "collect_cmd", "train_cmd", "sample_cmd", "demo_cmd")
 """Core modules providing sub-commands (looked up lazily, so ``lesa --help`` stays fast)."""
 
 
@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LesaError as exc:
         print(f"lesa: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `lesa plugins --json | head`
+        return 0
     except KeyboardInterrupt:
         print("lesa: interrupted", file=sys.stderr)
         return 130

@@ -27,6 +27,10 @@ class ModelSource(ABC):
     def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
         """Load and return the pipeline (every component in ``eval()`` mode)."""
 
+    def default_config(self) -> dict[str, Any]:
+        """The recommended run config for this model (a dict :func:`lesa_core.load_config` accepts)."""
+        return {}
+
     def call_defaults(self) -> dict[str, Any]:
         """Keyword arguments for the pipeline call (``height``, ``width``, ``guidance_scale``...)."""
         return {}

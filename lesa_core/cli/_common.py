@@ -1,0 +1,88 @@
+"""Shared plumbing of the workflow commands: model, run config, prompts, device."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lesa_core.config import RunConfig, load_config, read_config_file
+from lesa_core.errors import ConfigError
+from lesa_core.interfaces.model import ModelSource
+
+DEFAULT_MODEL = "embedded"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config``, ``--model``, ``--device``, ``--data-dir``, ``--quiet``."""
+    parser.add_argument("--config", metavar="FILE", help="run config (YAML/TOML/JSON); default: the model's own")
+    parser.add_argument("--model", metavar="NAME|PATH",
+                        help=f"a registered model source (see `lesa plugins`) or a local diffusers pipeline folder; "
+                             f"default: the config's `model`, else '{DEFAULT_MODEL}'")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    parser.add_argument("--data-dir", metavar="DIR", help="trajectories and checkpoints (default: training.data_dir)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+class PretrainedPipelineSource(ModelSource):
+    """Any local diffusers pipeline folder (``DiffusionPipeline.from_pretrained``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.description = f"diffusers pipeline at {path}"
+
+    def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
+        from diffusers import DiffusionPipeline
+
+        pipe = DiffusionPipeline.from_pretrained(self.path, torch_dtype=dtype)
+        return pipe.to(device)
+
+
+def resolve_model_source(name: str | None) -> ModelSource:
+    """A registered model source by name, or a pipeline folder by path.
+
+    :raises ConfigError: listing the registered model sources when neither fits.
+    """
+    from lesa_core.plugins import get_plugin_host
+
+    name = name or DEFAULT_MODEL
+    host = get_plugin_host()
+    if name in host.models:
+        return host.models.get(name)()
+    if Path(name).is_dir():
+        return PretrainedPipelineSource(name)
+    raise ConfigError(
+        f"model '{name}' is neither a registered model source ({', '.join(host.models.names()) or 'none installed'}) "
+        "nor a local pipeline folder; pass --model with one of those"
+    )
+
+
+def run_config(args: argparse.Namespace, source: ModelSource | None = None) -> RunConfig:
+    """The run config: ``--config`` if given (layered over the model's defaults), else the model's defaults."""
+    base: dict[str, Any] = dict(source.default_config()) if source is not None else {}
+    if getattr(args, "config", None):
+        user = read_config_file(args.config)
+        base = {**base, **user}
+        try:
+            return load_config(base)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).split(": ", 1)[-1], source=args.config, path=exc.path) from None
+    return load_config(base)
+
+
+def model_name(args: argparse.Namespace, config: RunConfig | None = None) -> str:
+    return getattr(args, "model", None) or (config.model if config is not None else None) or DEFAULT_MODEL
+
+
+def read_prompts(value: list[str] | str | None, fallback: list[str]) -> list[str]:
+    """Prompts from a list, a text file (one per line), or the fallback."""
+    if value is None:
+        return list(fallback)
+    if isinstance(value, list):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"prompt file '{value}' not found; give a text file with one prompt per line")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]

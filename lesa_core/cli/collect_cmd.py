@@ -1,0 +1,47 @@
+"""``lesa collect``: full-compute trajectories of the tap, written as resumable safetensors shards."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lesa_core.cli._common import (
+    add_common_arguments,
+    model_name,
+    read_prompts,
+    resolve_model_source,
+    run_config,
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("collect", help="record full-compute tap trajectories for training")
+    add_common_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts sampled together")
+    parser.set_defaults(func=run)
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) under torchrun, else (0, 1)."""
+    import os
+
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from lesa_core.trainer import PipelineRunner, collect_trajectories
+
+    source = resolve_model_source(args.model)
+    config = run_config(args, source)
+    source = resolve_model_source(model_name(args, config))
+    pipe = source.load(args.device)
+    prompts = read_prompts(config.training.prompts, source.train_prompts())
+    if config.training.num_prompts:
+        prompts = prompts[: config.training.num_prompts]
+    rank, world = distributed_rank()
+    meta = collect_trajectories(pipe, config, prompts, runner=PipelineRunner(pipe, **source.call_defaults()),
+                                data_dir=args.data_dir, batch_size=args.batch_size, rank=rank, world_size=world,
+                                show_progress=not args.quiet)
+    print(f"collected {len(meta.prompts)} trajectories × {meta.num_steps} steps of tap '{meta.tap}' "
+          f"into {args.data_dir or config.training.data_dir}")
+    return 0

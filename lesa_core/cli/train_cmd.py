@@ -1,0 +1,49 @@
+"""``lesa train``: collect if needed, then stage 1 (GT-guided) and stage 2 (closed loop); write a bundle."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lesa_core.cli._common import (
+    add_common_arguments,
+    model_name,
+    read_prompts,
+    resolve_model_source,
+    run_config,
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("train", help="train a predictor bundle (collects trajectories first if needed)")
+    add_common_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
+    parser.add_argument("--stages", default="1,2", help="which stages to run: '1', '2' or '1,2' (default)")
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts sampled together while collecting")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lesa_core.errors import ConfigError
+    from lesa_core.trainer import PipelineRunner, train
+
+    try:
+        stages = tuple(int(s) for s in args.stages.split(",") if s.strip())
+    except ValueError:
+        stages = ()
+    if not stages or any(s not in (1, 2) for s in stages):
+        raise ConfigError(f"--stages {args.stages!r}: use '1', '2' or '1,2'")
+    source = resolve_model_source(args.model)
+    config = run_config(args, source)
+    source = resolve_model_source(model_name(args, config))
+    pipe = source.load(args.device)
+    prompts = read_prompts(config.training.prompts, source.train_prompts())
+    if config.training.num_prompts:
+        prompts = prompts[: config.training.num_prompts]
+    path, report = train(pipe, config, prompts, runner=PipelineRunner(pipe, **source.call_defaults()),
+                         out=args.out, data_dir=args.data_dir, stages=stages, batch_size=args.batch_size,
+                         show_progress=not args.quiet)
+    last = {k: (v[-1] if v else None) for k, v in report.losses.items()}
+    print(f"wrote bundle {path} ({report.updates} updates; final L1 stage 1: {last.get('stage1')}, "
+          f"stage 2: {last.get('stage2')})")
+    return 0

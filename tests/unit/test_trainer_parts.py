@@ -1,0 +1,88 @@
+"""Trainer building blocks: trajectory store, pickle-free checkpoints, history selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lesa_core.errors import TrainingError
+from lesa_core.interfaces import Decision
+from lesa_core.trainer.checkpoint import Progress, load_checkpoint, run_key, save_checkpoint
+from lesa_core.trainer.fit import history_indices
+from lesa_core.trainer.store import StoreMeta, TrajectoryStore
+
+
+def _meta(**kw) -> StoreMeta:
+    fields = dict(model_class="m.M", model_fingerprint="f" * 16, tap="hidden", num_steps=4, schedule=None,
+                  token_index=None, prompts=["a", "b", "c"], seed=0, call={"height": 64})
+    fields.update(kw)
+    return StoreMeta(**fields)  # type: ignore[arg-type]
+
+
+def test_store_round_trip_and_resume(tmp_path: Path) -> None:
+    store = TrajectoryStore(tmp_path / "s")
+    store.open(_meta())
+    taps = {i: torch.randn(4, 5, 3) for i in range(3)}
+    store.write(0, {"cond": taps[0]}, "a")
+    store.write(2, {"cond": taps[2]}, "c")
+    assert [store.has(i) for i in range(3)] == [True, False, True]
+    with pytest.raises(TrainingError, match="1 of 3 trajectories are missing"):
+        store.load()
+    store.write(1, {"cond": taps[1]}, "b")
+    loaded = store.load()["cond"]
+    assert loaded.shape == (3, 4, 5, 3)
+    assert torch.equal(loaded[1], taps[1])
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+def test_store_refuses_another_collection(tmp_path: Path) -> None:
+    store = TrajectoryStore(tmp_path / "s")
+    store.open(_meta())
+    store.open(_meta())  # same collection: fine
+    with pytest.raises(TrainingError, match="differs in: prompts, tap"):
+        store.open(_meta(tap="output", prompts=["x"]))
+
+
+def test_damaged_shard_is_recollected(tmp_path: Path) -> None:
+    store = TrajectoryStore(tmp_path / "s")
+    store.open(_meta())
+    store.write(0, {"cond": torch.zeros(4, 2, 2)}, "a")
+    store.shard_path(0).write_bytes(b"\x00garbage")
+    assert not store.has(0)
+    assert not store.shard_path(0).exists()
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(4, 3)).pow(2).mean().backward()
+        opt.step()
+    progress = Progress(key=run_key("x"), phase=1, epoch=2, updates=3)
+    save_checkpoint(tmp_path / "ckpt", model, opt, progress)
+
+    clone = torch.nn.Linear(3, 2)
+    clone_opt = torch.optim.AdamW(clone.parameters(), lr=1e-2)
+    restored = load_checkpoint(tmp_path / "ckpt", clone, clone_opt, run_key("x"))
+    assert restored is not None and restored.epoch == 2 and restored.updates == 3
+    batch = torch.randn(4, 3)
+    for m, o in ((model, opt), (clone, clone_opt)):
+        o.zero_grad()
+        m(batch).pow(2).mean().backward()
+        o.step()
+    for a, b in zip(model.parameters(), clone.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert load_checkpoint(tmp_path / "ckpt", clone, clone_opt, run_key("other run")) is None
+
+
+def test_history_indices() -> None:
+    c, f = Decision.COMPUTE, Decision.FORECAST
+    decisions = [c, c, c, c, f, f, c, f, f]
+    assert history_indices(decisions, 5, 3, "full") == [1, 2, 3]
+    assert history_indices(decisions, 7, 3, "full") == [2, 3, 6]
+    assert history_indices(decisions, 7, 3, "steps") == [4, 5, 6]
+    assert history_indices(decisions, 1, 4, "steps") == [0]
