@@ -66,6 +66,32 @@ def _with_schedule(run: RunConfig, cls: type[Predictor], schedule: list[float]) 
     return load_config(data)
 
 
+def tap_change_per_step(taps: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean relative change ``||h_s − h_{s−1}|| / ||h_{s−1}||`` of the tap per step (step 0 copies step 1)."""
+    gt = torch.cat(list(taps.values())).float()  # (P, S, ...)
+    flat = gt.flatten(2)
+    change = (flat[:, 1:] - flat[:, :-1]).norm(dim=-1) / flat[:, :-1].norm(dim=-1).clamp_min(1e-12)
+    change = change.mean(0)
+    return torch.cat([change[:1], change])
+
+
+def fit_router(run: RunConfig, taps: dict[str, torch.Tensor], schedule: list[float], *,
+               host: PluginHost | None = None) -> RunConfig:
+    """Let a data-driven router place its boundaries from the collected trajectories; the fitted
+    boundaries go into the returned config (and so into the bundle)."""
+    from lesa_core.config import resolve_plugins
+    from lesa_core.interfaces import StageRouter
+
+    router = resolve_plugins(run, host or get_plugin_host()).router
+    if type(router).fit is StageRouter.fit:
+        return run
+    num_steps = len(schedule) - 1
+    router.fit(torch.tensor(schedule[:num_steps]), tap_change_per_step(taps))
+    data = run.to_dict()
+    data["router"] = {"name": run.router.name, **router.state()}
+    return load_config(data)
+
+
 def trainable_assembly(model: torch.nn.Module, run: RunConfig, schedule: list[float], *,
                        host: PluginHost | None = None) -> Assembly:
     """Assemble ``run`` with a freshly initialised (seeded) predictor ready for training."""
@@ -94,9 +120,9 @@ def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: Tr
     meta = collect_trajectories(model if runner is None else target, run, prompts, runner=runner,
                                 data_dir=root, batch_size=batch_size, host=host, show_progress=show_progress)
     assert meta.schedule is not None
+    taps = _store(run, root).load()
+    run = fit_router(run, taps, meta.schedule, host=host)
     assembly = trainable_assembly(model, run, meta.schedule, host=host)
-    store = _store(run, root)
-    taps = store.load()
     device = next(iter(model.parameters())).device
     assembly.predictor.to(device)
     trainer = Trainer(assembly, meta, {k: v.to(device) for k, v in taps.items()}, run.training,
