@@ -138,7 +138,7 @@ def save_bundle(path: str | Path, predictor: nn.Module, metadata: BundleMetadata
     try:
         tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in predictor.state_dict().items()}
         weights = tmp / BUNDLE_WEIGHTS_NAME
-        save_file(tensors, str(weights), metadata={"format": "pt", "producer": "lesa"})
+        save_file(tensors, str(weights), metadata={"format": "pt"})  # one key: byte-stable headers
         meta = dict(asdict(metadata), weights_sha256=_sha256(weights))
         (tmp / BUNDLE_CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         for f in tmp.iterdir():

@@ -57,9 +57,16 @@ def collect_trajectories(target: Any, config: ConfigLike, prompts: Sequence[str]
 
 
 def _with_schedule(run: RunConfig, cls: type[Predictor], schedule: list[float]) -> RunConfig:
-    """Fill the family's ``schedule`` parameter from the collected trajectories when it has one."""
+    """Fill the family's ``schedule`` parameter from the collected trajectories when it takes one
+    (a schedule-bound time encoding); families or encodings that refuse it are left alone."""
+    from pydantic import ValidationError
+
     fields = getattr(cls.Config, "model_fields", {})
     if "schedule" not in fields or run.predictor.params.get("schedule") is not None:
+        return run
+    try:
+        cls.Config.model_validate({**run.predictor.params, "schedule": schedule})
+    except ValidationError:
         return run
     data = run.to_dict()
     data["predictor"] = {**data["predictor"], "schedule": schedule}

@@ -1,0 +1,84 @@
+"""The generic trainer on a real (tiny, offline) FluxPipeline: collect, both stages, bundle, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lesa_core import attach
+from lesa_core.bundle import BUNDLE_CONFIG_NAME, BUNDLE_WEIGHTS_NAME
+from lesa_core.testing.tiny import tiny_flux_pipeline
+from lesa_core.trainer import PipelineRunner, TrajectoryStore, collect_trajectories, train
+
+pytestmark = pytest.mark.integration
+
+STEPS = 12
+CONFIG = {
+    "predictor": {"name": "kan", "taps": [3, 4, 4], "hidden": [8, 8]},
+    "policy": {"name": "interval", "interval": 4, "warmup": 2, "force_full": []},
+    "training": {"num_steps": STEPS, "seed": 3, "stage1": {"epochs": 3, "batch_size": 4, "lr": 0.003},
+                 "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001}},
+}
+PROMPTS = [f"a prompt number {i}" for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_flux_pipeline()
+
+
+def _runner(pipe) -> PipelineRunner:
+    return PipelineRunner(pipe, height=32, width=32, max_sequence_length=16)
+
+
+def test_train_writes_a_bundle_that_attach_accepts(pipe, tmp_path: Path) -> None:
+    bundle, report = train(pipe, CONFIG, PROMPTS, runner=_runner(pipe), out=tmp_path / "bundle",
+                           data_dir=tmp_path / "data", show_progress=False)
+    assert (bundle / BUNDLE_WEIGHTS_NAME).is_file()
+    meta = json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
+    assert meta["tap"] == "hidden" and len(meta["schedule"]) == STEPS + 1 and meta["schedule"][-1] == 0.0
+    assert meta["plugins"]["predictor"]["distribution"] == "lesa-predictors"
+    assert len(report.losses["stage1"]) == 3 and len(report.losses["stage2"]) == 1
+    assert report.losses["stage1"][-1] < report.losses["stage1"][0]
+    with attach(pipe, str(bundle)) as handle:
+        _runner(pipe).run(PROMPTS[:1], [0], STEPS)
+        stats = handle.stats()["cond"]
+    assert stats["decisions"] == "FFcccFcccFcc"
+
+
+def test_same_seed_same_bundle_and_resume_from_checkpoint(pipe, tmp_path: Path) -> None:
+    first, _ = train(pipe, CONFIG, PROMPTS, runner=_runner(pipe), out=tmp_path / "a", data_dir=tmp_path / "d1",
+                     show_progress=False)
+    # an interrupted run: stage 1 only, then the full command again (resumes from the checkpoint)
+    train(pipe, CONFIG, PROMPTS, runner=_runner(pipe), out=tmp_path / "partial", data_dir=tmp_path / "d2",
+          stages=(1,), show_progress=False)
+    second, report = train(pipe, CONFIG, PROMPTS, runner=_runner(pipe), out=tmp_path / "b",
+                           data_dir=tmp_path / "d2", show_progress=False)
+    assert report.resumed_from == (1, 3)
+    assert (first / BUNDLE_WEIGHTS_NAME).read_bytes() == (second / BUNDLE_WEIGHTS_NAME).read_bytes()
+
+
+def test_collection_resumes_without_recomputing(pipe, tmp_path: Path) -> None:
+    runner = _runner(pipe)
+    collect_trajectories(pipe, CONFIG, PROMPTS[:3], runner=runner, data_dir=tmp_path, show_progress=False)
+    store = TrajectoryStore(tmp_path / "trajectories")
+    stamps = {i: store.shard_path(i).stat().st_mtime_ns for i in range(3)}
+    calls = []
+    original = pipe.transformer.forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    handle = pipe.transformer.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        meta = collect_trajectories(pipe, CONFIG, PROMPTS[:3], runner=runner, data_dir=tmp_path, show_progress=False)
+    finally:
+        handle.remove()
+    assert calls == [] and len(meta.prompts) == 3
+    assert {i: store.shard_path(i).stat().st_mtime_ns for i in range(3)} == stamps
+    taps = store.load()["cond"]
+    assert taps.shape[:2] == (3, STEPS) and torch.isfinite(taps).all()
