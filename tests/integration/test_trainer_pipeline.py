@@ -66,13 +66,7 @@ def test_collection_resumes_without_recomputing(pipe, tmp_path: Path) -> None:
     collect_trajectories(pipe, CONFIG, PROMPTS[:3], runner=runner, data_dir=tmp_path, show_progress=False)
     store = TrajectoryStore(tmp_path / "trajectories")
     stamps = {i: store.shard_path(i).stat().st_mtime_ns for i in range(3)}
-    calls = []
-    original = pipe.transformer.forward
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
+    calls: list[int] = []
     handle = pipe.transformer.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
         meta = collect_trajectories(pipe, CONFIG, PROMPTS[:3], runner=runner, data_dir=tmp_path, show_progress=False)
