@@ -1,10 +1,20 @@
 """The ``interval`` cache policy (LESA's ``cal_type``, made explicit and configurable).
 
-Step s computes the body if s < ``warmup`` (E), if s is listed in ``force_full``, or if the counter
-of forecast steps since the last counted full step has reached N − 1 (then the counter restarts);
-otherwise it forecasts and the counter grows. Forced steps do not restart the counter, exactly as in
-the reference. With N = 7, E = 3 and ``force_full = [3]`` a 50-step trajectory computes steps
-0, 1, 2, 3, 9, 16, 23, 30, 37, 44: 10 full passes (5.00×). N = 1 computes every step.
+Step s computes the body if
+
+* s < ``warmup`` (E), or
+* s is listed in ``force_full``, or
+* s ≥ E and (s − P) is a multiple of ``interval`` (N), where the phase P is ``phase`` when given and
+  E + N − 1 otherwise;
+
+otherwise it forecasts. With the default phase this is LESA's counter rule (after the warm-up,
+N − 1 forecasts then one full step; forced steps do not restart the count): with N = 7, E = 3 and
+``force_full = [3]`` a 50-step trajectory computes steps 0, 1, 2, 3, 9, 16, 23, 30, 37, 44: 10 full
+passes (5.00×). N = 1 computes every step.
+
+``phase`` expresses other published schedules. diffusers' ``TaylorSeerCacheConfig(cache_interval=C,
+disable_cache_before_step=B)`` computes when s < B or (s − B − 1) % C == 0, which is
+``interval=C, warmup=B, force_full=[], phase=B + 1``.
 
 The decision depends only on the step index, so it is identical on every process.
 """
@@ -18,11 +28,14 @@ from lesa_core.interfaces import CachePolicy, Decision, PluginConfig, StepInfo
 
 class IntervalConfig(PluginConfig):
     """:ivar interval: N ≥ 1, one full step every N. :ivar warmup: E ≥ 0 leading full steps.
-    :ivar force_full: step indices that always compute (default ``[3]``, as in LESA)."""
+    :ivar force_full: step indices that always compute (default ``[3]``, as in LESA).
+    :ivar phase: one periodic full step P (the periodic full steps are the s ≥ E with (s − P) % N == 0);
+        ``None`` means E + N − 1, LESA's rule."""
 
     interval: int = Field(7, ge=1)
     warmup: int = Field(3, ge=0)
     force_full: tuple[int, ...] = (3,)
+    phase: int | None = Field(None, ge=0)
 
     @field_validator("force_full")
     @classmethod
@@ -33,26 +46,21 @@ class IntervalConfig(PluginConfig):
 
 
 class IntervalPolicy(CachePolicy):
-    """Warm-up, forced steps, then every N-th step computes."""
+    """Warm-up, forced steps, then every N-th step computes (stateless: a function of the index)."""
 
     Config = IntervalConfig
     config: IntervalConfig
 
     def __init__(self, config: IntervalConfig) -> None:
         super().__init__(config)
-        self._counter = 0
-
-    def reset(self) -> None:
-        self._counter = 0
+        n, e = config.interval, config.warmup
+        self._phase = config.phase if config.phase is not None else e + n - 1
+        self._forced = frozenset(config.force_full)
 
     def decide(self, step: StepInfo) -> Decision:
-        n, e = self.config.interval, self.config.warmup
-        if step.index < e or self._counter >= n - 1:
-            self._counter = 0
-            decision = Decision.COMPUTE
-        else:
-            self._counter += 1
-            decision = Decision.FORECAST
-        if step.index in self.config.force_full:
-            decision = Decision.COMPUTE
-        return decision
+        s = step.index
+        if s < self.config.warmup or s in self._forced:
+            return Decision.COMPUTE
+        if (s - self._phase) % self.config.interval == 0:
+            return Decision.COMPUTE
+        return Decision.FORECAST
