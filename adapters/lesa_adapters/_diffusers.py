@@ -755,8 +755,8 @@ class DiffusersAttachment(Attachment):
             if len(state.features) < self.min_history:
                 decision = Decision.COMPUTE  # too little history: nothing to forecast from
             else:
-                inputs = ForecastInput(tuple(state.features), torch.stack(tuple(state.times)),
-                                       torch.stack(tuple(state.steps)), t_dev, step_dev)
+                inputs = ForecastInput(features=tuple(state.features), times=torch.stack(tuple(state.times)),
+                                       steps=torch.stack(tuple(state.steps)), t=t_dev, step=step_dev)
                 with torch.no_grad():
                     forecast = self.predictor(inputs)
                 if self.guard and not bool(torch.isfinite(forecast).all()):
