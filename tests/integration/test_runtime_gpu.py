@@ -58,12 +58,7 @@ class _SyncFreeTaylor(LinearPredictor):
         return torch.stack([-x, 1 + x]), torch.zeros_like(x)
 
 
-@pytest.mark.parametrize("predictor", [
-    "sync_free",
-    pytest.param("taylor", marks=pytest.mark.xfail(
-        reason="lesa_predictors.taylor assigns Python scalars into CUDA tensors (coef[-1] = 1.0): "
-               "a host-to-device copy that synchronises", strict=False)),
-])
+@pytest.mark.parametrize("predictor", ["sync_free", "taylor"])
 @pytest.mark.parametrize("tap", ["hidden", "normed", "output"])
 def test_forecast_steps_never_synchronise(tap: str, predictor: str) -> None:
     """The runtime's forecast path (decision, history, forecast, substitution, head) reads nothing

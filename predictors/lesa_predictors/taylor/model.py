@@ -31,22 +31,20 @@ class TaylorPredictor(LinearPredictor):
         n = len(inputs.features)
         order = min(self.config.order, n - 1)
         device = positions.device
-        coef = torch.zeros(n, dtype=torch.float32, device=device)
+        # unit vectors built on the device: writing Python numbers into a CUDA tensor would sync the host
+        index = torch.arange(n, device=device)
+        unit = [(index == n - 1 - j).to(torch.float32) for j in range(order + 1)]  # newest, previous, ...
         bias = torch.zeros((), dtype=torch.float32, device=device)
-        coef[-1] = 1.0
         if order == 0:
-            return coef, bias
+            return unit[0], bias
         p = positions.to(torch.float32)
         x = target.to(torch.float32) - p[-1]
         d1 = p[-1] - p[-2]
-        # steps spacing decreases with t; keep the sign consistent by differencing positions directly
         first = x / d1
-        coef[-1] = coef[-1] + first
-        coef[-2] = coef[-2] - first
+        coef = unit[0] * (1 + first) - unit[1] * first
         if order == 2:
             d0 = p[-2] - p[-3]
             half_x2 = x * x / 2
-            coef[-1] = coef[-1] + half_x2 / (d1 * d1)
-            coef[-2] = coef[-2] - half_x2 * (1 / (d1 * d1) + 1 / (d1 * d0))
-            coef[-3] = coef[-3] + half_x2 / (d1 * d0)
+            coef = (coef + unit[0] * (half_x2 / (d1 * d1)) - unit[1] * (half_x2 * (1 / (d1 * d1) + 1 / (d1 * d0)))
+                    + unit[2] * (half_x2 / (d1 * d0)))
         return coef, bias
