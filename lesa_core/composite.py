@@ -1,9 +1,11 @@
 """Stage-aware composition: one expert predictor per stage of a :class:`StageRouter`.
 
-The expert is chosen **on the device** from the flow time (no host synchronisation). When every
+The expert is chosen **on the device** from the flow time (no host synchronisation: ``index_select``
+with a device index, never ``tensor[device_index]``, which reads the index on the host). When every
 expert is a :class:`~lesa_core.interfaces.LinearPredictor`, only the experts' coefficients are
 computed and selected, and the history is read once; otherwise every expert forecasts and the right
-forecast is selected.
+forecast is selected. The coefficients go through :func:`lesa_core.fastpath.fast_coefficients`
+(memoised for host inputs, one CUDA-graph replay for CUDA inputs).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from lesa_core.fastpath import fast_coefficients
 from lesa_core.interfaces import ForecastInput, LinearPredictor, Predictor, PredictorContext, StageRouter
 from lesa_core.interfaces.predictor import HistoryMode, PredictorConfig, combine
 
@@ -65,24 +68,33 @@ class StageAwarePredictor(Predictor):
         return (t.to(torch.float64) <= boundaries.to(t.device)).sum()
 
     def forward(self, inputs: ForecastInput) -> Tensor:
-        stage = self.stage_of(inputs.t)
-        n = len(inputs.features)
         if self._linear:
-            coefs, biases = [], []
-            for expert in self.expert_list:
-                k = min(expert.history_size, n)
-                assert isinstance(expert, LinearPredictor)
-                coef, bias = expert.coefficients(inputs.last(k))
-                if k < n:  # experts reading fewer taps weigh the older ones by zero
-                    pad = coef.new_zeros((n - k, *coef.shape[1:]))
-                    coef = torch.cat([pad, coef])
-                coefs.append(coef)
-                biases.append(bias)
-            shapes = {c.shape for c in coefs}
-            if len(shapes) == 1 and len({b.shape for b in biases}) == 1:
-                return combine(inputs.features, torch.stack(coefs)[stage], torch.stack(biases)[stage])
+            coefficients = fast_coefficients(self, self._selected_coefficients, inputs)
+            if self._linear:  # still: the experts' coefficient shapes agree
+                return combine(inputs.features, *coefficients)
+        n = len(inputs.features)
         outputs = [e(inputs.last(min(e.history_size, n))) for e in self.expert_list]
-        return torch.stack(outputs)[stage]
+        return torch.index_select(torch.stack(outputs), 0, self.stage_of(inputs.t).reshape(1))[0]
+
+    def _selected_coefficients(self, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
+        """Every expert's ``(coef, bias)`` (older entries padded with zero weights), the one of the
+        stage of ``inputs.t`` selected on the device (``index_select``: no host synchronisation)."""
+        n = len(inputs.features)
+        coefs, biases = [], []
+        for expert in self.expert_list:
+            k = min(expert.history_size, n)
+            assert isinstance(expert, LinearPredictor)
+            coef, bias = expert.coefficients(inputs.last(k))
+            if k < n:  # experts reading fewer taps weigh the older ones by zero
+                coef = torch.cat([coef.new_zeros((n - k, *coef.shape[1:])), coef])
+            coefs.append(coef)
+            biases.append(bias)
+        if len({c.shape for c in coefs}) != 1 or len({b.shape for b in biases}) != 1:
+            self._linear = False  # experts of different shapes: forecast with each, select the output
+            return coefs[0], biases[0]
+        stage = self.stage_of(inputs.t).reshape(1)
+        return (torch.index_select(torch.stack(coefs), 0, stage)[0],
+                torch.index_select(torch.stack(biases), 0, stage)[0])
 
     def check_num_steps(self, num_steps: int) -> None:
         for expert in self.expert_list:

@@ -27,6 +27,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from lesa_core.fastpath import fast_coefficients
 from lesa_core.interfaces.base import PluginConfig
 
 HistoryMode = Literal["steps", "full"]
@@ -139,7 +140,7 @@ class LinearPredictor(Predictor):
         ``(len(inputs.features), C)`` for per-channel weights, ``bias`` of shape ``()`` or ``(C,)``."""
 
     def forward(self, inputs: ForecastInput) -> Tensor:
-        coef, bias = self.coefficients(inputs)
+        coef, bias = fast_coefficients(self, self.coefficients, inputs)
         return combine(inputs.features, coef, bias)
 
 
@@ -147,15 +148,15 @@ def combine(features: Sequence[Tensor], coef: Tensor, bias: Tensor) -> Tensor:
     """``sum_k coef[k] * features[k] + bias``, computed in float32 and cast back to the feature dtype.
 
     ``coef`` is ``(K,)`` or ``(K, C)``; ``bias`` is ``()`` or ``(C,)``; features share one shape ``(..., C)``.
+    One fused multiply-add per history entry into a float32 accumulator (the features are read once,
+    in their own dtype; no float32 copies of them are made).
     """
     if coef.shape[0] != len(features):
         raise ValueError(f"{coef.shape[0]} coefficients for {len(features)} history entries")
     dtype = features[-1].dtype
-    out = bias.to(torch.float32).expand(features[-1].shape).clone() if bias.ndim else None
-    for k, feature in enumerate(features):
-        term = feature.to(torch.float32) * coef[k].to(torch.float32)
-        out = term if out is None else out + term
-    assert out is not None
-    if not bias.ndim:
-        out = out + bias.to(torch.float32)
-    return out.to(dtype)
+    coef = coef.to(torch.float32)
+    # one-element slices, not 0-d tensors: a 0-d float32 tensor would not promote bf16 features
+    out = torch.addcmul(bias.to(torch.float32).reshape(bias.shape or (1,)), features[0], coef[0:1])
+    for k in range(1, len(features)):
+        out.addcmul_(features[k], coef[k : k + 1])
+    return out if out.dtype == dtype else out.to(dtype)

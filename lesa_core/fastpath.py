@@ -1,0 +1,190 @@
+"""Cheap coefficients on the forecast path of linear predictors.
+
+A :class:`~lesa_core.interfaces.LinearPredictor` forecasts ``Σ_k coef[k]·h_k + bias`` where ``coef`` and
+``bias`` depend only on the history's times and steps, the target time and step, and the predictor's
+parameters. Computing them is a few hundred tiny operations (three KAN time networks for LESA's
+stage-aware expert), while the weighted sum itself is one pass over the history. At inference
+:func:`fast_coefficients` therefore avoids recomputing them:
+
+* **host inputs** (every tensor of the :class:`~lesa_core.interfaces.ForecastInput` on the CPU): the
+  result is memoised per (history times, history steps, t, step, parameter versions). A sampler repeats
+  the same schedule on every generation, so after the first trajectory a forecast costs one dictionary
+  lookup plus the weighted sum.
+* **CUDA inputs**: the computation is captured once per history length into a CUDA graph with static
+  input buffers; a forecast then copies the four small time tensors in and replays the graph — a few
+  launches instead of hundreds, no host synchronisation. If a capture fails (a predictor that reads a
+  device value on the host, say) the predictor falls back to eager evaluation for good and logs once.
+  ``LESA_CUDA_GRAPHS=0`` in the environment (or :data:`CUDA_GRAPHS` = ``False``) disables graphs.
+
+Neither applies while gradients flow to the parameters, in ``train()`` mode, or under
+``torch.compile``: training and compilation always see the plain computation. The memo key includes
+every parameter's and buffer's storage address and version counter, so an optimiser step, a
+``load_state_dict`` or a ``.to()`` invalidates it. The returned tensors of the graph path are the
+graph's static outputs: valid until the next forecast of the same predictor (the runtime consumes
+them at once). Coefficients must depend on the times and steps only (the
+:class:`~lesa_core.interfaces.LinearPredictor` contract), never on feature values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from lesa_core.interfaces.predictor import ForecastInput
+
+__all__ = ["CUDA_GRAPHS", "MEMO_SIZE", "fast_coefficients"]
+
+logger = logging.getLogger("lesa")
+
+CUDA_GRAPHS: bool = os.environ.get("LESA_CUDA_GRAPHS", "1").strip().lower() not in ("0", "false", "no", "off")
+"""Capture coefficient computations on CUDA into graphs (``LESA_CUDA_GRAPHS=0`` disables)."""
+MEMO_SIZE = 4096
+"""The most memoised host-input coefficient sets kept per predictor (oldest dropped first)."""
+
+CoefficientFn = Callable[["ForecastInput"], tuple[Tensor, Tensor]]
+
+
+class _Graph:
+    __slots__ = ("graph", "inputs", "outputs")
+
+    def __init__(self, graph: Any, inputs: tuple[Tensor, Tensor, Tensor, Tensor], outputs: tuple[Tensor, Tensor]):
+        self.graph = graph
+        self.inputs = inputs
+        self.outputs = outputs
+
+
+class _FastState:
+    """Per-module caches; dropped (not copied) by ``copy.deepcopy`` and pickling."""
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple[Any, ...], tuple[Tensor, Tensor]] = {}
+        self.graphs: dict[tuple[Any, ...], _Graph] = {}
+        self.graphs_failed = False
+        self.pool: Any = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _FastState:
+        return _FastState()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_FastState, ())
+
+
+_STATE_ATTR = "_lesa_fast_state"
+
+
+def _state(module: nn.Module) -> _FastState:
+    state = module.__dict__.get(_STATE_ATTR)
+    if state is None:
+        state = _FastState()
+        module.__dict__[_STATE_ATTR] = state  # plain attribute: not a submodule, parameter or buffer
+    return state
+
+
+def _version_key(module: nn.Module) -> tuple[Any, ...] | None:
+    """Storage address and version counter of every parameter and buffer (``None`` if unavailable)."""
+    key: list[Any] = []
+    try:
+        for tensor in itertools.chain(module.parameters(), module.buffers()):
+            key.append((tensor.data_ptr(), tensor._version))
+    except RuntimeError:  # inference tensors have no version counter
+        return None
+    return tuple(key)
+
+
+def _plain_evaluation(module: nn.Module) -> bool:
+    if module.training or torch.compiler.is_compiling():
+        return True
+    return torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())
+
+
+def fast_coefficients(module: nn.Module, fn: CoefficientFn, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
+    """``fn(inputs)``, memoised for host inputs and graph-replayed for CUDA inputs (module docstring).
+
+    :param module: the predictor ``fn`` belongs to (its parameters key the caches).
+    :param fn: computes ``(coef, bias)`` from the times and steps of ``inputs``.
+    """
+    if _plain_evaluation(module):
+        return fn(inputs)
+    device = inputs.t.device
+    if device.type == "cpu":
+        return _memoised(module, fn, inputs)
+    if device.type == "cuda" and CUDA_GRAPHS:
+        return _graphed(module, fn, inputs)
+    return fn(inputs)
+
+
+def _memoised(module: nn.Module, fn: CoefficientFn, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
+    tensors = (inputs.times, inputs.steps, inputs.t, inputs.step)
+    if any(t.device.type != "cpu" for t in tensors):
+        return fn(inputs)
+    version = _version_key(module)
+    if version is None:
+        return fn(inputs)
+    key = (len(inputs.features), *(tuple(t.reshape(-1).tolist()) for t in tensors),
+           *(t.dtype for t in tensors), version)
+    state = _state(module)
+    found = state.memo.get(key)
+    if found is None:
+        found = fn(inputs)
+        found = (found[0].detach(), found[1].detach())
+        if len(state.memo) >= MEMO_SIZE:
+            state.memo.pop(next(iter(state.memo)))
+        state.memo[key] = found
+    return found
+
+
+def _graphed(module: nn.Module, fn: CoefficientFn, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
+    state = _state(module)
+    if state.graphs_failed:
+        return fn(inputs)
+    tensors = (inputs.times, inputs.steps, inputs.t, inputs.step)
+    version = _version_key(module)
+    if version is None or any(t.device != inputs.t.device for t in tensors):
+        return fn(inputs)
+    key = (len(inputs.features), inputs.t.device, *(t.shape for t in tensors), *(t.dtype for t in tensors),
+           version)
+    entry = state.graphs.get(key)
+    if entry is None:
+        try:
+            entry = _capture(state, fn, inputs)
+        except Exception as exc:  # capture is an optimisation: never let it break a forecast
+            state.graphs_failed = True
+            state.graphs.clear()
+            logger.warning("LESA: CUDA-graph capture of %s's coefficients failed (%s: %s); evaluating them "
+                           "eagerly from now on", type(module).__name__, type(exc).__name__, exc)
+            return fn(inputs)
+        if len(state.graphs) >= 64:  # parameters moved or changed many times: start over
+            state.graphs.clear()
+        state.graphs[key] = entry
+    with torch.inference_mode(False), torch.no_grad():
+        for static, value in zip(entry.inputs, tensors, strict=True):
+            static.copy_(value, non_blocking=True)
+    entry.graph.replay()
+    return entry.outputs
+
+
+def _capture(state: _FastState, fn: CoefficientFn, inputs: ForecastInput) -> _Graph:
+    """Capture ``fn`` on static copies of the time tensors (warm-up on a side stream first)."""
+    with torch.inference_mode(False), torch.no_grad():
+        static = tuple(t.detach().clone() for t in (inputs.times, inputs.steps, inputs.t, inputs.step))
+        static_inputs = dataclasses.replace(inputs, times=static[0], steps=static[1], t=static[2], step=static[3])
+        side = torch.cuda.Stream(device=inputs.t.device)
+        side.wait_stream(torch.cuda.current_stream(inputs.t.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                fn(static_inputs)
+        torch.cuda.current_stream(inputs.t.device).wait_stream(side)
+        if state.pool is None:
+            state.pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=state.pool):
+            coef, bias = fn(static_inputs)
+    return _Graph(graph, (static[0], static[1], static[2], static[3]), (coef, bias))
