@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from lesa_core.errors import LesaError
 
-_BUILTIN_COMMANDS = ("plugins_cmd", "config_cmd", "collect_cmd", "train_cmd", "sample_cmd", "demo_cmd")
+_BUILTIN_COMMANDS = ("plugins_cmd", "config_cmd", "collect_cmd", "train_cmd", "sample_cmd", "demo_cmd", "bench_cmd")
 """Core modules providing sub-commands (looked up lazily, so ``lesa --help`` stays fast)."""
 
 
