@@ -18,7 +18,8 @@ import torch
 from lesa_core.bundle import BundleMetadata, save_bundle
 from lesa_core.composite import build_predictor
 from lesa_core.config import RunConfig, load_config
-from lesa_core.interfaces import Predictor
+from lesa_core.interfaces import ForecastInput, Predictor
+from lesa_core.interfaces.predictor import PredictorConfig
 from lesa_core.plugins import PluginHost, get_plugin_host
 from lesa_core.runtime import Assembly, ConfigLike, assemble, find_transformer
 from lesa_core.trainer.collect import collect
@@ -48,19 +49,42 @@ def collect_trajectories(target: Any, config: ConfigLike, prompts: Sequence[str]
                          data_dir: str | Path | None = None, batch_size: int = 8, host: PluginHost | None = None,
                          rank: int = 0, world_size: int = 1, show_progress: bool = True) -> StoreMeta:
     """Collect the full-compute tap trajectories of ``prompts`` (resumable; see :func:`collect`)."""
+    host = host or get_plugin_host()
     model = find_transformer(target)
     run = load_config(config)
-    assembly = assemble(model, run, host=host)
+    # collection never forecasts: a stand-in predictor, and a schedule-bound family's schedule (known
+    # only after collection) filled with a placeholder so that its config validates
+    steps = run.training.num_steps
+    validated = _with_schedule(run, _predictor_class(run, host), [1.0 - i / steps for i in range(steps + 1)])
+    assembly = assemble(model, validated, host=host, predictor=_CollectionOnly(PredictorConfig()))
     return collect(assembly, runner, _store(run, data_dir), prompts, num_steps=run.training.num_steps,
                    seed=run.training.seed, token_subsample=run.training.token_subsample, batch_size=batch_size,
                    rank=rank, world_size=world_size, show_progress=show_progress)
 
 
-def _with_schedule(run: RunConfig, cls: type[Predictor], schedule: list[float]) -> RunConfig:
+class _CollectionOnly(Predictor):
+    """Stands in for the run's predictor while collecting (every step computes; nothing is forecast)."""
+
+    @property
+    def history_size(self) -> int:
+        return 1
+
+    def forward(self, inputs: ForecastInput) -> torch.Tensor:
+        raise AssertionError("collection never forecasts")
+
+
+def _predictor_class(run: RunConfig, host: PluginHost) -> type[Predictor] | None:
+    """The run's predictor class, or ``None`` for an unknown name (``assemble`` reports it)."""
+    return host.predictors.get(run.predictor.name) if run.predictor.name in host.predictors else None
+
+
+def _with_schedule(run: RunConfig, cls: type[Predictor] | None, schedule: list[float]) -> RunConfig:
     """Fill the family's ``schedule`` parameter from the collected trajectories when it takes one
     (a schedule-bound time encoding); families or encodings that refuse it are left alone."""
     from pydantic import ValidationError
 
+    if cls is None:
+        return run
     fields = getattr(cls.Config, "model_fields", {})
     if "schedule" not in fields or run.predictor.params.get("schedule") is not None:
         return run
@@ -103,8 +127,7 @@ def trainable_assembly(model: torch.nn.Module, run: RunConfig, schedule: list[fl
                        host: PluginHost | None = None) -> Assembly:
     """Assemble ``run`` with a freshly initialised (seeded) predictor ready for training."""
     host = host or get_plugin_host()
-    base = assemble(model, run, host=host)
-    run = _with_schedule(run, base.plugins.predictor_cls, schedule)
+    run = _with_schedule(run, _predictor_class(run, host), schedule)
     base = assemble(model, run, host=host)
     torch.manual_seed(run.training.seed)
     predictor = build_predictor(base.plugins.predictor_cls, base.plugins.predictor_config, base.plugins.router,
@@ -128,6 +151,7 @@ def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: Tr
                                 data_dir=root, batch_size=batch_size, host=host, show_progress=show_progress)
     assert meta.schedule is not None
     taps = _store(run, root).load()
+    run = _with_schedule(run, _predictor_class(run, host), meta.schedule)
     run = fit_router(run, taps, meta.schedule, host=host)
     assembly = trainable_assembly(model, run, meta.schedule, host=host)
     device = next(iter(model.parameters())).device
