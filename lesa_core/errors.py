@@ -39,8 +39,9 @@ class UnknownPluginError(LesaError, LookupError):
         self.name = name
         self.available = sorted(available)
         listing = ", ".join(self.available) if self.available else "(none: is the plugin distribution installed?)"
+        kinds = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"
         super().__init__(
-            f"unknown {kind} '{name}'. Registered {kind}s: {listing}. "
+            f"unknown {kind} '{name}'. Registered {kinds}: {listing}. "
             "Run `lesa plugins` to see every installed plugin."
         )
 
@@ -54,6 +55,11 @@ class DuplicatePluginError(LesaError):
 
 class PluginLoadError(LesaError):
     """An entry point of the ``lesa`` group failed to import or declares unknown hooks."""
+
+
+class InvalidPluginError(PluginLoadError, ValueError, TypeError):
+    """A plugin registered something invalid: a malformed name, an object of the wrong type, or its
+    registration hook failed. The message names the plugin (and how to disable it)."""
 
 
 class UnsupportedModelError(LesaError, TypeError):
@@ -82,6 +88,11 @@ class ScheduleMismatchError(BundleMismatchError):
 
 class AttachError(LesaError, RuntimeError):
     """The runtime cannot attach to (or is already attached to) a model."""
+
+
+class ForwardInputError(LesaError, TypeError):
+    """A forward call of a model with LESA attached lacks what the runtime reads (the latent tensor and
+    the timestep), so the step can be neither decided nor forecast."""
 
 
 class TrainingError(LesaError, RuntimeError):

@@ -29,7 +29,7 @@ from typing import Any
 import pluggy
 
 from lesa_core import hookspecs
-from lesa_core.errors import PluginLoadError, UnsupportedModelError
+from lesa_core.errors import InvalidPluginError, LesaError, PluginLoadError, UnsupportedModelError
 from lesa_core.interfaces import BackboneAdapter, CachePolicy, Predictor, StageRouter
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.registry import Registry
@@ -159,6 +159,14 @@ class PluginHost:
                 registry._set_source(impl.plugin_name, dist_name, version)
                 try:
                     impl.function(**{arg: registry for arg in impl.argnames})
+                except LesaError:
+                    raise
+                except Exception as exc:
+                    raise InvalidPluginError(
+                        f"plugin '{impl.plugin_name}' ({dist_name or 'unknown distribution'}) failed in its "
+                        f"{hook_name} hook: {type(exc).__name__}: {exc}. Fix or update the plugin, or disable it "
+                        f"with LESA_DISABLED_PLUGINS={impl.plugin_name}."
+                    ) from exc
                 finally:
                     registry._set_source(None, None, None)
         self._registered.update(id(p) for p in wanted)

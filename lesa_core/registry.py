@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from lesa_core.errors import DuplicatePluginError, UnknownPluginError
+from lesa_core.errors import DuplicatePluginError, InvalidPluginError, UnknownPluginError
 
 T = TypeVar("T")
 
@@ -49,15 +49,20 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> None:
         """Register ``obj`` under ``name``.
 
-        :raises ValueError: if ``name`` is not a lower-case identifier or ``obj`` has the wrong type.
+        :raises InvalidPluginError: (a ``ValueError`` and ``TypeError``) if ``name`` is not a lower-case
+            identifier or ``obj`` has the wrong type.
         :raises DuplicatePluginError: if ``name`` is already registered for this kind.
         """
+        by = f" (registered by plugin '{self._source[0]}')" if self._source[0] else ""
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ValueError(
-                f"{self.kind} name {name!r} is invalid: use a lower-case identifier such as 'my_{self.kind}'"
+            raise InvalidPluginError(
+                f"{self.kind} name {name!r}{by} is invalid: use a lower-case identifier such as 'my_{self.kind}'"
             )
         if self._base is not None and not (isinstance(obj, type) and issubclass(obj, self._base)):
-            raise TypeError(f"{self.kind} '{name}' must be a subclass of {self._base.__name__}, got {obj!r}")
+            raise InvalidPluginError(
+                f"{self.kind} '{name}'{by} must be a subclass of {self._base.__name__}, got {obj!r}; "
+                f"register the {self.kind} class itself"
+            )
         if name in self._entries:
             previous = self._entries[name]
             raise DuplicatePluginError(

@@ -13,6 +13,9 @@ from lesa_core.errors import ConfigError
 from lesa_core.interfaces.model import ModelSource
 
 DEFAULT_MODEL = "embedded"
+CALL_DEFAULTS_FILE = "lesa_call.json"
+"""Optional file in a pipeline folder: the pipeline call's keyword arguments (see
+:class:`PretrainedPipelineSource`)."""
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,17 +24,42 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="NAME|PATH",
                         help=f"a registered model source (see `lesa plugins`) or a local diffusers pipeline folder; "
                              f"default: the config's `model`, else '{DEFAULT_MODEL}'")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device (under torchrun, 'cuda' means cuda:LOCAL_RANK)")
     parser.add_argument("--data-dir", metavar="DIR", help="trajectories and checkpoints (default: training.data_dir)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 class PretrainedPipelineSource(ModelSource):
-    """Any local diffusers pipeline folder (``DiffusionPipeline.from_pretrained``)."""
+    """Any local diffusers pipeline folder (``DiffusionPipeline.from_pretrained``).
+
+    The pipeline is called with its own defaults unless the folder holds ``lesa_call.json``: a JSON
+    object of call keyword arguments (e.g. ``{"height": 512, "width": 512, "guidance_scale": 3.5,
+    "max_sequence_length": 256}``) used by ``lesa collect``, ``train``, ``sample`` and ``demo``. They are
+    recorded with the collected trajectories, so collection and closed-loop training agree.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.description = f"diffusers pipeline at {path}"
+
+    def call_defaults(self) -> dict[str, Any]:
+        """The keyword arguments of ``lesa_call.json`` in the pipeline folder, else none.
+
+        :raises ConfigError: if the file is not a JSON object.
+        """
+        import json
+
+        file = Path(self.path) / CALL_DEFAULTS_FILE
+        if not file.is_file():
+            return {}
+        try:
+            data = json.loads(file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{file}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: expected a JSON object of pipeline call arguments, got {type(data).__name__}")
+        return data
 
     def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
         from diffusers import DiffusionPipeline

@@ -21,27 +21,24 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def distributed_rank() -> tuple[int, int]:
-    """(rank, world size) under torchrun, else (0, 1)."""
-    import os
-
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def run(args: argparse.Namespace) -> int:
+    """Collect; under ``torchrun`` each rank collects the prompts ``i % WORLD_SIZE == RANK``."""
+    from lesa_core import distributed
     from lesa_core.trainer import PipelineRunner, collect_trajectories
 
-    source = resolve_model_source(args.model)
-    config = run_config(args, source)
-    source = resolve_model_source(model_name(args, config))
-    pipe = source.load(args.device)
-    prompts = read_prompts(config.training.prompts, source.train_prompts())
-    if config.training.num_prompts:
-        prompts = prompts[: config.training.num_prompts]
-    rank, world = distributed_rank()
-    meta = collect_trajectories(pipe, config, prompts, runner=PipelineRunner(pipe, **source.call_defaults()),
-                                data_dir=args.data_dir, batch_size=args.batch_size, rank=rank, world_size=world,
-                                show_progress=not args.quiet)
-    print(f"collected {len(meta.prompts)} trajectories × {meta.num_steps} steps of tap '{meta.tap}' "
-          f"into {args.data_dir or config.training.data_dir}")
+    with distributed.session(args.device) as dist:
+        source = resolve_model_source(args.model)
+        config = run_config(args, source)
+        source = resolve_model_source(model_name(args, config))
+        pipe = source.load(dist.device)
+        prompts = read_prompts(config.training.prompts, source.train_prompts())
+        if config.training.num_prompts:
+            prompts = prompts[: config.training.num_prompts]
+        meta = collect_trajectories(pipe, config, prompts, runner=PipelineRunner(pipe, **source.call_defaults()),
+                                    data_dir=args.data_dir, batch_size=args.batch_size,
+                                    show_progress=not args.quiet)
+        if dist.is_main:
+            print(f"collected {len(meta.prompts)} trajectories × {meta.num_steps} steps of tap '{meta.tap}' "
+                  f"into {args.data_dir or config.training.data_dir}"
+                  + (f" ({dist.world_size} ranks)" if dist.world_size > 1 else ""))
     return 0

@@ -24,6 +24,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train; under ``torchrun`` collection is sharded, training data parallel, rank 0 writes the bundle."""
+    from lesa_core import distributed
     from lesa_core.errors import ConfigError
     from lesa_core.trainer import PipelineRunner, train
 
@@ -33,17 +35,19 @@ def run(args: argparse.Namespace) -> int:
         stages = ()
     if not stages or any(s not in (1, 2) for s in stages):
         raise ConfigError(f"--stages {args.stages!r}: use '1', '2' or '1,2'")
-    source = resolve_model_source(args.model)
-    config = run_config(args, source)
-    source = resolve_model_source(model_name(args, config))
-    pipe = source.load(args.device)
-    prompts = read_prompts(config.training.prompts, source.train_prompts())
-    if config.training.num_prompts:
-        prompts = prompts[: config.training.num_prompts]
-    path, report = train(pipe, config, prompts, runner=PipelineRunner(pipe, **source.call_defaults()),
-                         out=args.out, data_dir=args.data_dir, stages=stages, batch_size=args.batch_size,
-                         show_progress=not args.quiet)
-    last = {k: (v[-1] if v else None) for k, v in report.losses.items()}
-    print(f"wrote bundle {path} ({report.updates} updates; final L1 stage 1: {last.get('stage1')}, "
-          f"stage 2: {last.get('stage2')})")
+    with distributed.session(args.device) as dist:
+        source = resolve_model_source(args.model)
+        config = run_config(args, source)
+        source = resolve_model_source(model_name(args, config))
+        pipe = source.load(dist.device)
+        prompts = read_prompts(config.training.prompts, source.train_prompts())
+        if config.training.num_prompts:
+            prompts = prompts[: config.training.num_prompts]
+        path, report = train(pipe, config, prompts, runner=PipelineRunner(pipe, **source.call_defaults()),
+                             out=args.out, data_dir=args.data_dir, stages=stages, batch_size=args.batch_size,
+                             show_progress=not args.quiet)
+        if dist.is_main:
+            last = {k: (v[-1] if v else None) for k, v in report.losses.items()}
+            print(f"wrote bundle {path} ({report.updates} updates; final L1 stage 1: {last.get('stage1')}, "
+                  f"stage 2: {last.get('stage2')})" + (f" [{dist.world_size} ranks]" if dist.world_size > 1 else ""))
     return 0

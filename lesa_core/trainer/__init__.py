@@ -5,6 +5,9 @@ Generic over whatever adapter, predictor family, router and policy the run confi
     from lesa_core.trainer import PipelineRunner, train
     bundle_dir, report = train(pipe, "run.yaml", prompts, runner=PipelineRunner(pipe, height=64, width=64),
                                out="my-bundle")
+
+Under an initialised process group (``torchrun``; see :mod:`lesa_core.distributed`) the same calls
+collect the prompts sharded over the ranks and train data parallel; rank 0 writes the bundle.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 import torch
 
+from lesa_core import distributed
 from lesa_core.bundle import BundleMetadata, save_bundle
 from lesa_core.composite import build_predictor
 from lesa_core.config import RunConfig, load_config
@@ -47,8 +51,13 @@ def _store(config: RunConfig, data_dir: str | Path | None) -> TrajectoryStore:
 
 def collect_trajectories(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: TrajectoryRunner,
                          data_dir: str | Path | None = None, batch_size: int = 8, host: PluginHost | None = None,
-                         rank: int = 0, world_size: int = 1, show_progress: bool = True) -> StoreMeta:
-    """Collect the full-compute tap trajectories of ``prompts`` (resumable; see :func:`collect`)."""
+                         rank: int | None = None, world_size: int | None = None, show_progress: bool = True,
+                         ) -> StoreMeta:
+    """Collect the full-compute tap trajectories of ``prompts`` (resumable; see :func:`collect`).
+
+    ``rank``/``world_size`` default to the initialised process group's (else 0 and 1): each rank
+    collects the prompts ``i % world_size == rank``.
+    """
     host = host or get_plugin_host()
     model = find_transformer(target)
     run = load_config(config)
@@ -141,6 +150,9 @@ def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: Tr
           ) -> tuple[Path, TrainReport]:
     """Collect (or reuse) trajectories, train both stages and write the bundle to ``out``.
 
+    Under a process group: collection is sharded over the ranks, training is data parallel, and rank 0
+    writes the bundle while the others wait; every rank returns the same path.
+
     :return: the bundle folder and a :class:`TrainReport` (losses per epoch, timings, resume point).
     """
     host = host or get_plugin_host()
@@ -175,5 +187,8 @@ def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: Tr
         channels=assembly.adapter.tap_channels(assembly.tap),
         extra={"losses": report.losses, "updates": report.updates, "num_prompts": len(meta.prompts)},
     )
-    path = save_bundle(out, predictor, metadata)
+    path = Path(out)
+    if distributed.is_main_process():
+        path = save_bundle(out, predictor, metadata)
+    distributed.barrier()
     return path, report

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from lesa_core import distributed
 from lesa_core.interfaces import CachePolicy, Decision, PluginConfig, RuntimeComponents, StepEvent, StepInfo
 from lesa_core.runtime import Assembly
 from lesa_core.trainer.progress import progress
@@ -56,21 +57,31 @@ def collect(
     seed: int = 0,
     token_subsample: int | None = None,
     batch_size: int = 8,
-    rank: int = 0,
-    world_size: int = 1,
+    rank: int | None = None,
+    world_size: int | None = None,
     show_progress: bool = True,
 ) -> StoreMeta:
     """Collect the full-compute trajectory of every prompt not yet in ``store``.
 
     Prompt ``i`` uses seed ``seed + i``. With ``world_size > 1`` this process collects the prompts
-    ``i % world_size == rank``. Returns the store's metadata (with the schedule filled in).
+    ``i % world_size == rank``; ``rank`` and ``world_size`` default to the initialised process group's
+    (see :mod:`lesa_core.distributed`), else 0 and 1. Under a process group, rank 0 creates the store
+    before the others open it, and every rank waits at a barrier for the whole collection before the
+    store's metadata (with the schedule filled in) is read and returned.
     """
+    rank = distributed.rank() if rank is None else rank
+    world_size = distributed.world_size() if world_size is None else world_size
+    group = distributed.is_distributed()
     meta = StoreMeta(
         model_class=assembly.adapter.model_class(), model_fingerprint=assembly.adapter.fingerprint(),
         tap=assembly.tap, num_steps=num_steps, schedule=None, token_index=None, prompts=list(prompts),
         seed=seed, call=runner.settings,
     )
+    if group and rank != 0:
+        distributed.barrier()  # rank 0 creates store.json first: no two ranks race to create it
     store.open(meta)
+    if group and rank == 0:
+        distributed.barrier()
     current = store.read_meta()
     assert current is not None
     todo = [i for i in range(len(prompts)) if i % world_size == rank and not store.has(i)]
@@ -80,7 +91,7 @@ def collect(
     )
     token_index = current.token_index
     schedule = current.schedule
-    bar = progress(total=len(todo), desc="collect", unit="prompt", disable=not show_progress)
+    bar = progress(total=len(todo), desc="collect", unit="prompt", disable=not show_progress or rank != 0)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         recorder = _Recorder()
@@ -113,6 +124,8 @@ def collect(
             store.write(i, taps, prompts[i])
         bar.update(len(batch))
     bar.close()
+    if group:
+        distributed.barrier()  # every rank's shards (and the schedule) are on disk
     final = store.read_meta()
     assert final is not None
     return final

@@ -10,6 +10,17 @@
 
 Both use AdamW with gradient clipping and a cosine learning-rate decay to 10 % over the phase. The
 data order is a function of ``(seed, phase, epoch)``, so a resumed run matches an uninterrupted one.
+
+**Data parallel** (a process group of P > 1 ranks, e.g. under ``torchrun``; see
+:mod:`lesa_core.distributed`): every rank walks the same global batches in the same order and takes
+its contiguous slice of each batch's rows (``torch.tensor_split``: uneven splits and empty slices are
+fine). A rank's loss is the *sum* of its absolute errors divided by the global batch's element count;
+:func:`all_reduce_gradients` sums the gradients (and the loss) over ranks, so every rank applies the
+update the single-process run would (the gradient of the global mean), up to float summation order.
+In stage 2 each rank samples its slice of the prompt batch (a rank whose slice is empty samples the
+batch's first prompt as a ghost that contributes nothing), and the forecast steps — the policy's
+decision depends only on the step index — are taken by every rank in lockstep, one all-reduce each.
+Rank 0 alone writes checkpoints (the others wait at a barrier); every rank resumes from the same one.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lesa_core import distributed
 from lesa_core.config import PhaseConfig, TrainingConfig
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import Decision, ForecastInput, Predictor, RuntimeComponents, StepEvent
@@ -59,17 +71,49 @@ def _lr_at(phase: PhaseConfig, update: int, total: int) -> float:
     return phase.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _all_reduce_gradients(predictor: Predictor) -> None:
-    """Average gradients over processes when torch.distributed is initialised (data parallel)."""
+def all_reduce_gradients(predictor: Predictor, loss: Tensor | None, *, step: int = 0, skip: bool = False,
+                         ) -> tuple[float, bool]:
+    """Sum the gradients and the loss of every rank (data parallel), in one all-reduce.
+
+    Each rank's ``loss`` must already be scaled by the *global* element count (a sum of its errors
+    divided by the whole batch's size), so the sums are the single-process gradient and loss. A rank
+    with nothing to contribute passes ``loss=None`` (its gradients are left unset). A parameter gets a
+    gradient if any rank produced one — exactly the parameters the single-process run would update.
+
+    :param step: the forecast step of this update; the ranks must agree on it (lockstep check).
+    :param skip: this rank wants the update skipped (a non-finite forecast fell back to a full step);
+        if any rank does, every rank skips it, as the single-process run would.
+    :return: the global loss, and whether the update must be skipped.
+    :raises TrainingError: if the ranks are not at the same step.
+    """
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return
-    world = dist.get_world_size()
-    for p in predictor.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad.div_(world)
+    params = [p for p in predictor.parameters() if p.requires_grad]
+    device = params[0].device
+    has = [p.grad is not None for p in params]
+    pieces = [p.grad.reshape(-1).float() if p.grad is not None else p.new_zeros(p.numel(), dtype=torch.float32)
+              for p in params]
+    tail = torch.tensor([*map(float, has), float(skip), float(step), 1.0,
+                         0.0 if loss is None else float(loss.detach())], dtype=torch.float32, device=device)
+    flat = torch.cat([*pieces, tail])
+    dist.all_reduce(flat)
+    flags = flat[-len(tail):].tolist()
+    world = round(flags[-2])
+    if abs(flags[-3] - world * step) > 0.5:
+        raise TrainingError(
+            f"data-parallel ranks are out of lockstep (this rank is at step {step}); every rank must take "
+            "the same forecast steps — check that all ranks run the same config and policy"
+        )
+    skipped = flags[-4] > 0.5
+    offset = 0
+    for p, any_grad in zip(params, flags[: len(params)], strict=True):
+        n = p.numel()
+        if any_grad > 0.5 and not skipped:
+            p.grad = flat[offset:offset + n].view_as(p).to(p.dtype)
+        else:
+            p.grad = None
+        offset += n
+    return flags[-1], skipped
 
 
 class Trainer:
@@ -103,6 +147,10 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=training.stage1.lr, weight_decay=training.weight_decay)
         self.key = run_key(assembly.config.to_dict(), meta.identity(), meta.schedule)
         self.report = TrainReport(losses={"stage1": [], "stage2": []})
+        self.rank = distributed.rank()
+        self.world = distributed.world_size()
+        if self.rank != 0:
+            self.show_progress = False  # one progress bar per run: rank 0's
 
     # -- helpers ----------------------------------------------------------------------------
     def _forecast_input(self, features: list[Tensor], idx: list[int], step: int) -> ForecastInput:
@@ -119,12 +167,32 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        _all_reduce_gradients(self.predictor)
         torch.nn.utils.clip_grad_norm_(self.predictor.parameters(), self.training.clip_grad_norm)
         self.optimizer.step()
 
+    def _update_parallel(self, loss: Tensor | None, lr: float, step: int, skip: bool = False) -> float | None:
+        """One data-parallel update: ``loss`` is this rank's share (``None``: no rows here); returns the
+        global loss, or ``None`` if the update was skipped on every rank."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        if loss is not None and not skip:
+            loss.backward()
+        total, skipped = all_reduce_gradients(self.predictor, None if skip else loss, step=step, skip=skip)
+        if skipped:
+            return None
+        torch.nn.utils.clip_grad_norm_(self.predictor.parameters(), self.training.clip_grad_norm)
+        self.optimizer.step()
+        return total
+
+    def _local_rows(self, rows: Tensor) -> Tensor:
+        """This rank's contiguous slice of a global batch's rows."""
+        return torch.tensor_split(rows, self.world)[self.rank]
+
     def _checkpoint(self, progress: Progress) -> None:
-        save_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer, progress)
+        if self.rank == 0:
+            save_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer, progress)
+        distributed.barrier()
 
     # -- stage 1 ----------------------------------------------------------------------------
     def _stage1_batches(self, epoch: int) -> list[tuple[int, Tensor]]:
@@ -155,11 +223,24 @@ class Trainer:
                 idx = history_indices(self.decisions, step, size, mode)
                 if len(idx) < self.predictor.min_history:
                     continue
-                batch = gt[rows]
-                inputs = self._forecast_input([batch[:, j] for j in idx], idx, step)
-                loss = F.l1_loss(self.predictor(inputs), batch[:, step])
-                self._update(loss, _lr_at(phase, epoch * per_epoch + i, total))
-                losses.append(float(loss.detach()))
+                lr = _lr_at(phase, epoch * per_epoch + i, total)
+                if self.world == 1:
+                    batch = gt[rows]
+                    inputs = self._forecast_input([batch[:, j] for j in idx], idx, step)
+                    loss = F.l1_loss(self.predictor(inputs), batch[:, step])
+                    self._update(loss, lr)
+                    losses.append(float(loss.detach()))
+                else:
+                    local = self._local_rows(rows)
+                    share = None
+                    if local.numel():
+                        batch = gt[local]
+                        inputs = self._forecast_input([batch[:, j] for j in idx], idx, step)
+                        target = batch[:, step]
+                        share = (self.predictor(inputs) - target).abs().sum() / (len(rows) * target[0].numel())
+                    global_loss = self._update_parallel(share, lr, step)
+                    assert global_loss is not None
+                    losses.append(global_loss)
                 bar.update(1)
             progress.epoch = epoch + 1
             progress.updates += len(losses)
@@ -180,10 +261,12 @@ class Trainer:
                            disable=not self.show_progress)
         bar.update(progress.epoch * batches_per_epoch)
         start = time.perf_counter()
-        state: dict[str, Any] = {"rows": None, "losses": [], "update": 0}
+        state: dict[str, Any] = {"rows": None, "losses": [], "update": 0, "global_rows": 0, "ghost": False}
         self.predictor.train()
 
         def observe(event: StepEvent) -> None:
+            if self.world > 1:
+                return observe_parallel(event)
             if event.decision is not Decision.FORECAST or event.inputs is None:
                 return
             target_all = self.taps.get(event.context)
@@ -203,6 +286,33 @@ class Trainer:
             state["update"] += 1
             state["losses"].append(float(loss.detach()))
 
+        def observe_parallel(event: StepEvent) -> None:
+            # every rank sees the same events in the same order (the decision depends on the step only);
+            # a forecast that fell back to a full step on any rank skips the update on all of them
+            forecast = event.decision is Decision.FORECAST and event.inputs is not None
+            if not (forecast or event.fallback) or event.context not in self.taps:
+                return
+            share = None
+            if forecast and not state["ghost"]:
+                inputs = event.inputs
+                assert inputs is not None
+                device = inputs.features[-1].device
+                target = self.taps[event.context][state["rows"], event.step_index].to(device)
+                features = [f.detach().float() for f in inputs.features]
+                if token_index is not None:
+                    features = [f[:, token_index.to(device)] for f in features]
+                local = ForecastInput(features, inputs.times.detach().float(), inputs.steps.detach().float(),
+                                      inputs.t.detach().float().reshape(()),
+                                      inputs.step.detach().float().reshape(()))
+                with torch.enable_grad():
+                    share = (self.predictor(local) - target).abs().sum() / (state["global_rows"] * target[0].numel())
+            with torch.enable_grad():
+                global_loss = self._update_parallel(share, _lr_at(phase, state["update"], total), event.step_index,
+                                                    skip=not forecast)
+            if global_loss is not None:
+                state["update"] += 1
+                state["losses"].append(global_loss)
+
         components = RuntimeComponents(
             predictor=self.predictor, make_policy=self.assembly.plugins.make_policy,
             router=self.assembly.plugins.router, tap=self.assembly.tap, guard_non_finite=True, observer=observe,
@@ -215,6 +325,12 @@ class Trainer:
             for b in range(batches_per_epoch):
                 rows = sorted(order[b * phase.batch_size:(b + 1) * phase.batch_size])
                 state["rows"] = torch.tensor(rows)
+                if self.world > 1:
+                    state["global_rows"] = len(rows)
+                    local = self._local_rows(state["rows"])
+                    state["ghost"] = local.numel() == 0
+                    state["rows"] = local if local.numel() else state["rows"][:1]  # a ghost keeps lockstep
+                    rows = state["rows"].tolist()
                 attachment = self.assembly.adapter.attach(components)
                 try:
                     with torch.no_grad():
@@ -230,6 +346,25 @@ class Trainer:
         bar.close()
         self.report.seconds["stage2"] = time.perf_counter() - start
 
+    def _check_same_start(self, progress: Progress) -> None:
+        """Every rank must start from the same checkpoint (also a barrier: rank 0 writes none before);
+        the parameters are then broadcast from rank 0, as DDP does, so the replicas start identical."""
+        import torch.distributed as dist
+
+        device = next(iter(self.predictor.parameters())).device
+        mine = torch.tensor([progress.phase, progress.epoch, progress.updates], dtype=torch.float64, device=device)
+        low, high = mine.clone(), mine.clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if not torch.equal(low, high):
+            raise TrainingError(
+                f"ranks resumed from different checkpoints (phase/epoch/updates from {low.tolist()} to "
+                f"{high.tolist()}); {self.checkpoint_dir} must be one folder every rank sees (a shared filesystem)"
+            )
+        with torch.no_grad():
+            for p in self.predictor.parameters():
+                dist.broadcast(p.data, src=0)
+
     # -- both ---------------------------------------------------------------------------------
     def fit(self, runner: TrajectoryRunner | None, *, stages: Sequence[int] = (1, 2)) -> TrainReport:
         """Run the requested stages, resuming from a matching checkpoint."""
@@ -238,6 +373,8 @@ class Trainer:
         if restored is not None:
             progress = restored
             self.report.resumed_from = (progress.phase, progress.epoch)
+        if self.world > 1:
+            self._check_same_start(progress)
         if 1 in stages and progress.phase == 1:
             self.stage1(progress)
         if 2 in stages and self.training.stage2.epochs > 0:
