@@ -51,8 +51,11 @@ statistics are kept as a snapshot) when
 * the pipeline ends a call: every diffusers pipeline calls ``_reset_stateful_cache()`` at the end
   (``maybe_free_model_hooks``), which reaches the leader's ``reset_state``;
 * ``CacheContext.step_index`` is 0 or does not increase, or ``num_inference_steps`` changes;
-* t (when known on the host) jumps back up;
+* t (when known on the host) jumps back up, or — with no step index — repeats the trajectory's only
+  step (a call that ended after its first step, e.g. by an exception in a step callback);
 * the latent's shape or device changes (a new resolution or batch size);
+* a forward call raises (Ctrl-C, out of memory, a bad argument, a schedule mismatch): the trajectory
+  cannot go on, so the next call starts a fresh one;
 * the user calls ``handle.reset()``.
 
 A bare loop on a GPU that passes no ``cache_context`` step information and never resets can only be
@@ -77,7 +80,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from lesa_core.errors import AttachError
+from lesa_core.errors import AttachError, ForwardInputError
 from lesa_core.interfaces import (
     Attachment,
     BackboneAdapter,
@@ -373,6 +376,17 @@ class DiffusersBackbone(BackboneAdapter):
 
 
 # ============================================================================ runtime
+
+
+def _starts_over(state: _ContextState, host_t: float, given_index: int | None) -> bool:
+    """``True`` if a call at flow time ``host_t`` cannot continue ``state``'s trajectory: t went back up,
+    or (no step index given) t repeats the only step so far — a call that ended after its first step,
+    e.g. by an exception in a step callback, is followed by the next call's first step."""
+    if state.last_t is None:
+        return False
+    if host_t > state.last_t + _T_EPS:
+        return True
+    return given_index is None and state.steps_done == 1 and abs(host_t - state.last_t) <= _T_EPS
 
 
 def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str, position: int | None) -> Any:
@@ -703,6 +717,7 @@ class DiffusersAttachment(Attachment):
             return self._decide(args, kwargs, manager, owned, started)
         except BaseException:
             self.shared.clear()
+            manager.get_state().reset()  # the call failed: its trajectory cannot go on
             if owned:
                 manager.set_context(None)
             raise
@@ -718,9 +733,11 @@ class DiffusersAttachment(Attachment):
         latent = _argument(args, kwargs, *self._latent)
         timestep = _argument(args, kwargs, *self._timestep)
         if not isinstance(latent, Tensor) or timestep is None:
-            raise TypeError(
-                f"LESA needs the `{self._latent[0]}` and `{self._timestep[0]}` arguments of "
-                f"{type(self.model).__qualname__}.forward"
+            raise ForwardInputError(
+                f"LESA needs the `{self._latent[0]}` (a tensor) and `{self._timestep[0]}` arguments of "
+                f"{type(self.model).__qualname__}.forward, got {type(latent).__name__} and "
+                f"{type(timestep).__name__}; pass both, as the model's pipeline does, or remove LESA "
+                "(handle.remove()) to call the model some other way"
             )
         device = latent.device
         t_dev = self.adapter.step_time(timestep)
@@ -738,7 +755,7 @@ class DiffusersAttachment(Attachment):
         if state.steps_done and (
             state.key != key
             or (given_index is not None and (given_index == 0 or given_index <= state.last_index))
-            or (host_t is not None and state.last_t is not None and host_t > state.last_t + _T_EPS)
+            or (host_t is not None and _starts_over(state, host_t, given_index))
             or (given_steps is not None and state.num_steps is not None and given_steps != state.num_steps)
         ):
             state.reset()
@@ -772,8 +789,7 @@ class DiffusersAttachment(Attachment):
                     call.inputs = inputs
         if decision is Decision.COMPUTE and host_t is None:
             host_t = float(t_dev)  # one sync per full step (the body dominates)
-            if given_index is None and state.steps_done and state.last_t is not None \
-                    and host_t > state.last_t + _T_EPS:
+            if given_index is None and state.steps_done and _starts_over(state, host_t, given_index):
                 state.reset()  # a new loop seen only now (GPU, no step information): start over
                 state.key = key
                 index = 0
@@ -841,6 +857,9 @@ class DiffusersAttachment(Attachment):
                 assert call.t_dev is not None
                 self.observer(StepEvent(state.name or DEFAULT_CONTEXT, call.index, call.t_dev, call.decision,
                                         tap, call.inputs, call.fallback))
+        except BaseException:
+            state.reset()
+            raise
         finally:
             shared.clear()
             if call.owned:
@@ -850,5 +869,6 @@ class DiffusersAttachment(Attachment):
     @torch.compiler.disable  # type: ignore[misc]
     def _abort(self, call: _Call) -> None:
         self.shared.clear()
+        call.state.reset()  # the forward raised (Ctrl-C, out of memory, ...): its trajectory cannot go on
         if call.owned:
             self.state_manager.set_context(None)
