@@ -122,17 +122,28 @@ class RunConfig(BaseModel):
 # ----------------------------------------------------------------------------- loading
 
 
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "bytes", "dict", "list", "tuple", "set"})
+
+
+def _is_field_part(part: str) -> bool:
+    """``False`` for the union-member tags pydantic puts in error locations (``constrained-int``,
+    ``tuple[constrained-int, ...]``, ``function-after[...]``, ``str``): they are not config keys."""
+    return (part.isidentifier() or part.isdigit()) and part not in _TYPE_TAGS
+
+
 def _format_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
-    problems = []
+    problems: dict[str, list[str]] = {}
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
+        loc = [str(p) for p in err["loc"] if _is_field_part(str(p))]
         path = ".".join([prefix, *loc] if prefix else loc)
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc[:-1])
-            problems.append((path, f"unknown key '{loc[-1]}'; allowed keys here: {', '.join(allowed)}"))
+            message = f"unknown key '{loc[-1]}'; allowed keys here: {', '.join(allowed)}"
         else:
-            problems.append((path, f"{err['msg']} (got {err.get('input')!r})"))
-    return problems
+            message = f"{err['msg']} (got {err.get('input')!r})"
+        if message not in problems.setdefault(path, []):
+            problems[path].append(message)  # one line per path: the members of a union are alternatives
+    return [(path, "; or ".join(messages)) for path, messages in problems.items()]
 
 
 def _allowed_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
@@ -159,13 +170,19 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     :raises ConfigError: if the file is missing, unreadable, malformed, or not a mapping.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError("this is a folder, not a file; pass the path of a .yaml, .toml or .json run config "
+                          "(a bundle folder goes to `attach` or the `bundle:` key)", source=str(path))
     if not path.is_file():
         raise ConfigError("file not found; pass the path of a .yaml, .toml or .json run config", source=str(path))
     suffix = path.suffix.lower()
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the file: {exc}", source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the file is not UTF-8 text ({exc}); save the run config as UTF-8",
+                          source=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file ({exc}); check its permissions", source=str(path)) from None
     try:
         if suffix in {".yaml", ".yml"}:
             import yaml
@@ -180,11 +197,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except ConfigError:
         raise
     except Exception as exc:  # yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError
-        raise ConfigError(f"the file does not parse: {exc}", source=str(path)) from None
+        language = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")
+        raise ConfigError(f"the file does not parse: {exc}; fix the {language} syntax at that position",
+                          source=str(path)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"the top level must be a mapping of keys, got {type(data).__name__}", source=str(path))
+        raise ConfigError(f"the top level must be a mapping of keys, got {type(data).__name__}; write keys such as "
+                          "`predictor: {name: taylor}` at the top level", source=str(path))
     return data
 
 

@@ -33,8 +33,10 @@ class ChangePointConfig(PluginConfig):
     @field_validator("boundaries")
     @classmethod
     def _descending(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None and any(not 0.0 < b < 1.0 for b in value):
+            raise ValueError("every boundary must lie strictly between 0 and 1 (flow time, 1 = noise)")
         if value is not None and any(a <= b for a, b in zip(value, value[1:], strict=False)):
-            raise ValueError("boundaries must be strictly descending")
+            raise ValueError("boundaries must be strictly descending, e.g. [0.9, 0.5]")
         return value
 
 
