@@ -76,7 +76,8 @@ class BundleMetadata:
     @classmethod
     def from_json(cls, data: Any, source: str) -> BundleMetadata:
         if not isinstance(data, dict):
-            raise BundleCorruptError(f"{source}: the metadata must be a JSON object")
+            raise BundleCorruptError(f"{source}: the metadata must be a JSON object; the file is not a LESA bundle's "
+                                     "metadata — re-download or re-export the bundle")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise BundleCorruptError(
@@ -90,7 +91,7 @@ class BundleMetadata:
         if unknown or missing:
             raise BundleCorruptError(
                 f"{source}: metadata keys do not match a LESA bundle (unknown: {unknown or 'none'}, "
-                f"missing: {missing or 'none'}); the file was edited or is not a LESA bundle"
+                f"missing: {missing or 'none'}); the file was edited or is not a LESA bundle — re-download or re-export it"
             )
         meta = cls(**data)
         _check_types(meta, source)
@@ -114,7 +115,7 @@ def _check_types(meta: BundleMetadata, source: str) -> None:
     ]
     for ok, message in checks:
         if not ok:
-            raise BundleCorruptError(f"{source}: tampered metadata: {message}")
+            raise BundleCorruptError(f"{source}: tampered metadata: {message}; re-download or re-export the bundle")
 
 
 def _sha256(path: Path) -> str:
@@ -196,18 +197,21 @@ def read_metadata(path: str | Path) -> BundleMetadata:
     folder = Path(path)
     meta_path = folder / BUNDLE_CONFIG_NAME
     if not meta_path.is_file():
-        raise BundleNotFoundError(f"{folder}: no {BUNDLE_CONFIG_NAME}; this folder is not a LESA bundle")
+        raise BundleNotFoundError(f"{folder}: no {BUNDLE_CONFIG_NAME}; this folder is not a LESA bundle — pass the "
+                                  "folder that `lesa train --out` wrote")
     try:
         data = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleCorruptError(f"{meta_path}: unreadable JSON ({exc}); the file is damaged") from None
+        raise BundleCorruptError(f"{meta_path}: unreadable JSON ({exc}); the file is damaged — re-download or "
+                                 "re-export the bundle") from None
     return BundleMetadata.from_json(data, str(meta_path))
 
 
 def load_weights(path: str | Path, predictor: nn.Module, metadata: BundleMetadata) -> None:
     """Load the bundle's weights into ``predictor`` strictly (keys, shapes, dtypes, digest).
 
-    :raises BundleCorruptError: if the file is missing, truncated, altered or unparsable.
+    :raises BundleCorruptError: if the file is missing, truncated, altered, unparsable or holds
+        non-finite values.
     :raises BundleMismatchError: if keys, shapes or dtypes differ from ``predictor``'s, listing them.
     """
     from safetensors import SafetensorError
@@ -226,7 +230,8 @@ def load_weights(path: str | Path, predictor: nn.Module, metadata: BundleMetadat
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise BundleCorruptError(f"{weights}: not a readable safetensors file ({exc})") from None
+        raise BundleCorruptError(f"{weights}: not a readable safetensors file ({exc}); the file is damaged — "
+                                 "re-download or re-export the bundle") from None
     expected = predictor.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -245,7 +250,14 @@ def load_weights(path: str | Path, predictor: nn.Module, metadata: BundleMetadat
             parts.append(f"'{k}' is {tensors[k].dtype}, bundles store float32")
         raise BundleMismatchError(
             f"{weights}: the weights do not fit the predictor built from the bundle's config: "
-            + "; ".join(parts) + ". The bundle was written by an incompatible predictor version or edited."
+            + "; ".join(parts) + ". The bundle was written by an incompatible predictor version or edited: "
+            "re-export it with the installed predictor version, or train a new bundle"
+        )
+    non_finite = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if non_finite:
+        raise BundleCorruptError(
+            f"{weights}: {len(non_finite)} tensor(s) hold NaN or infinite values (e.g. '{non_finite[0]}'); the "
+            "training diverged or the file was altered — retrain (e.g. with a lower learning rate) or re-export"
         )
     with torch.no_grad():
         for k, target in expected.items():

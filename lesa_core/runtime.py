@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lesa_core.bundle import (
+    BUNDLE_CONFIG_NAME,
     BundleMetadata,
     check_fits,
     is_bundle,
@@ -28,7 +29,7 @@ from lesa_core.bundle import (
 )
 from lesa_core.composite import build_predictor
 from lesa_core.config import ResolvedPlugins, RunConfig, load_config, resolve_plugins
-from lesa_core.errors import AttachError, ConfigError, UnsupportedModelError
+from lesa_core.errors import AttachError, BundleCorruptError, ConfigError, UnsupportedModelError
 from lesa_core.interfaces import Attachment, BackboneAdapter, Predictor, RuntimeComponents, StepEvent
 from lesa_core.plugins import PluginHost, get_plugin_host
 
@@ -91,14 +92,14 @@ def assemble(model: nn.Module, config: ConfigLike = None, *, host: PluginHost | 
         bundle_dir = resolve_bundle_path(config)
         bundle_meta = read_metadata(bundle_dir)
         source = str(bundle_dir)
-        run = load_config(bundle_meta.run_config)
+        run = _bundle_run_config(bundle_meta, bundle_dir)
     else:
         source = str(config) if isinstance(config, (str, Path)) else None
         run = load_config(config)
         if run.bundle is not None:
             bundle_dir = resolve_bundle_path(run.bundle)
             bundle_meta = read_metadata(bundle_dir)
-            run = _overlay_on_bundle(run, load_config(bundle_meta.run_config), source)
+            run = _overlay_on_bundle(run, _bundle_run_config(bundle_meta, bundle_dir), source)
     plugins = resolve_plugins(run, host, source=source)
     if run.adapter == "auto":
         adapter_cls = host.resolve_adapter(model)
@@ -126,6 +127,21 @@ def assemble(model: nn.Module, config: ConfigLike = None, *, host: PluginHost | 
             load_weights(bundle_dir, predictor, bundle_meta)
     predictor = predictor.to(_model_device(model)).eval().requires_grad_(False)
     return Assembly(run, plugins, adapter, tap, predictor, bundle_meta, source)
+
+
+def _bundle_run_config(meta: BundleMetadata, bundle_dir: Path) -> RunConfig:
+    """The run config stored in a bundle.
+
+    :raises BundleCorruptError: if it is not a valid run config (the metadata was edited, or written
+        by an incompatible lesa version).
+    """
+    try:
+        return load_config(meta.run_config)
+    except ConfigError as exc:
+        raise BundleCorruptError(
+            f"{bundle_dir / BUNDLE_CONFIG_NAME}: the stored run_config is not a valid run config ({exc}); "
+            "the metadata was edited or written by an incompatible lesa version — re-export the bundle"
+        ) from None
 
 
 def _overlay_on_bundle(user: RunConfig, trained: RunConfig, source: str | None) -> RunConfig:

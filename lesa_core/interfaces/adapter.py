@@ -147,7 +147,8 @@ class BackboneAdapter(ABC):
         """Return ``tap`` if offered, else raise ``ValueError`` listing the offered taps."""
         if tap not in self.taps:
             raise ValueError(
-                f"{type(self).__name__} offers taps {sorted(self.taps)}; '{tap}' is not one of them"
+                f"{type(self).__name__} offers taps {sorted(self.taps)}; '{tap}' is not one of them — set `tap` "
+                f"to one of those, or leave it out for the default '{self.default_tap}'"
             )
         return tap
 

@@ -224,14 +224,16 @@ class TimeScaledLinearPredictor(LinearPredictor):
         if not 0 <= step_index < len(schedule) - 1:
             raise ScheduleMismatchError(
                 f"step {step_index} is outside the {len(schedule) - 1}-step schedule this predictor was "
-                "trained on"
+                f"trained on; sample with {len(schedule) - 1} steps, or train a predictor with "
+                "time_encoding: relative (any step count)"
             )
         expected = schedule[step_index]
         if not abs(t - expected) <= self.config.schedule_atol:
             raise ScheduleMismatchError(
-                f"step {step_index} runs at t = {t:.6g} but the predictor's schedule has t = {expected:.6g} "
-                f"there (tolerance {self.config.schedule_atol:g}); use the scheduler settings (shift, "
-                "resolution) the predictor was trained with, or time_encoding: relative"
+                f"step {step_index} runs at t = {t:.6g} but the predictor's {len(schedule) - 1}-step schedule has "
+                f"t = {expected:.6g} there (tolerance {self.config.schedule_atol:g}); sample with the step count "
+                "and scheduler settings (shift, resolution) the predictor was trained with, or train a predictor "
+                "with time_encoding: relative"
             )
 
     def extra_repr(self) -> str:
