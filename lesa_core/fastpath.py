@@ -68,7 +68,6 @@ class _FastState:
         self.memo: dict[tuple[Any, ...], tuple[Tensor, Tensor]] = {}
         self.graphs: dict[tuple[Any, ...], _Graph] = {}
         self.graphs_failed = False
-        self.pool: Any = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _FastState:
         return _FastState()
@@ -182,9 +181,7 @@ def _capture(state: _FastState, fn: CoefficientFn, inputs: ForecastInput) -> _Gr
             for _ in range(2):
                 fn(static_inputs)
         torch.cuda.current_stream(inputs.t.device).wait_stream(side)
-        if state.pool is None:
-            state.pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=state.pool):
+        with torch.cuda.graph(graph):  # a private memory pool per graph: replays may come in any order
             coef, bias = fn(static_inputs)
     return _Graph(graph, (static[0], static[1], static[2], static[3]), (coef, bias))

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "DEFAULT_METHODS",
+    "EXTRA_METHODS",
     "Method",
     "PolicySpec",
     "make_method",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 DEFAULT_METHODS = ("full", "lesa", "taylor1", "diffusers-taylorseer", "diffusers-taylorseer-lite", "cache-dit")
+EXTRA_METHODS = ("lesa-eager",)
+"""Variants for measuring the fast path itself: ``lesa-eager`` is ``lesa`` with CUDA graphs off."""
 
 
 @dataclass(frozen=True)
@@ -152,11 +155,13 @@ class FullCompute(Method):
 class LesaMethod(Method):
     """The LESA runtime through :func:`lesa_core.attach` (from a bundle folder when ``bundle``)."""
 
-    def __init__(self, name: str, config: dict[str, Any], *, bundle: bool = False) -> None:
+    def __init__(self, name: str, config: dict[str, Any], *, bundle: bool = False, cuda_graphs: bool = True) -> None:
         super().__init__()
         self.name = name
         self.config = config
         self.bundle = bundle
+        self.cuda_graphs = cuda_graphs
+        self._graphs_before = True
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._source: Any = config
         self._predictor: Any = None
@@ -170,7 +175,10 @@ class LesaMethod(Method):
 
     def attach(self, model: nn.Module) -> nn.Module:
         import lesa_core
+        from lesa_core import fastpath
 
+        self._graphs_before = fastpath.CUDA_GRAPHS
+        fastpath.CUDA_GRAPHS = self.cuda_graphs and self._graphs_before
         # the first attach builds the predictor (from the bundle); later ones reuse it, as a process
         # that keeps LESA attached across generations does (its memoised coefficients included)
         self.handle = lesa_core.attach(model, self._source, predictor=self._predictor)
@@ -185,9 +193,12 @@ class LesaMethod(Method):
         return max((int(s["cache_bytes"]) for s in stats.values()), default=0)
 
     def detach(self) -> None:
+        from lesa_core import fastpath
+
         if self.handle is not None:
             self.handle.remove()
             self.handle = None
+        fastpath.CUDA_GRAPHS = self._graphs_before
 
     def close(self) -> None:
         self._predictor = None
@@ -334,13 +345,13 @@ def make_method(name: str, policy: PolicySpec, steps: int) -> Method:
     """The method called ``name`` (see :data:`DEFAULT_METHODS`)."""
     if name == "full":
         return FullCompute()
-    if name == "lesa":
+    if name in ("lesa", "lesa-eager"):
         kan = {"name": "kan", "taps": [4, 8, 8], "time_encoding": "relative"}
-        return LesaMethod("lesa", lesa_config(kan, policy), bundle=True)
+        return LesaMethod(name, lesa_config(kan, policy), bundle=True, cuda_graphs=name == "lesa")
     if name == "taylor1":
         return LesaMethod("taylor1", lesa_config({"name": "taylor", "order": 1}, policy))
     if name in ("diffusers-taylorseer", "diffusers-taylorseer-lite"):
         return DiffusersTaylorSeer(policy, lite=name.endswith("-lite"))
     if name == "cache-dit":
         return CacheDit(policy, steps)
-    raise KeyError(f"unknown bench method '{name}'; known: {', '.join(DEFAULT_METHODS)}")
+    raise KeyError(f"unknown bench method '{name}'; known: {', '.join(DEFAULT_METHODS + EXTRA_METHODS)}")

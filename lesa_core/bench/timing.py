@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,7 +225,7 @@ def forecast_fraction(seconds: Sequence[float], full: Sequence[bool]) -> tuple[f
 def run_speed_bench(
     model: str | BenchModel = "cpu-bench",
     *,
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str | Method] = DEFAULT_METHODS,
     steps: int = 50,
     repeats: int = 3,
     policy: PolicySpec | None = None,
@@ -235,13 +235,19 @@ def run_speed_bench(
     log: Callable[[str], None] | None = None,
     deadline: float | None = None,
     optional: Sequence[str] = (),
+    warmup_steps: Mapping[str, int] | None = None,
 ) -> SpeedReport:
     """Time ``methods`` on ``model``: a warm-up trajectory each, then ``repeats`` interleaved rounds,
     then one instrumented trajectory of ``fraction_method`` for the per-step costs.
 
+    :param methods: method names (see :func:`~lesa_core.bench.methods.make_method`) or
+        :class:`~lesa_core.bench.methods.Method` instances, in interleaving order.
     :param deadline: a ``time.perf_counter()`` value; the methods named in ``optional`` are dropped
         from the rounds that would start after it is predicted to pass (their result keeps the
         repeats done so far).
+    :param warmup_steps: per method name, a shorter warm-up trajectory (e.g. ``{"full": 6}``: the
+        warm-up only has to initialise kernels and caches; LESA's needs every history length, so it
+        keeps the full length).
     """
     from lesa_core.trainer.progress import progress
 
@@ -249,7 +255,8 @@ def run_speed_bench(
     bm = model if isinstance(model, BenchModel) else build_model(model, device)
     trajectory = Trajectory(bm, steps)
     say = log or (lambda _msg: None)
-    built = [make_method(name, policy, steps) for name in methods]
+    built = [m if isinstance(m, Method) else make_method(m, policy, steps) for m in methods]
+    warmup_trajectories = {name: Trajectory(bm, n) for name, n in (warmup_steps or {}).items() if n < steps}
     results = {m.name: MethodResult(m.name, skipped=m.skipped) for m in built}
     active = [m for m in built if m.skipped is None]
     for method in active:
@@ -273,7 +280,8 @@ def run_speed_bench(
                 say(f"time budget: dropping {', '.join(dropped)} from round {rnd}")
                 active = [m for m in active if m.name not in optional]
             for method in active:
-                elapsed, passes, cache = _run_once(method, bm, trajectory, timed=rnd > 0)
+                run = trajectory if rnd > 0 else warmup_trajectories.get(method.name, trajectory)
+                elapsed, passes, cache = _run_once(method, bm, run, timed=rnd > 0)
                 result = results[method.name]
                 result.full_passes.append(passes)
                 if cache is not None:

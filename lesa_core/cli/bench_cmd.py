@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--steps", type=int, default=50, help="denoising steps per trajectory (default: 50)")
     parser.add_argument("--repeats", type=int, default=3, help="timed trajectories per method (default: 3)")
     parser.add_argument("--methods", help="comma-separated subset, in this order (default: all: full,lesa,taylor1,"
-                                          "diffusers-taylorseer,diffusers-taylorseer-lite,cache-dit)")
+                                          "diffusers-taylorseer,diffusers-taylorseer-lite,cache-dit; "
+                                          "also: lesa-eager = lesa without CUDA graphs)")
     parser.add_argument("--interval", type=int, default=7, help="N: one full step every N (default: 7)")
     parser.add_argument("--warmup", type=int, default=3, help="E: leading full steps (default: 3)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lesa_core.bench import DEFAULT_METHODS, PolicySpec, run_speed_bench
+    from lesa_core.bench.methods import EXTRA_METHODS
     from lesa_core.errors import ConfigError
 
     if not args.speed:
@@ -44,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.repeats < 1:
         raise ConfigError("--steps and --repeats must be at least 1")
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else DEFAULT_METHODS
-    unknown = [m for m in methods if m not in DEFAULT_METHODS]
+    unknown = [m for m in methods if m not in DEFAULT_METHODS + EXTRA_METHODS]
     if unknown:
-        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(DEFAULT_METHODS)}")
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from "
+                          f"{', '.join(DEFAULT_METHODS + EXTRA_METHODS)}")
     from lesa_core.bench.models import MODELS
 
     if args.model not in MODELS:
