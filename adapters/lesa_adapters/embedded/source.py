@@ -1,0 +1,76 @@
+"""``embedded``: the project's small trained FLUX-class model as a LESA model source.
+
+Registered through the ``lesa`` entry point ``embedded`` so the workflow commands (``lesa demo``,
+``collect``, ``train``, ``sample``) run on it by default, offline. Training prompts are a fixed,
+seeded shuffle of the generator's training captions; evaluation prompts the same for the held-out
+caption combinations (never seen in training). Prompt adherence is the analytic detector of
+:mod:`lesa_adapters.embedded.adherence`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lesa_core import hookimpl
+from lesa_core.interfaces.model import ModelSource
+from lesa_core.registry import Registry
+
+_SHUFFLE_SEED = 20260226
+
+
+def _shuffled(captions: list[str]) -> list[str]:
+    captions = list(captions)
+    random.Random(_SHUFFLE_SEED).shuffle(captions)
+    return captions
+
+
+class EmbeddedModelSource(ModelSource):
+    """The shipped, trained ``FluxPipeline`` (64×64 images, 256 image tokens)."""
+
+    description = "the project's small trained FLUX-class text-to-image model (shipped, offline)"
+
+    def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
+        from lesa_adapters.embedded import load_embedded_pipeline
+
+        return load_embedded_pipeline(device=device, dtype=dtype)
+
+    def call_defaults(self) -> dict[str, Any]:
+        from lesa_adapters.embedded import EMBEDDED_CALL_DEFAULTS
+
+        return {k: v for k, v in EMBEDDED_CALL_DEFAULTS.items() if k != "num_inference_steps"}
+
+    def default_config(self) -> dict[str, Any]:
+        return {
+            "model": "embedded",
+            "tap": "hidden",
+            "predictor": {"name": "kan", "taps": [4, 8, 8], "time_encoding": "relative", "history": "full"},
+            "router": {"name": "threshold", "boundaries": [0.9, 0.5]},
+            "policy": {"name": "interval", "interval": 7, "warmup": 3},
+            "training": {"num_prompts": 64, "num_steps": 50, "token_subsample": 64,
+                         "stage1": {"epochs": 20, "batch_size": 64, "lr": 0.003},
+                         "stage2": {"epochs": 2, "batch_size": 16, "lr": 0.0005}},
+        }
+
+    def train_prompts(self) -> list[str]:
+        from lesa_adapters.embedded.shapes import train_captions
+
+        return _shuffled(train_captions())
+
+    def eval_prompts(self) -> list[str]:
+        from lesa_adapters.embedded.shapes import heldout_captions
+
+        return _shuffled(heldout_captions())
+
+    def score_adherence(self, images: Tensor, prompts: list[str]) -> Tensor | None:
+        from lesa_adapters.embedded.adherence import score_adherence
+
+        return score_adherence(images, prompts).match.float()
+
+
+@hookimpl
+def lesa_register_models(registry: Registry[type[ModelSource]]) -> None:
+    registry.add("embedded", EmbeddedModelSource)
