@@ -19,18 +19,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from lesa_core.errors import TrainingError
+
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
 
 
 @dataclass
 class Progress:
-    """Where training stands. ``phase`` 1 or 2; ``epoch`` = epochs finished in that phase."""
+    """Where training stands. ``phase`` 1 or 2; ``epoch`` = epochs finished in that phase;
+    ``stage2_updates`` = optimizer updates stage 2 took so far (its learning-rate schedule resumes from
+    there: one per forecast step *and cache context*, so it is counted, not derived from the epoch)."""
 
     key: str
     phase: int = 1
     epoch: int = 0
     updates: int = 0
+    stage2_updates: int = 0
     losses: dict[str, list[float]] = field(default_factory=lambda: {"stage1": [], "stage2": []})
 
 
@@ -54,11 +59,15 @@ def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
                 tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{index}.{name}"] = value
+    _remove_stale_temporaries(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         save_file(tensors, str(tmp / CHECKPOINT_TENSORS))
         state = {"progress": asdict(progress), "param_groups": opt_state["param_groups"], "scalars": scalars}
         (tmp / CHECKPOINT_STATE).write_text(json.dumps(state))
+        for name in (CHECKPOINT_TENSORS, CHECKPOINT_STATE):
+            with (tmp / name).open("rb") as fh:
+                os.fsync(fh.fileno())
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
@@ -74,16 +83,38 @@ def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
 
 
 def load_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.Optimizer, key: str) -> Progress | None:
-    """Restore predictor and optimizer from ``folder`` if it holds a checkpoint of run ``key``."""
+    """Restore predictor and optimizer from ``folder`` if it holds a checkpoint of run ``key``.
+
+    A run killed while replacing the checkpoint leaves the previous one as ``.<name>.old``; it is
+    put back and used.
+
+    :raises TrainingError: if the checkpoint files are damaged (naming the folder to delete).
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    previous = folder.with_name(f".{folder.name}.old")
+    if not folder.exists() and (previous / CHECKPOINT_STATE).is_file() and (previous / CHECKPOINT_TENSORS).is_file():
+        os.replace(previous, folder)  # killed between the two renames of save_checkpoint
     if not (folder / CHECKPOINT_STATE).is_file() or not (folder / CHECKPOINT_TENSORS).is_file():
         return None
-    state = json.loads((folder / CHECKPOINT_STATE).read_text())
-    progress = Progress(**state["progress"])
+    try:
+        state = json.loads((folder / CHECKPOINT_STATE).read_text())
+        progress = Progress(**state["progress"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise TrainingError(
+            f"{folder / CHECKPOINT_STATE} is damaged ({type(exc).__name__}: {exc}); delete the folder {folder} "
+            "to start training over (the collected trajectories are kept)"
+        ) from None
     if progress.key != key:
         return None
-    tensors = load_file(str(folder / CHECKPOINT_TENSORS))
+    try:
+        tensors = load_file(str(folder / CHECKPOINT_TENSORS))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise TrainingError(
+            f"{folder / CHECKPOINT_TENSORS} is damaged ({exc}); delete the folder {folder} to start training "
+            "over (the collected trajectories are kept)"
+        ) from None
     predictor.load_state_dict({k.removeprefix("predictor."): v for k, v in tensors.items()
                                if k.startswith("predictor.")}, strict=True)
     opt_state: dict[str, Any] = {"state": {}, "param_groups": state["param_groups"]}
@@ -96,6 +127,16 @@ def load_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
         opt_state["state"].setdefault(int(index), {})[field_name] = value
     optimizer.load_state_dict(opt_state)
     return progress
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove temporary folders ``.<name>.XXXX`` that a killed :func:`save_checkpoint` left behind
+    (``.<name>.old`` is kept: :func:`load_checkpoint` may still need it)."""
+    if not folder.parent.is_dir():
+        return
+    for stale in folder.parent.glob(f".{folder.name}.*"):
+        if stale.name != f".{folder.name}.old" and stale.is_dir():
+            _rmtree(stale)
 
 
 def _rmtree(path: Path) -> None:

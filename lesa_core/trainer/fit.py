@@ -317,7 +317,7 @@ class Trainer:
             predictor=self.predictor, make_policy=self.assembly.plugins.make_policy,
             router=self.assembly.plugins.router, tap=self.assembly.tap, guard_non_finite=True, observer=observe,
         )
-        state["update"] = progress.epoch * batches_per_epoch * max(len(self.forecast_steps), 1)
+        state["update"] = progress.stage2_updates  # resumes the learning-rate schedule where it stopped
         for epoch in range(progress.epoch, phase.epochs):
             gen = torch.Generator().manual_seed(self.training.seed * 1_000_003 + 2_000 + epoch)
             order = torch.randperm(len(prompts), generator=gen).tolist()
@@ -340,6 +340,7 @@ class Trainer:
                 bar.update(1)
             progress.epoch = epoch + 1
             progress.updates += len(state["losses"])
+            progress.stage2_updates = state["update"]
             progress.losses["stage2"].append(sum(state["losses"]) / max(len(state["losses"]), 1))
             bar.set_postfix(loss=f"{progress.losses['stage2'][-1]:.4f}")
             self._checkpoint(progress)

@@ -134,10 +134,14 @@ class TrajectoryStore:
             return False
 
     def write(self, index: int, taps: dict[str, Tensor], prompt: str) -> None:
-        """Write prompt ``index``'s taps (context name → (S, N', C)) atomically."""
+        """Write prompt ``index``'s taps (context name → (S, N', C)) atomically (and remove a temporary
+        file of this shard that a killed run left behind)."""
         from safetensors.torch import save_file
 
         tensors = {f"taps.{ctx}": t.detach().to("cpu").contiguous() for ctx, t in taps.items()}
+        path = self.shard_path(index)
+        for stale in self.root.glob(f".{path.name}.*"):  # left by a writer that was killed (only this
+            stale.unlink(missing_ok=True)                 # process writes this shard)
         _atomic_write_bytes(self.shard_path(index),
                             lambda tmp: save_file(tensors, tmp, metadata={"prompt": prompt, "index": str(index)}))
 
