@@ -22,6 +22,7 @@ from lesa_core import distributed
 from lesa_core.bundle import BundleMetadata, save_bundle
 from lesa_core.composite import build_predictor
 from lesa_core.config import RunConfig, load_config
+from lesa_core.errors import TrainingError
 from lesa_core.interfaces import ForecastInput, Predictor
 from lesa_core.interfaces.predictor import PredictorConfig
 from lesa_core.plugins import PluginHost, get_plugin_host
@@ -58,6 +59,11 @@ def collect_trajectories(target: Any, config: ConfigLike, prompts: Sequence[str]
     ``rank``/``world_size`` default to the initialised process group's (else 0 and 1): each rank
     collects the prompts ``i % world_size == rank``.
     """
+    if not prompts:
+        raise TrainingError("no prompts to collect trajectories for; give at least one prompt (training.prompts, "
+                            "a prompt file, or a model source with default prompts)")
+    if batch_size < 1:
+        raise TrainingError(f"batch_size must be at least 1, got {batch_size}; pass e.g. --batch-size 8")
     host = host or get_plugin_host()
     model = find_transformer(target)
     run = load_config(config)
@@ -158,6 +164,12 @@ def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: Tr
     host = host or get_plugin_host()
     model = find_transformer(target)
     run = load_config(config)
+    cls = _predictor_class(run, host)
+    if cls is not None and not cls.learnable:
+        raise TrainingError(
+            f"predictor '{run.predictor.name}' is training-free: it has no parameters to fit; attach it directly "
+            "(lesa_core.attach(pipe, config), `lesa sample --config`) or choose a learnable family such as kan"
+        )
     root = Path(data_dir or run.training.data_dir)
     meta = collect_trajectories(model if runner is None else target, run, prompts, runner=runner,
                                 data_dir=root, batch_size=batch_size, host=host, show_progress=show_progress)
