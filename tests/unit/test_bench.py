@@ -91,6 +91,7 @@ def test_unavailable_method_is_reported_as_skipped(tiny, monkeypatch: pytest.Mon
     assert report.to_json()["forecast_step_fraction"] is None
 
 
+@pytest.mark.slow  # importing cache-dit alone takes ~5 s
 @pytest.mark.skipif(importlib.util.find_spec("cache_dit") is None, reason="cache-dit not installed")
 def test_cache_dit_runs_on_its_own_copy(tiny) -> None:  # type: ignore[no-untyped-def]
     method = make_method("cache-dit", PolicySpec(), STEPS)
