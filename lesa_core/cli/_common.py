@@ -80,6 +80,11 @@ def resolve_model_source(name: str | None) -> ModelSource:
     if name in host.models:
         return host.models.get(name)()
     if Path(name).is_dir():
+        if not (Path(name) / "model_index.json").is_file():
+            raise ConfigError(
+                f"model folder '{name}' holds no model_index.json, so it is not a diffusers pipeline; pass a folder "
+                "written by the pipeline's save_pretrained() (or a registered model source)"
+            )
         return PretrainedPipelineSource(name)
     raise ConfigError(
         f"model '{name}' is neither a registered model source ({', '.join(host.models.names()) or 'none installed'}) "

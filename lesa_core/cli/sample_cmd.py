@@ -30,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
 
     source = resolve_model_source(args.model)
     config = run_config(args, source)
-    if args.bundle:
-        config = load_config({**config.to_dict(), "bundle": args.bundle})
+    if args.bundle:  # the bundle brings its predictor and router; keep only what the user set besides them
+        data = config.to_dict()
+        config = load_config({**{k: data[k] for k in config.model_fields_set if k not in ("predictor", "router")},
+                              "bundle": args.bundle})
     source = resolve_model_source(model_name(args, config))
     pipe = source.load(args.device)
     prompts = args.prompt or source.eval_prompts()[: args.num_prompts]
