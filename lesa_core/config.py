@@ -66,7 +66,8 @@ class PhaseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = Field(1, ge=0, description="passes over the training trajectories; 0 skips the phase")
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate (cosine-decayed to 10% over the phase)")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False,
+                      description="AdamW learning rate (cosine-decayed to 10% over the phase)")
     batch_size: int = Field(64, ge=1, description="forecast steps per optimiser update")
 
 
@@ -85,8 +86,8 @@ class TrainingConfig(BaseModel):
     token_subsample: int | None = Field(
         None, ge=1, description="keep this many randomly chosen tokens per sample (bounds memory and disk)"
     )
-    weight_decay: float = Field(1e-4, ge=0)
-    clip_grad_norm: float = Field(1.0, gt=0)
+    weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False)
+    clip_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False)
     stage1: PhaseConfig = PhaseConfig(epochs=30, lr=3e-3, batch_size=64)
     stage2: PhaseConfig = PhaseConfig(epochs=4, lr=5e-4, batch_size=16)
 
