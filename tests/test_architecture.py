@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_PACKAGES = ("lesa_adapters", "lesa_predictors", "lesa_schedulers", "lesa_example_plugin",
                    "lesa_example_wan")
@@ -44,22 +46,119 @@ def test_lesa_core_source_never_imports_plugin_packages() -> None:
                 assert name.split(".")[0] not in PLUGIN_PACKAGES, f"{path}: imports {name}"
 
 
+PICKLE_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve"}
+
+
+def _is_true(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a Name/Attribute chain, else ``None``."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
+
+
+def pickle_loads(source: str, filename: str = "<source>") -> list[str]:
+    """Every place in ``source`` that can unpickle: a pickle-family import (also through ``importlib`` or
+    ``__import__``), ``torch.load`` without ``weights_only=True`` under any alias (``import torch as th``,
+    ``from torch import load as tl``, ``torch.serialization.load``), ``numpy.load(allow_pickle=True)``,
+    ``pandas.read_pickle``."""
+    tree = ast.parse(source, filename=filename)
+    aliases: dict[str, str] = {}  # local name -> the module or function it is bound to
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in PICKLE_MODULES:
+                    found.append(f"{filename}:{node.lineno}: imports {alias.name}")
+                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] in PICKLE_MODULES:
+                found.append(f"{filename}:{node.lineno}: imports from {node.module}")
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func)
+        if name is None:
+            continue
+        head, _, rest = name.partition(".")
+        target = ".".join(p for p in (aliases.get(head, head), rest) if p)
+        kwargs = {k.arg: k.value for k in node.keywords}
+        where = f"{filename}:{node.lineno}"
+        if target in {"torch.load", "torch.serialization.load"} and not _is_true(kwargs.get("weights_only")):
+            found.append(f"{where}: {name}(...) without weights_only=True")
+        elif target in {"numpy.load", "numpy.lib.npyio.load"} and not (
+                kwargs.get("allow_pickle") is None or _is_constant_false(kwargs["allow_pickle"])):
+            found.append(f"{where}: {name}(..., allow_pickle=...) can unpickle")
+        elif target.endswith("read_pickle") or target.split(".")[0] in PICKLE_MODULES:
+            found.append(f"{where}: {name}(...)")
+        elif target in {"importlib.import_module", "__import__"} and node.args and isinstance(
+                node.args[0], ast.Constant) and str(node.args[0].value).split(".")[0] in PICKLE_MODULES:
+            found.append(f"{where}: imports {node.args[0].value} dynamically")
+    return found
+
+
+def _is_constant_false(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
+
+
 def test_no_pickle_loading_anywhere() -> None:
-    """Weights never load from pickle: no pickle/dill imports, every torch.load passes weights_only=True."""
-    for path in _python_files("lesa_core", "adapters", "predictors", "schedulers", "docs/examples", "benchmarks"):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    assert alias.name.split(".")[0] not in {"pickle", "dill", "cloudpickle"}, f"{path}: {alias.name}"
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert node.module.split(".")[0] not in {"pickle", "dill", "cloudpickle"}, f"{path}: {node.module}"
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
-                target = node.func.value
-                if isinstance(target, ast.Name) and target.id == "torch":
-                    kwargs = {k.arg: k.value for k in node.keywords}
-                    ok = isinstance(kwargs.get("weights_only"), ast.Constant) and kwargs["weights_only"].value is True
-                    assert ok, f"{path}:{node.lineno}: torch.load without weights_only=True"
+    """Weights never load from pickle: no pickle-family imports, every torch.load passes
+    weights_only=True (under any alias), numpy.load never allows pickles (see :func:`pickle_loads`)."""
+    found: list[str] = []
+    for path in _python_files("lesa_core", "adapters", "predictors", "schedulers", "docs/examples", "benchmarks",
+                              "tests", "scripts"):
+        found += pickle_loads(path.read_text(), str(path.relative_to(ROOT)))
+    assert found == []
+
+
+PICKLE_SNIPPETS = [
+    "import pickle\npickle.load(f)",
+    "import _pickle",
+    "from joblib import load",
+    "import dill as d",
+    "import torch\ntorch.load('w.pt')",
+    "import torch\ntorch.load('w.pt', weights_only=False)",
+    "import torch\ntorch.load('w.pt', weights_only=flag)",
+    "import torch as th\nth.load('w.pt')",
+    "from torch import load\nload('w.pt')",
+    "from torch import load as tl\ntl('w.pt', map_location='cpu')",
+    "import torch\ntorch.serialization.load('w.pt')",
+    "from torch import serialization\nserialization.load('w.pt')",
+    "import numpy as np\nnp.load('a.npy', allow_pickle=True)",
+    "import numpy\nnumpy.load('a.npy', allow_pickle=ok)",
+    "from numpy import load as nl\nnl('a.npz', allow_pickle=True)",
+    "import pandas as pd\npd.read_pickle('x.pkl')",
+    "import importlib\nimportlib.import_module('pickle')",
+    "__import__('cloudpickle')",
+]
+SAFE_SNIPPETS = [
+    "import torch\ntorch.load('w.pt', weights_only=True)",
+    "import torch as th\nth.load('w.pt', map_location='cpu', weights_only=True)",
+    "import numpy as np\nnp.load('a.npy')",
+    "import numpy as np\nnp.load('a.npy', allow_pickle=False)",
+    "from safetensors.torch import load_file\nload_file('w.safetensors')",
+    "import json\njson.load(f)",
+    "import yaml\nyaml.safe_load(text)",
+]
+
+
+@pytest.mark.parametrize("snippet", PICKLE_SNIPPETS)
+def test_the_pickle_check_catches(snippet: str) -> None:
+    assert pickle_loads(snippet), snippet
+
+
+@pytest.mark.parametrize("snippet", SAFE_SNIPPETS)
+def test_the_pickle_check_passes_safe_loads(snippet: str) -> None:
+    assert pickle_loads(snippet) == [], snippet
 
 
 def test_nothing_patches_a_class() -> None:
