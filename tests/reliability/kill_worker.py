@@ -1,0 +1,81 @@
+"""Test worker, not product code: train a predictor on the tiny FLUX pipeline in its own process, so
+that ``test_kill_resume.py`` can ``kill -9`` it at a chosen moment and run it again.
+
+    python kill_worker.py DATA_DIR OUT_DIR LOG_FILE
+
+It calls :func:`lesa_core.trainer.train` exactly as a user would. Two test hooks, set by environment:
+
+* ``LESA_TEST_HANG=SUBSTRING:N`` — the N-th safetensors file written whose path contains SUBSTRING is
+  written completely (to its temporary name) and then the worker stops before the rename: it creates
+  ``LOG_FILE.hanging`` and sleeps, waiting to be killed. This puts the kill in the middle of an
+  atomic write (``traj_00002`` = a collection shard, ``.checkpoint.`` = a training checkpoint).
+* every sampling call appends its seeds to LOG_FILE (one line per call), so the test can tell which
+  prompts were collected again.
+
+On success it prints ``{"resumed_from": ...}`` as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PROMPTS = ["a red circle", "a blue square", "a green triangle", "a yellow star"]
+CONFIG: dict[str, Any] = {
+    "predictor": {"name": "kan", "taps": [2, 3, 3], "hidden": [8, 8]},
+    "policy": {"name": "interval", "interval": 3, "warmup": 2, "force_full": []},
+    "training": {"num_steps": 8, "seed": 11, "stage1": {"epochs": 3, "batch_size": 2, "lr": 0.003},
+                 "stage2": {"epochs": 2, "batch_size": 2, "lr": 0.001}},
+}
+CALL = {"height": 32, "width": 32, "max_sequence_length": 16}
+
+
+def _install_hang(spec: str, marker: Path) -> None:
+    import safetensors.torch
+
+    substring, _, nth = spec.rpartition(":")
+    original = safetensors.torch.save_file
+    seen = {"n": 0}
+
+    def save_file(tensors: Any, filename: Any, metadata: Any = None) -> None:
+        original(tensors, filename, metadata=metadata)
+        if substring in str(filename):
+            seen["n"] += 1
+            if seen["n"] == int(nth):
+                marker.write_text(str(filename))
+                time.sleep(120)  # killed here: the temporary file is complete, the rename never happens
+
+    safetensors.torch.save_file = save_file
+
+
+def main(argv: list[str]) -> int:
+    data, out, log = (Path(a) for a in argv[1:4])
+    import torch
+
+    torch.set_num_threads(1)
+    if os.environ.get("LESA_TEST_HANG"):
+        _install_hang(os.environ["LESA_TEST_HANG"], Path(f"{log}.hanging"))
+
+    from lesa_core.testing.tiny import tiny_flux_pipeline
+    from lesa_core.trainer import PipelineRunner, train
+
+    class LoggingRunner(PipelineRunner):
+        def run(self, prompts: Any, seeds: Any, num_steps: int, **overrides: Any) -> Any:
+            with log.open("a") as fh:
+                fh.write(" ".join(str(int(s)) for s in seeds) + "\n")
+            return super().run(prompts, seeds, num_steps, **overrides)
+
+    pipe = tiny_flux_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    _, report = train(pipe, CONFIG, PROMPTS, runner=LoggingRunner(pipe, **CALL), out=out, data_dir=data,
+                      batch_size=1, show_progress=False)
+    print(json.dumps({"resumed_from": report.resumed_from}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
