@@ -140,6 +140,9 @@ def _format_validation_error(exc: ValidationError, model: type[BaseModel], prefi
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc[:-1])
             message = f"unknown key '{loc[-1]}'; allowed keys here: {', '.join(allowed)}"
+        elif err["type"] == "missing" and loc:
+            hint = " with a registered plugin name (`lesa plugins` lists them)" if loc[-1] == "name" else ""
+            message = f"Field required: add the key '{loc[-1]}'{hint} (got {err.get('input')!r})"
         else:
             message = f"{err['msg']} (got {err.get('input')!r})"
         if message not in problems.setdefault(path, []):
