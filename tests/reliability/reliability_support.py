@@ -30,7 +30,7 @@ from lesa_core.errors import LesaError
 
 ACTION = re.compile(
     r"\b(use|pass|set|drop|remove|train|retrain|re-export|re-download|delete|run|sample|check|fix|install|give|"
-    r"call|save|leave|register|disable|uninstall|update|choose|start|download|write)\b"
+    r"call|save|leave|register|disable|uninstall|update|choose|start|download|write|add)\b"
     r"|\b(should be|should have|must be|must lie|allowed keys here|registered \w+:)",
     re.IGNORECASE,
 )
