@@ -122,6 +122,7 @@ def forecast_path_checks(bm: Any, log: Log) -> dict[str, Any]:
     from lesa_core import fastpath
     from lesa_core.bench import PolicySpec
     from lesa_core.bench.methods import make_method
+    from lesa_core.fastpath import fast_coefficients
     from lesa_core.interfaces import ForecastInput
     from lesa_core.interfaces.predictor import combine
     from lesa_core.runtime import assemble
@@ -135,6 +136,7 @@ def forecast_path_checks(bm: Any, log: Log) -> dict[str, Any]:
     schedule = torch.linspace(1.0, 0.0, 51)
     result: dict[str, Any] = {"tap_shape": list(shape), "tap_dtype": str(bm.dtype)}
     mismatches = []
+    worst = worst_out = 0.0
     with torch.inference_mode():
         features = [base + 0.01 * i for i in range(8)]
         for n in range(4, 9):
@@ -143,11 +145,17 @@ def forecast_path_checks(bm: Any, log: Log) -> dict[str, Any]:
                 inputs = ForecastInput(features=features[-n:], times=schedule[steps.long()].to(device),
                                        steps=steps.to(device), t=schedule[step].to(device),
                                        step=torch.tensor(float(step)).to(device))
-                fast = predictor(inputs)
-                eager = combine(inputs.features, *predictor._selected_coefficients(inputs))
-                if not torch.equal(fast, eager):
-                    mismatches.append((n, step, float((fast.float() - eager.float()).abs().max())))
+                fast = [t.clone() for t in fast_coefficients(predictor, predictor._selected_coefficients, inputs)]
+                eager = predictor._selected_coefficients(inputs)
+                error = max(float((a - b).abs().max()) for a, b in zip(fast, eager, strict=True))
+                worst = max(worst, error)
+                if not all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(fast, eager, strict=True)):
+                    mismatches.append((n, step, error))
+                out_fast, out_eager = predictor(inputs), combine(inputs.features, *eager)
+                worst_out = max(worst_out, float((out_fast.float() - out_eager.float()).abs().max()))
         result["graph_equals_eager"] = not mismatches
+        result["max_coefficient_difference"] = worst
+        result["max_forecast_difference"] = worst_out
         result["mismatches"] = mismatches
         state = predictor.__dict__.get("_lesa_fast_state")
         result["graphs_captured"] = 0 if state is None else len(state.graphs)
@@ -166,7 +174,8 @@ def forecast_path_checks(bm: Any, log: Log) -> dict[str, Any]:
         result["combine_ms"] = cuda_time(lambda: combine(features, coef, bias), 50, device)
         taps_bytes = sum(f.numel() * f.element_size() for f in features)
         result["combine_min_bytes"] = taps_bytes + features[0].numel() * features[0].element_size()
-    log(f"forecast path: graph == eager: {result['graph_equals_eager']} ({result['graphs_captured']} graphs, "
+    log(f"forecast path: graph == eager: {result['graph_equals_eager']} (max coefficient difference "
+        f"{result['max_coefficient_difference']:.2e}, {result['graphs_captured']} graphs, "
         f"failed={result['graphs_failed']}); predictor {result['predictor_ms_graph']:.3f} ms (graph) vs "
         f"{result['predictor_ms_eager']:.3f} ms (eager); combine of 8 taps {result['combine_ms']:.3f} ms "
         f"(reads+writes at least {result['combine_min_bytes'] / 1e6:.0f} MB)")
