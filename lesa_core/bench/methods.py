@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -287,10 +289,16 @@ class CacheDit(Method):
         self.steps = steps
         self.fn_blocks = fn_blocks
         self.copy: Any = None
+        # cache-dit logs every context at INFO level to stdout, which must hold only the report
+        os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "WARNING")
         try:
-            import cache_dit  # type: ignore[import-untyped]  # noqa: F401
+            import cache_dit.logger  # type: ignore[import-untyped]
         except Exception as exc:  # not installed, or broken beside this torch/diffusers
             self.skipped = f"cache-dit is not importable here ({type(exc).__name__}: {exc}); pip install cache-dit"
+            return
+        handler = getattr(cache_dit.logger, "_default_handler", None)
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
 
     def prepare(self, model: nn.Module) -> None:
         import cache_dit

@@ -93,7 +93,7 @@ def test_unavailable_method_is_reported_as_skipped(tiny, monkeypatch: pytest.Mon
 
 @pytest.mark.slow  # importing cache-dit alone takes ~5 s
 @pytest.mark.skipif(importlib.util.find_spec("cache_dit") is None, reason="cache-dit not installed")
-def test_cache_dit_runs_on_its_own_copy(tiny) -> None:  # type: ignore[no-untyped-def]
+def test_cache_dit_runs_on_its_own_copy(tiny, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     method = make_method("cache-dit", PolicySpec(), STEPS)
     method.prepare(tiny.transformer)
     try:
@@ -102,6 +102,7 @@ def test_cache_dit_runs_on_its_own_copy(tiny) -> None:  # type: ignore[no-untype
         method.close()
     assert passes == 5 and cache is not None and cache > 0
     assert "_context_manager" not in vars(tiny.transformer)
+    assert capsys.readouterr().out == ""  # cache-dit's logging must not reach stdout (--json)
 
 
 def test_cli_prints_exactly_the_json_document(capsys: pytest.CaptureFixture[str]) -> None:
