@@ -98,16 +98,19 @@ class _EmulatedGraph:
 def _emulated_capture(state: fastpath._FastState, fn: fastpath.CoefficientFn, inputs: ForecastInput) -> fastpath._Graph:
     import dataclasses
 
-    static = tuple(t.detach().clone() for t in (inputs.times, inputs.steps, inputs.t, inputs.step))
-    static_inputs = dataclasses.replace(inputs, times=static[0], steps=static[1], t=static[2], step=static[3])
-    outputs = tuple(t.clone() for t in fn(static_inputs))
+    with torch.inference_mode(False), torch.no_grad():  # as _capture: normal tensors, even under inference_mode
+        static = tuple(t.detach().clone() for t in (inputs.times, inputs.steps, inputs.t, inputs.step))
+        static_inputs = dataclasses.replace(inputs, times=static[0], steps=static[1], t=static[2], step=static[3])
+        outputs = tuple(t.clone() for t in fn(static_inputs))
     return fastpath._Graph(_EmulatedGraph(fn, static_inputs, outputs), static, outputs)  # type: ignore[arg-type]
 
 
-def test_graph_path_feeds_static_inputs_and_keys_by_history_length(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_graph_path_feeds_static_inputs_and_keys_by_history_length(monkeypatch: pytest.MonkeyPatch,
+                                                                   mode: str) -> None:
     monkeypatch.setattr(fastpath, "_capture", _emulated_capture)
     predictor = _Counting().eval()
-    with torch.no_grad():
+    with torch.no_grad() if mode == "no_grad" else torch.inference_mode():
         for n, step in [(2, 10), (3, 11), (3, 12), (2, 13), (3, 14)]:
             inputs = make_forecast_input(n, step=step)
             coef, bias = fastpath._graphed(predictor, predictor.coefficients, inputs)
