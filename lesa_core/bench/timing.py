@@ -236,6 +236,7 @@ def run_speed_bench(
     deadline: float | None = None,
     optional: Sequence[str] = (),
     warmup_steps: Mapping[str, int] | None = None,
+    hard_deadline: float | None = None,
 ) -> SpeedReport:
     """Time ``methods`` on ``model``: a warm-up trajectory each, then ``repeats`` interleaved rounds,
     then one instrumented trajectory of ``fraction_method`` for the per-step costs.
@@ -245,6 +246,9 @@ def run_speed_bench(
     :param deadline: a ``time.perf_counter()`` value; the methods named in ``optional`` are dropped
         from the rounds that would start after it is predicted to pass (their result keeps the
         repeats done so far).
+    :param hard_deadline: a ``time.perf_counter()`` value; no further round starts once the next one
+        (estimated from the last, optional methods dropped) would end after it (at least one timed
+        round always runs).
     :param warmup_steps: per method name, a shorter warm-up trajectory (e.g. ``{"full": 6}``: the
         warm-up only has to initialise kernels and caches; LESA's needs every history length, so it
         keeps the full length).
@@ -279,6 +283,11 @@ def run_speed_bench(
             if dropped:
                 say(f"time budget: dropping {', '.join(dropped)} from round {rnd}")
                 active = [m for m in active if m.name not in optional]
+            if hard_deadline is not None and rnd > 1:
+                estimate = sum(results[m.name].times[-1] for m in active if results[m.name].times)
+                if time.perf_counter() + estimate > hard_deadline:
+                    say(f"time budget: stopping after {rnd - 1} timed round(s)")
+                    break
             for method in active:
                 run = trajectory if rnd > 0 else warmup_trajectories.get(method.name, trajectory)
                 elapsed, passes, cache = _run_once(method, bm, run, timed=rnd > 0)
