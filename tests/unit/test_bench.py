@@ -16,8 +16,17 @@ from lesa_core.bench.timing import Trajectory, _run_once
 STEPS = 12  # LESA's schedule computes 0, 1, 2, 3, 9; diffusers' TaylorSeer (7, 3) computes 0, 1, 2, 4, 11
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():  # type: ignore[no-untyped-def]
+    """Tiny matrices: one thread is as fast and never stalls in OpenMP barriers on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def tiny():  # type: ignore[no-untyped-def]
+def tiny(one_thread):  # type: ignore[no-untyped-def]
     return build_model("tiny")
 
 
