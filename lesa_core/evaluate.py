@@ -118,7 +118,7 @@ def evaluate(
                 ref_taps.append(recorder.taps)
             else:
                 ref = ref_taps[b]
-                errors.append([float(((recorder.taps[s] - ref[s]).norm() / ref[s].norm().clamp_min(1e-12)))
+                errors.append([float((recorder.taps[s] - ref[s]).norm() / ref[s].norm().clamp_min(1e-12))
                                for s in sorted(recorder.taps)])
             bar.update(len(batch))
         result = MethodResult(name, sum(passes) / len(passes), seconds, torch.cat(images))
