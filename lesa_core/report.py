@@ -76,10 +76,20 @@ def save_step_error_plot(path: Path, results: Sequence[MethodResult], schedule: 
 
 def write_report(out: Path, results: Sequence[MethodResult], *, steps: int, prompts: Sequence[str],
                  title: str, notes: Sequence[str] = (), schedule: Sequence[float] | None = None,
-                 boundaries: Sequence[float] = (), extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md``, ``grid.png`` and ``error_per_step.png`` into ``out``."""
+                 boundaries: Sequence[float] = (), extra: dict[str, Any] | None = None,
+                 main_methods: Sequence[str] | None = None) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md``, ``grid.png`` and ``error_per_step.png`` into ``out``.
+
+    ``report.json`` lists the ``main_methods`` (default: all) under ``methods`` and any other rows under
+    ``extra_methods``; the Markdown table shows every row.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    data = {"steps": steps, "methods": [r.row() for r in results], **(extra or {})}
+    names = set(main_methods) if main_methods is not None else {r.name for r in results}
+    data: dict[str, Any] = {"steps": steps, "methods": [r.row() for r in results if r.name in names]}
+    others = [r.row() for r in results if r.name not in names]
+    if others:
+        data["extra_methods"] = others
+    data.update(extra or {})
     _atomic_text(out / "report.json", json.dumps(data, indent=2) + "\n")
     lines = [f"# {title}", "", f"{len(prompts)} held-out prompts, {steps} steps. PSNR/SSIM against the full-compute "
              "images of the same prompt and seed (uint8 RGB, lossless).", "",

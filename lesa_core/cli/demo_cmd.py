@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="collect, train, and compare LESA with its peers on the default model")
     add_common_arguments(parser)
     parser.add_argument("--out", default="demo-out", metavar="DIR", help="where the report goes (default demo-out)")
-    parser.add_argument("--eval-prompts", type=int, default=16, help="held-out prompts to evaluate on")
+    parser.add_argument("--eval-prompts", type=int, default=8, help="held-out prompts to evaluate on")
     parser.add_argument("--extra-interval", type=int, default=10,
                         help="also evaluate LESA and Taylor at this interval N (0 to skip)")
     parser.set_defaults(func=run)
@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     paths = write_report(out, results, steps=config.training.num_steps, prompts=eval_prompts,
                          title=f"LESA demo on the '{args.model or 'embedded'}' model", notes=notes,
                          schedule=meta.get("schedule"), boundaries=config.router.params.get("boundaries", ()),
-                         extra={"timings": {k: round(v, 1) for k, v in timings.items()}})
+                         extra={"timings": {k: round(v, 1) for k, v in timings.items()}},
+                         main_methods=("full", "lesa", "mlp", "taylor1", "taylor2", "reuse"))
     for r in results:
         print(json.dumps(r.row()))
     print(f"report: {paths['report.md']}  (total {timings['total']:.0f} s)")
