@@ -6,11 +6,13 @@ parameters. Computing them is a few hundred tiny operations (three KAN time netw
 stage-aware expert), while the weighted sum itself is one pass over the history. At inference
 :func:`fast_coefficients` therefore avoids recomputing them:
 
-* **host inputs** (every tensor of the :class:`~lesa_core.interfaces.ForecastInput` on the CPU): the
-  result is memoised per (history times, history steps, t, step, parameter versions). A sampler repeats
-  the same schedule on every generation, so after the first trajectory a forecast costs one dictionary
-  lookup plus the weighted sum.
-* **CUDA inputs**: the computation is captured once per history length into a CUDA graph with static
+* **host inputs** (every tensor of the :class:`~lesa_core.interfaces.ForecastInput` on the CPU) **or
+  host copies** (``ForecastInput.host``, which a runtime fills when it knows the times without a
+  synchronisation, on any device): the result is memoised per (history times, history steps, t, step,
+  tensor devices and dtypes, parameter versions). A sampler repeats the same schedule on every
+  generation, so after the first trajectory a forecast costs one dictionary lookup plus the weighted
+  sum — on CUDA no coefficient kernel at all.
+* **CUDA inputs without host copies**: the computation is captured once per history length into a CUDA graph with static
   input buffers; a forecast then copies the four small time tensors in and replays the graph — a few
   launches instead of hundreds, no host synchronisation. If a capture fails (a predictor that reads a
   device value on the host, say) the predictor falls back to eager evaluation for good and logs once.
@@ -120,7 +122,7 @@ def fast_coefficients(module: nn.Module, fn: CoefficientFn, inputs: ForecastInpu
     if _plain_evaluation(module):
         return fn(inputs)
     device = inputs.t.device
-    if device.type == "cpu":
+    if inputs.host is not None or device.type == "cpu":
         return _memoised(module, fn, inputs)
     if device.type == "cuda" and CUDA_GRAPHS:
         return _graphed(module, fn, inputs)
@@ -128,19 +130,23 @@ def fast_coefficients(module: nn.Module, fn: CoefficientFn, inputs: ForecastInpu
 
 
 def _memoised(module: nn.Module, fn: CoefficientFn, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
+    """Memoised per host values: the input's ``host`` copies, else the values of its CPU tensors."""
     tensors = (inputs.times, inputs.steps, inputs.t, inputs.step)
-    if any(t.device.type != "cpu" for t in tensors):
+    if inputs.host is not None:
+        values: tuple[Any, ...] = (tuple(inputs.host[0]), tuple(inputs.host[1]), inputs.host[2], inputs.host[3])
+    elif all(t.device.type == "cpu" for t in tensors):
+        values = tuple(tuple(t.reshape(-1).tolist()) for t in tensors)
+    else:
         return fn(inputs)
     version = _version_key(module)
     if version is None:
         return fn(inputs)
-    key = (len(inputs.features), *(tuple(t.reshape(-1).tolist()) for t in tensors),
-           *(t.dtype for t in tensors), version)
+    key = (len(inputs.features), *values, *((t.device, t.dtype) for t in tensors), version)
     state = _state(module)
     found = state.memo.get(key)
     if found is None:
-        found = fn(inputs)
-        found = (found[0].detach(), found[1].detach())
+        coef, bias = fn(inputs)
+        found = (coef.detach(), bias.detach())
         if len(state.memo) >= MEMO_SIZE:
             state.memo.pop(next(iter(state.memo)))
         state.memo[key] = found

@@ -42,6 +42,11 @@ class ForecastInput:
     :ivar steps: ``(len(features),)`` float32 step indices of the history entries.
     :ivar t: ``()`` float32 flow time of the step to forecast.
     :ivar step: ``()`` float32 step index of the step to forecast.
+    :ivar host: optional host copies of ``(times, steps, t, step)`` as Python numbers, given by a runtime
+        that knows them without a device synchronisation (e.g. from ``CacheContext.sigma``). Predictors
+        never need them; :func:`lesa_core.fastpath.fast_coefficients` uses them to memoise coefficients
+        of device inputs. They must identify the device values: the same host values always come with
+        the same device values (the same schedule passed the same way).
     """
 
     features: Sequence[Tensor]
@@ -49,10 +54,12 @@ class ForecastInput:
     steps: Tensor
     t: Tensor
     step: Tensor
+    host: tuple[tuple[float, ...], tuple[float, ...], float, float] | None = None
 
     def last(self, k: int) -> ForecastInput:
         """The same input restricted to the ``k`` newest history entries."""
-        return ForecastInput(self.features[-k:], self.times[-k:], self.steps[-k:], self.t, self.step)
+        host = None if self.host is None else (self.host[0][-k:], self.host[1][-k:], self.host[2], self.host[3])
+        return ForecastInput(self.features[-k:], self.times[-k:], self.steps[-k:], self.t, self.step, host)
 
 
 @dataclass(frozen=True)

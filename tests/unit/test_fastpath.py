@@ -55,6 +55,32 @@ def test_host_coefficients_are_memoised_per_times_and_parameters() -> None:
         assert not predictor(inputs).equal(first)
 
 
+def _with_host(inputs: ForecastInput) -> ForecastInput:
+    import dataclasses
+
+    host = (tuple(inputs.times.tolist()), tuple(inputs.steps.tolist()), float(inputs.t), float(inputs.step))
+    return dataclasses.replace(inputs, host=host)
+
+
+def test_host_copies_key_the_memo_and_follow_last() -> None:
+    """With ``ForecastInput.host`` (what a runtime passes for CUDA inputs when it knows the times), the
+    memo is keyed by the host values alone: the device tensors are never read on the host."""
+    import dataclasses
+
+    predictor = _Counting().eval()
+    inputs = _with_host(make_forecast_input(3))
+    assert inputs.last(2).host == (inputs.host[0][-2:], inputs.host[1][-2:], inputs.host[2], inputs.host[3])
+    with torch.no_grad():
+        first = predictor(inputs)
+        poisoned = dataclasses.replace(inputs, times=inputs.times * float("nan"), t=inputs.t * float("nan"))
+        assert predictor(poisoned).equal(first)  # same host values: the memoised coefficients
+        assert predictor.calls == 1
+        other = _with_host(make_forecast_input(3, step=12))
+        expected = _eager(predictor, other)
+        assert torch.allclose(predictor(other), expected)
+        assert predictor.calls == 3  # first, the eager reference, the new host values
+
+
 def test_memo_is_bypassed_for_training_and_gradients() -> None:
     predictor = _Counting()
     inputs = make_forecast_input(3)
