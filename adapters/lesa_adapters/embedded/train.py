@@ -1,0 +1,430 @@
+"""Train the embedded default model: VAE first, then transformer + both text encoders jointly.
+
+::
+
+    python -m lesa_adapters.embedded.build skeleton --out SKELETON
+    python -m lesa_adapters.embedded.train --skeleton SKELETON --out WEIGHTS --device cuda --budget-seconds 330
+    python -m lesa_adapters.embedded.build assemble --skeleton SKELETON --weights WEIGHTS --out PIPELINE
+
+Stage 1 (VAE, ``--vae-fraction`` of the budget): ``AutoencoderKL`` on shapes images in [-1, 1], loss
+L1 + MSE + 1e-6 · KL.  Then the latent mean/std of 4,096 training images set the VAE's
+``shift_factor``/``scaling_factor``, exactly as the pipeline undoes them before decoding.
+
+Stage 2 (the rest): rectified flow on the packed, normalised latents (256 image tokens):
+``x_σ = (1 − σ)·x0 + σ·ε``, the transformer predicts ``ε − x0`` (MSE), ``σ`` is logit-normal(0, 1)
+pushed through the scheduler's shift ``exp(μ)`` with μ from the shipped
+``FlowMatchEulerDiscreteScheduler`` config at 256 tokens (the same shift the pipeline samples with).
+Text: CLIP pooled output → ``pooled_projections``, T5 last hidden state (32 tokens) →
+``encoder_hidden_states``, both trained jointly with the transformer; 10 % of captions are replaced by
+the empty prompt (so true CFG with ``negative_prompt=""`` is possible).  AdamW, warm-up + cosine,
+clip 1.0, EMA of the weights (0.999) is what is saved.  bf16 autocast on CUDA, fp32 on the CPU.
+
+Budget: with ``--budget-seconds`` the step counts are fixed after timing the first steps and are
+written to the log (``vae_steps``, ``steps``): passing them back as ``--vae-steps``/``--steps``
+repeats the run exactly on the same device type.  All data come from :mod:`.shapes` with fixed seeds.
+
+Outputs in ``--out``: ``vae.safetensors``, ``transformer.safetensors``, ``text_encoder.safetensors``,
+``text_encoder_2.safetensors`` (fp16), ``meta.json`` (VAE factors, arguments, step counts,
+evaluation), ``losses.csv`` (step, stage, loss, lr, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import shapes
+from .build import NETWORKS, TEXT_TOKENS, load_skeleton, make_pipeline
+
+
+def _log(msg: str) -> None:
+    print(f"[train {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def shift_sigmas(s: torch.Tensor, mu: float) -> torch.Tensor:
+    """FLUX's exponential time shift: σ' = e^μ σ / (1 + (e^μ − 1) σ)."""
+    return math.exp(mu) / (math.exp(mu) + (1 / s - 1))
+
+
+def scheduler_mu(scheduler, image_seq_len: int) -> float:
+    c = scheduler.config
+    m = (c.max_shift - c.base_shift) / (c.max_image_seq_len - c.base_image_seq_len)
+    return image_seq_len * m + (c.base_shift - m * c.base_image_seq_len)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int, floor: float = 0.1) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+class CsvLog:
+    def __init__(self, path: Path, append: bool = False):
+        new = not (append and path.exists())
+        self.f = open(path, "w" if new else "a", newline="")  # noqa: SIM115 (kept open for the run)
+        self.w = csv.writer(self.f)
+        if new:
+            self.w.writerow(["stage", "step", "loss", "lr", "seconds"])
+
+    def row(self, *vals: Any) -> None:
+        self.w.writerow(vals)
+        self.f.flush()
+
+
+def save_weights(out: Path, modules: dict[str, torch.nn.Module], meta: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, mod in modules.items():
+        sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in mod.state_dict().items()}
+        if name == "text_encoder_2":  # tied to shared.weight; safetensors refuses shared storage
+            sd.pop("encoder.embed_tokens.weight", None)
+        save_file(sd, str(out / f"{name}.safetensors"))
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def load_init(folder: str, comps: dict[str, Any]) -> dict[str, Any]:
+    """Load whatever networks ``folder`` holds into ``comps``; returns their names (+ VAE factors)."""
+    from safetensors.torch import load_file
+
+    folder_p = Path(folder)
+    meta = json.loads((folder_p / "meta.json").read_text())
+    got: dict[str, Any] = {}
+    for name in NETWORKS:
+        f = folder_p / f"{name}.safetensors"
+        if f.exists():
+            sd = {k: v.float() for k, v in load_file(str(f)).items()}
+            missing, unexpected = comps[name].load_state_dict(sd, strict=False)
+            missing = [k for k in missing if k != "encoder.embed_tokens.weight"]
+            if missing or unexpected:
+                raise RuntimeError(f"{name}: missing {missing}, unexpected {unexpected}")
+            got[name] = True
+    if "vae" in got:
+        got["vae_shift_factor"] = float(meta["vae_shift_factor"])
+        got["vae_scaling_factor"] = float(meta["vae_scaling_factor"])
+    _log(f"initialised from {folder}: {sorted(k for k in got if k in NETWORKS)}")
+    return got
+
+
+def tokenize(tokenizer, tokenizer_2, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids exactly as FluxPipeline makes them (CLIP: model_max_length; T5: TEXT_TOKENS)."""
+    kw = dict(padding="max_length", truncation=True, return_tensors="pt")
+    clip = tokenizer(captions, max_length=tokenizer.model_max_length, **kw).input_ids
+    t5 = tokenizer_2(captions, max_length=TEXT_TOKENS, **kw).input_ids
+    return clip, t5
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--skeleton", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget-seconds", type=float, default=330.0, help="VAE + transformer training time")
+    p.add_argument("--vae-fraction", type=float, default=0.2)
+    p.add_argument("--vae-steps", type=int, default=None, help="fixed VAE steps (overrides the budget)")
+    p.add_argument("--steps", type=int, default=None, help="fixed transformer steps (overrides the budget)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 512 on CUDA, 32 on CPU")
+    p.add_argument("--vae-batch-size", type=int, default=None, help="default 256 on CUDA, 32 on CPU")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--ema", type=float, default=0.998)
+    p.add_argument(
+        "--amp", choices=["bf16", "fp32"], default="bf16", help="CUDA only; the CPU is always fp32"
+    )
+    p.add_argument(
+        "--train-mu",
+        type=float,
+        default=None,
+        help="σ shift μ for training (default: the scheduler's at 256 tokens)",
+    )
+    p.add_argument("--freeze-text", action="store_true", help="keep the text encoders fixed (fine-tuning)")
+    p.add_argument(
+        "--init-from", default=None, help="weights folder to start from (a saved VAE skips stage 1)"
+    )
+    p.add_argument("--caption-dropout", type=float, default=0.1)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--eval-heldout", type=int, default=0, help="sample N held-out captions at the end")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+
+    t_start = time.time()
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    bs = args.batch_size or (512 if cuda else 32)
+    vbs = args.vae_batch_size or (256 if cuda else 32)
+    if cuda and args.amp == "bf16":
+        amp: dict[str, Any] = dict(device_type="cuda", dtype=torch.bfloat16)
+    else:
+        amp = dict(device_type=dev.type, enabled=False)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = CsvLog(out / "losses.csv", append=args.init_from is not None)
+    torch.manual_seed(args.seed)
+    comps = load_skeleton(args.skeleton, seed=args.seed)
+    vae, transformer = comps["vae"].to(dev), comps["transformer"].to(dev)
+    te, te2 = comps["text_encoder"].to(dev), comps["text_encoder_2"].to(dev)
+    for m in (te, te2):  # plain attention for training (SDPA + a trainable T5 bias is fragile on CUDA)
+        try:
+            m.set_attn_implementation("eager")
+        except Exception:
+            m.config._attn_implementation = "eager"
+    init = load_init(args.init_from, comps) if args.init_from else {}
+    n_params = {k: sum(p.numel() for p in comps[k].parameters()) for k in NETWORKS}
+    _log(f"device {dev}, params {n_params}, batch {bs}/{vbs}")
+    meta: dict[str, Any] = {"args": vars(args), "params": n_params, "device": str(dev)}
+    if cuda:
+        meta["gpu"] = torch.cuda.get_device_name(dev)
+
+    # ---------------------------------------------------------------- stage 1: VAE
+    sampler = shapes.TrainSampler("train", seed=args.seed, device=dev)
+    vae.train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    vgen = torch.Generator(device=dev).manual_seed(args.seed + 500)
+    vae_budget = args.budget_seconds * args.vae_fraction
+    vae_total = 0 if "vae" in init else args.vae_steps
+    t0 = time.time()
+    step = 0
+    while True:
+        if vae_total is not None and step >= vae_total:
+            break
+        lr = (
+            lr_at(step, vae_total or 10**9, args.vae_lr, 100, floor=1.0)
+            if vae_total is None
+            else lr_at(step, vae_total, args.vae_lr, 100)
+        )
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, _ = sampler.next(vbs)
+        with torch.autocast(**amp):
+            post = vae.encode(x).latent_dist
+            z = post.sample(generator=vgen)
+            rec = vae.decode(z).sample
+        rec = rec.float()
+        loss_rec = F.l1_loss(rec, x) + F.mse_loss(rec, x)
+        loss = loss_rec + 1e-6 * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        if step % args.log_every == 0:
+            log.row("vae", step, f"{loss_rec.item():.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
+            if step % (args.log_every * 4) == 0:
+                _log(f"vae step {step} rec {loss_rec.item():.4f}")
+        step += 1
+        if step == 10:
+            t10 = time.time()
+        if vae_total is None and step == 30:  # time steps 10..30 (the first ones include warm-up)
+            per = (time.time() - t10) / 20
+            vae_total = max(31, int((vae_budget - (t10 - t0)) / per) + 10)
+            _log(f"vae: {per * 1000:.1f} ms/step -> {vae_total} steps")
+    meta["vae_steps"] = step
+    meta["vae_seconds"] = round(time.time() - t0, 1)
+    if step:
+        meta["vae_final_rec_loss"] = loss_rec.item()
+    vae.eval().requires_grad_(False)
+    if "vae" in init:
+        meta["vae_steps"] = 0
+        meta["vae_init_from"] = args.init_from
+
+    # latent statistics -> shift/scale
+    g = torch.Generator().manual_seed(args.seed + 1000)
+    with torch.no_grad(), torch.autocast(**amp):
+        zs = []
+        for _ in range(8 if cuda else 2):
+            imgs, _, _ = shapes.sample_batch(512 if cuda else 64, "train", generator=g, device=dev)
+            zs.append(vae.encode(imgs * 2 - 1).latent_dist.mode().float())
+        zs = torch.cat(zs)
+    shift_factor, scaling_factor = float(zs.mean()), float(1.0 / zs.std())
+    if "vae" in init:  # keep the factors the loaded weights were trained with
+        shift_factor, scaling_factor = init["vae_shift_factor"], init["vae_scaling_factor"]
+    meta.update(vae_shift_factor=shift_factor, vae_scaling_factor=scaling_factor)
+    vae.register_to_config(shift_factor=shift_factor, scaling_factor=scaling_factor)
+    _log(
+        f"latents: shift {shift_factor:.4f} scale {scaling_factor:.4f}, per-channel std {zs.std((0, 2, 3)).tolist()}"
+    )
+    if "vae" not in init:
+        save_weights(out, {"vae": vae}, meta)  # lets a failed stage 2 restart without retraining the VAE
+
+    # ---------------------------------------------------------------- stage 2: transformer + text
+    from diffusers import FluxPipeline
+
+    clip_ids, t5_ids = tokenize(comps["tokenizer"], comps["tokenizer_2"], [*sampler.captions, ""])
+    clip_ids, t5_ids = clip_ids.to(dev), t5_ids.to(dev)
+    empty = len(sampler.captions)
+    lat_hw = shapes.IMAGE_SIZE // 2  # vae_scale_factor 2
+    img_ids = FluxPipeline._prepare_latent_image_ids(1, lat_hw // 2, lat_hw // 2, dev, torch.float32)
+    txt_ids = torch.zeros(TEXT_TOKENS, 3, device=dev)
+    mu = scheduler_mu(comps["scheduler"], (lat_hw // 2) ** 2) if args.train_mu is None else args.train_mu
+    meta["train_mu"] = mu
+    trained = [transformer] if args.freeze_text else [transformer, te, te2]
+    if args.freeze_text:
+        te.eval().requires_grad_(False)
+        te2.eval().requires_grad_(False)
+    for m in trained:
+        m.train()
+    params = [p for m in trained for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    ema = [p.detach().clone().float() for p in params]
+    # noise, σ and caption dropout come from a generator on the training device: deterministic for
+    # a given device type (CPU and CUDA streams differ)
+    gen = torch.Generator(device=dev).manual_seed(args.seed + 2000)
+
+    def forward_loss(x0: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        b = x0.shape[0]
+        with torch.no_grad(), torch.autocast(**amp):
+            z = vae.encode(x0).latent_dist.sample(generator=gen).float()
+        z = (z - shift_factor) * scaling_factor
+        z = FluxPipeline._pack_latents(z, b, z.shape[1], lat_hw, lat_hw)
+        drop = torch.rand(b, generator=gen, device=dev) < args.caption_dropout
+        cidx = torch.where(drop, torch.full_like(idx, empty), idx)
+        sig = shift_sigmas(torch.sigmoid(torch.randn(b, generator=gen, device=dev)), mu)
+        noise = torch.randn(z.shape, generator=gen, device=dev)
+        s = sig[:, None, None]
+        xt = (1 - s) * z + s * noise
+        with torch.autocast(**amp), torch.set_grad_enabled(not args.freeze_text):
+            pooled = te(clip_ids[cidx]).pooler_output
+            enc = te2(t5_ids[cidx])[0]
+        with torch.autocast(**amp):
+            pred = transformer(
+                hidden_states=xt,
+                timestep=sig,
+                pooled_projections=pooled,
+                encoder_hidden_states=enc,
+                txt_ids=txt_ids,
+                img_ids=img_ids,
+                return_dict=False,
+            )[0]
+        return F.mse_loss(pred.float(), noise - z)
+
+    total = args.steps
+    budget_left = args.budget_seconds - (time.time() - t_start)
+    t0 = time.time()
+    step, ckpt_done, run_loss = 0, False, None
+
+    def ema_modules() -> dict[str, torch.nn.Module]:
+        # swap EMA weights in, copy state dicts out, swap back
+        return {"transformer": transformer, "text_encoder": te, "text_encoder_2": te2}
+
+    def save(tag: str) -> None:
+        live = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, e in zip(params, ema, strict=True):
+                p.copy_(e)
+        meta["saved_at_step"] = step
+        meta["saved_tag"] = tag
+        save_weights(out, {"vae": vae, **ema_modules()}, meta)
+        with torch.no_grad():
+            for p, v in zip(params, live, strict=True):
+                p.copy_(v)
+        _log(f"saved weights ({tag}, step {step}) to {out}")
+
+    while True:
+        if total is not None and step >= total:
+            break
+        lr = lr_at(step, total or 10**9, args.lr, args.warmup)
+        for gr in opt.param_groups:
+            gr["lr"] = lr
+        x0, idx = sampler.next(bs)
+        loss = forward_loss(x0, idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        d = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach().float() for p in params], 1 - d)
+        li = loss.item() if (step % args.log_every == 0 or step < 20) else None
+        if li is not None:
+            run_loss = li if run_loss is None else 0.9 * run_loss + 0.1 * li
+            if step % args.log_every == 0:
+                log.row("flow", step, f"{li:.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
+            if step % (args.log_every * 10) == 0:
+                _log(f"flow step {step}/{total} loss {li:.4f} (smoothed {run_loss:.4f}) lr {lr:.2e}")
+        step += 1
+        if step == 10:
+            t10 = time.time()
+        if total is None and step == 40:  # time steps 10..40 (the first ones include warm-up)
+            per = (time.time() - t10) / 30
+            total = max(41, int((budget_left - (t10 - t0)) / per) + 10)
+            _log(f"flow: {per * 1000:.1f} ms/step -> {total} steps")
+        if not ckpt_done and total is not None and step >= total // 2:
+            meta["steps"] = total
+            save("midway")
+            ckpt_done = True
+    meta["steps"] = step
+    meta["flow_seconds"] = round(time.time() - t0, 1)
+    meta["flow_final_loss_smoothed"] = run_loss
+    meta["total_seconds"] = round(time.time() - t_start, 1)
+    save("final")
+
+    if args.eval_heldout:
+        with torch.no_grad():
+            for p, e in zip(params, ema, strict=True):
+                p.copy_(e)
+        meta["eval"] = evaluate(comps, dev, args.eval_heldout)
+        (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    _log(
+        f"done in {time.time() - t_start:.0f} s: {json.dumps({k: meta.get(k) for k in ('vae_steps', 'steps', 'eval')})}"
+    )
+    return meta
+
+
+@torch.no_grad()
+def evaluate(comps: dict[str, Any], dev: torch.device, n: int, batch: int = 64) -> dict[str, Any]:
+    """Sample ``n`` held-out captions at 50 steps (seed i for caption i) and score adherence."""
+    from .adherence import score_adherence
+
+    for k in NETWORKS:
+        comps[k].eval()
+    pipe = make_pipeline(comps)
+    pipe.set_progress_bar_config(disable=True)
+    caps = shapes.heldout_captions()[:n]
+    res: dict[str, Any] = {"n": len(caps)}
+    for name, kw in {"plain": {}, "cfg2": {"true_cfg_scale": 2.0, "negative_prompt": ""}}.items():
+        t0 = time.time()
+        imgs = []
+        for i in range(0, len(caps), batch):
+            chunk = caps[i : i + batch]
+            gens = [torch.Generator(device=dev).manual_seed(i + j) for j in range(len(chunk))]
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                im = pipe(
+                    prompt=chunk,
+                    height=shapes.IMAGE_SIZE,
+                    width=shapes.IMAGE_SIZE,
+                    num_inference_steps=50,
+                    max_sequence_length=TEXT_TOKENS,
+                    generator=gens,
+                    output_type="pt",
+                    **kw,
+                ).images
+            imgs.append(im.float().cpu())
+        r = score_adherence(torch.cat(imgs), caps)
+        res[name] = {
+            "adherence": r.rate,
+            "attributes": r.attribute_rates(),
+            "seconds": round(time.time() - t0, 1),
+        }
+        _log(f"eval {name}: adherence {r.rate:.3f} {r.attribute_rates()}")
+    return res
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
