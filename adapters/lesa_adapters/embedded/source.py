@@ -51,9 +51,13 @@ class EmbeddedModelSource(ModelSource):
             "router": {"name": "threshold", "boundaries": [0.9, 0.5]},
             "policy": {"name": "interval", "interval": 7, "warmup": 3},
             # sized for a 2-core CPU: collection + both stages in a few minutes
-            "training": {"num_prompts": 24, "num_steps": 50, "token_subsample": 32,
-                         "stage1": {"epochs": 10, "batch_size": 24, "lr": 0.003},
-                         "stage2": {"epochs": 1, "batch_size": 12, "lr": 0.0005}},
+            "training": {
+                "num_prompts": 24,
+                "num_steps": 50,
+                "token_subsample": 32,
+                "stage1": {"epochs": 10, "batch_size": 24, "lr": 0.003},
+                "stage2": {"epochs": 1, "batch_size": 12, "lr": 0.0005},
+            },
         }
 
     def train_prompts(self) -> list[str]:
