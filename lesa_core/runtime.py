@@ -61,6 +61,25 @@ class Assembly:
     bundle: BundleMetadata | None = None
     source: str | None = None
 
+    def bundle_metadata(self, host: PluginHost, *, schedule: list[float] | None,
+                        extra: dict[str, Any] | None = None) -> BundleMetadata:
+        """The metadata a bundle of this run's predictor records (plugins with their distributions,
+        model class and fingerprint, tap, schedule, stage boundaries, the run config)."""
+        plugins = {
+            kind: {"name": entry.name, "distribution": entry.distribution, "version": entry.version}
+            for kind, entry in (
+                ("predictor", host.predictors.entry(self.config.predictor.name)),
+                ("router", host.routers.entry(self.config.router.name)),
+                ("policy", host.policies.entry(self.config.policy.name)),
+            )
+        }
+        return BundleMetadata(
+            run_config=self.config.to_dict(), plugins=plugins, model_class=self.adapter.model_class(),
+            model_fingerprint=self.adapter.fingerprint(), tap=self.tap, schedule=schedule,
+            stage_boundaries=list(self.plugins.router.boundaries), channels=self.adapter.tap_channels(self.tap),
+            extra=dict(extra or {}),
+        )
+
     def components(self, observer: Callable[[StepEvent], None] | None = None) -> RuntimeComponents:
         return RuntimeComponents(
             predictor=self.predictor,

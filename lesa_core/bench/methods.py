@@ -212,26 +212,13 @@ class LesaMethod(Method):
 def write_untrained_bundle(model: nn.Module, config: dict[str, Any], path: Path) -> Path:
     """Save the predictor :func:`lesa_core.runtime.assemble` builds for ``config`` as a bundle, the
     way :func:`lesa_core.trainer.train` saves a trained one (fp32 weights, full metadata)."""
-    from lesa_core.bundle import BundleMetadata, save_bundle
+    from lesa_core.bundle import save_bundle
     from lesa_core.plugins import get_plugin_host
     from lesa_core.runtime import assemble
 
     host = get_plugin_host()
     assembly = assemble(model, config, host=host)
-    plugins = {
-        kind: {"name": entry.name, "distribution": entry.distribution, "version": entry.version}
-        for kind, entry in (
-            ("predictor", host.predictors.entry(assembly.config.predictor.name)),
-            ("router", host.routers.entry(assembly.config.router.name)),
-            ("policy", host.policies.entry(assembly.config.policy.name)),
-        )
-    }
-    metadata = BundleMetadata(
-        run_config=assembly.config.to_dict(), plugins=plugins, model_class=assembly.adapter.model_class(),
-        model_fingerprint=assembly.adapter.fingerprint(), tap=assembly.tap, schedule=None,
-        stage_boundaries=list(assembly.plugins.router.boundaries),
-        channels=assembly.adapter.tap_channels(assembly.tap), extra={"untrained": True, "purpose": "speed bench"},
-    )
+    metadata = assembly.bundle_metadata(host, schedule=None, extra={"untrained": True, "purpose": "speed bench"})
     return save_bundle(path, assembly.predictor.float(), metadata)
 
 

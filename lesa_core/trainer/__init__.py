@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from lesa_core import distributed
-from lesa_core.bundle import BundleMetadata, save_bundle
+from lesa_core.bundle import save_bundle
 from lesa_core.composite import build_predictor
 from lesa_core.config import RunConfig, load_config
 from lesa_core.errors import TrainingError
@@ -184,19 +184,8 @@ def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: Tr
                       root / "checkpoint", show_progress=show_progress)
     report = trainer.fit(runner, stages=stages)
     predictor = assembly.predictor.eval().requires_grad_(False)
-    plugins = {
-        kind: {"name": entry.name, "distribution": entry.distribution, "version": entry.version}
-        for kind, entry in (
-            ("predictor", host.predictors.entry(assembly.config.predictor.name)),
-            ("router", host.routers.entry(assembly.config.router.name)),
-            ("policy", host.policies.entry(assembly.config.policy.name)),
-        )
-    }
-    metadata = BundleMetadata(
-        run_config=assembly.config.to_dict(), plugins=plugins, model_class=assembly.adapter.model_class(),
-        model_fingerprint=assembly.adapter.fingerprint(), tap=assembly.tap, schedule=meta.schedule,
-        stage_boundaries=list(assembly.plugins.router.boundaries),
-        channels=assembly.adapter.tap_channels(assembly.tap),
+    metadata = assembly.bundle_metadata(
+        host, schedule=meta.schedule,
         extra={"losses": report.losses, "updates": report.updates, "num_prompts": len(meta.prompts)},
     )
     path = Path(out)
