@@ -117,7 +117,7 @@ def plot_grid(images: torch.Tensor, captions: list[str], path: str | Path, cols:
         ok = bool(res.match[i])
         ax.set_title(("✓ " if ok else "✗ ") + text, fontsize=7, color="black" if ok else "red")
     fig.suptitle(
-        "Embedded model: held-out captions, 50 steps, full compute (✓ = adherence scorer match)", fontsize=9
+        "Embedded model: held-out captions, 50 steps, true CFG 4, full compute (✓ = scorer match)", fontsize=9
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -80,6 +80,9 @@ class CsvLog:
         self.w.writerow(vals)
         self.f.flush()
 
+    def close(self) -> None:
+        self.f.close()
+
 
 def save_weights(out: Path, modules: dict[str, torch.nn.Module], meta: dict[str, Any]) -> None:
     from safetensors.torch import save_file
@@ -380,6 +383,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 p.copy_(e)
         meta["eval"] = evaluate(comps, dev, args.eval_heldout)
         (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    log.close()
     _log(
         f"done in {time.time() - t_start:.0f} s: {json.dumps({k: meta.get(k) for k in ('vae_steps', 'steps', 'eval')})}"
     )
