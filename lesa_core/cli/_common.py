@@ -119,3 +119,16 @@ def read_prompts(value: list[str] | str | None, fallback: list[str]) -> list[str
     if not path.is_file():
         raise ConfigError(f"prompt file '{value}' not found; give a text file with one prompt per line")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_run(args: argparse.Namespace, device: str | torch.device) -> tuple[ModelSource, RunConfig, Any, list[str]]:
+    """What ``collect`` and ``train`` start from: the model source, the run config (``--config`` over the
+    model's defaults), the loaded pipeline on ``device``, and the training prompts."""
+    source = resolve_model_source(args.model)
+    config = run_config(args, source)
+    source = resolve_model_source(model_name(args, config))
+    pipe = source.load(device)
+    prompts = read_prompts(config.training.prompts, source.train_prompts())
+    if config.training.num_prompts:
+        prompts = prompts[: config.training.num_prompts]
+    return source, config, pipe, prompts

@@ -5,13 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lesa_core.cli._common import (
-    add_common_arguments,
-    model_name,
-    read_prompts,
-    resolve_model_source,
-    run_config,
-)
+from lesa_core.cli._common import add_common_arguments, load_run
 
 
 def register(subparsers: Any) -> None:
@@ -36,13 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if not stages or any(s not in (1, 2) for s in stages):
         raise ConfigError(f"--stages {args.stages!r}: use '1', '2' or '1,2'")
     with distributed.session(args.device) as dist:
-        source = resolve_model_source(args.model)
-        config = run_config(args, source)
-        source = resolve_model_source(model_name(args, config))
-        pipe = source.load(dist.device)
-        prompts = read_prompts(config.training.prompts, source.train_prompts())
-        if config.training.num_prompts:
-            prompts = prompts[: config.training.num_prompts]
+        source, config, pipe, prompts = load_run(args, dist.device)
         path, report = train(pipe, config, prompts, runner=PipelineRunner(pipe, **source.call_defaults()),
                              out=args.out, data_dir=args.data_dir, stages=stages, batch_size=args.batch_size,
                              show_progress=not args.quiet)
