@@ -22,11 +22,8 @@ HOST = make_host()
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread."""
 
 
 @pytest.mark.parametrize("name", [

@@ -19,11 +19,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread."""
 
 
 @pytest.mark.parametrize(("steps", "interval", "before"), [(28, 5, 3), (50, 7, 3), (20, 4, 2)])
