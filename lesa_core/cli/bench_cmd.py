@@ -1,4 +1,5 @@
-"""``lesa bench --speed``: wall-clock speed of LESA against full compute and other caches, in one process."""
+"""``lesa bench``: ``--speed`` (wall clock of LESA against full compute and other caches, in one process)
+and ``--quality`` (the ablation of the learned predictor beside the training-free peers on a model source)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,23 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "bench", help="benchmark LESA against full compute and other caches (wall clock, full passes, memory)",
-        description="Times a 50-step sampling loop of a random-init backbone for every method, repeats "
+        "bench", help="benchmark LESA: --speed (wall clock, full passes, memory) or --quality (ablation, fidelity)",
+        description="--speed times a 50-step sampling loop of a random-init backbone for every method, repeats "
                     "interleaved (full, lesa, taylor1, ..., full, lesa, ...), and reports median seconds, "
                     "speed-up over full compute, full passes (counted with a forward hook on the first "
-                    "block) and the cache state's bytes. Progress goes to stderr.",
+                    "block) and the cache state's bytes. --quality collects a model source's trajectories once, "
+                    "trains the ablation of the run's learned predictor (stages on/off x KAN/MLP, stage 1 only vs "
+                    "1 + 2, history steps vs full), and compares every variant with reuse and Taylor 1/2 on "
+                    "held-out prompts, also at a longer interval and at other step counts; it writes quality.md and "
+                    "quality.json to --out. Progress goes to stderr.",
     )
-    parser.add_argument("--speed", action="store_true", help="run the speed benchmark (the only kind so far)")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--speed", action="store_true", help="run the speed benchmark")
+    kind.add_argument("--quality", action="store_true", help="run the quality ablation on a model source")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
-    parser.add_argument("--model", default="cpu-bench",
-                        help="backbone: cpu-bench (CPU, fp32), flux-dev-shapes (CUDA, bf16) or tiny (default: cpu-bench)")
+    parser.add_argument("--model",
+                        help="--speed: backbone cpu-bench (CPU, fp32; the default), flux-dev-shapes (CUDA, bf16) or "
+                             "tiny; --quality: a model source or pipeline folder (default: the config's, else embedded)")
     parser.add_argument("--device", help="torch device (default: the model's: cpu for cpu-bench/tiny, cuda otherwise)")
     parser.add_argument("--steps", type=int, default=50, help="denoising steps per trajectory (default: 50)")
     parser.add_argument("--repeats", type=int, default=3, help="timed trajectories per method (default: 3)")
@@ -31,6 +39,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--verbose", action="store_true", help="log every timed run to stderr")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    quality = parser.add_argument_group("--quality options")
+    quality.add_argument("--config", metavar="FILE", help="run config (default: the model's own)")
+    quality.add_argument("--out", default="quality-out", metavar="DIR", help="report folder (default quality-out)")
+    quality.add_argument("--data-dir", metavar="DIR", help="shared trajectories (default OUT/data)")
+    quality.add_argument("--eval-prompts", type=int, default=16, help="held-out prompts (default 16)")
+    quality.add_argument("--steps-sweep", default="30,40",
+                         help="other step counts to run the trained predictor at (default 30,40; '' for none)")
+    quality.add_argument("--extra-interval", type=int, default=10,
+                         help="also compare at this interval N (default 10; 0 to skip)")
     parser.set_defaults(func=run)
 
 
@@ -41,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
     from lesa_core.bench.methods import EXTRA_METHODS
     from lesa_core.errors import ConfigError
 
+    if args.quality:
+        return run_quality(args)
     if not args.speed:
-        raise ConfigError("lesa bench needs a kind of benchmark: pass --speed")
+        raise ConfigError("lesa bench needs a kind of benchmark: pass --speed or --quality")
+    args.model = args.model or "cpu-bench"
     if args.steps < 1 or args.repeats < 1:
         raise ConfigError("--steps and --repeats must be at least 1")
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else DEFAULT_METHODS
@@ -68,4 +88,41 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json()))
     else:
         print(report.table())
+    return 0
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    import torch
+
+    from lesa_core.bench.quality import run_quality_bench
+    from lesa_core.cli._common import model_name, resolve_model_source, run_config
+    from lesa_core.errors import ConfigError
+
+    try:
+        sweep = tuple(int(s) for s in args.steps_sweep.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--steps-sweep takes comma-separated step counts such as 30,40, got {args.steps_sweep!r}"
+                          ) from None
+    if args.eval_prompts < 1 or any(s < 2 for s in sweep) or args.extra_interval < 0:
+        raise ConfigError("--eval-prompts must be at least 1, --steps-sweep values at least 2, --extra-interval >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    source = resolve_model_source(args.model)
+    config = run_config(args, source)
+    name = model_name(args, config)
+    source = resolve_model_source(name)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    report = run_quality_bench(source, config, out=args.out, device=device, data_dir=args.data_dir,
+                               eval_prompts=args.eval_prompts, steps_sweep=sweep,
+                               extra_interval=args.extra_interval or None, model_name=name,
+                               show_progress=not args.quiet, log=log)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(report.markdown())
     return 0

@@ -152,13 +152,16 @@ def trainable_assembly(model: torch.nn.Module, run: RunConfig, schedule: list[fl
 
 def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: TrajectoryRunner,
           out: str | Path, data_dir: str | Path | None = None, stages: Sequence[int] = (1, 2),
-          batch_size: int = 8, host: PluginHost | None = None, show_progress: bool = True,
-          ) -> tuple[Path, TrainReport]:
+          checkpoint_dir: str | Path | None = None, batch_size: int = 8, host: PluginHost | None = None,
+          show_progress: bool = True) -> tuple[Path, TrainReport]:
     """Collect (or reuse) trajectories, train both stages and write the bundle to ``out``.
 
     Under a process group: collection is sharded over the ranks, training is data parallel, and rank 0
     writes the bundle while the others wait; every rank returns the same path.
 
+    :param data_dir: trajectories go to ``data_dir/trajectories`` (default ``training.data_dir``).
+    :param checkpoint_dir: per-epoch checkpoints (default ``data_dir/checkpoint``); give each run that shares
+        one ``data_dir`` its own, so that they resume independently.
     :return: the bundle folder and a :class:`TrainReport` (losses per epoch, timings, resume point).
     """
     host = host or get_plugin_host()
@@ -180,8 +183,9 @@ def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: Tr
     assembly = trainable_assembly(model, run, meta.schedule, host=host)
     device = next(iter(model.parameters())).device
     assembly.predictor.to(device)
-    trainer = Trainer(assembly, meta, {k: v.to(device) for k, v in taps.items()}, run.training,
-                      root / "checkpoint", show_progress=show_progress)
+    checkpoints = Path(checkpoint_dir) if checkpoint_dir else root / "checkpoint"
+    trainer = Trainer(assembly, meta, {k: v.to(device) for k, v in taps.items()}, run.training, checkpoints,
+                      show_progress=show_progress)
     report = trainer.fit(runner, stages=stages)
     predictor = assembly.predictor.eval().requires_grad_(False)
     metadata = assembly.bundle_metadata(
