@@ -51,6 +51,7 @@ from lesa_core.interfaces import (
 from lesa_core.plugins import PluginHost, get_plugin_host, hookimpl
 
 if TYPE_CHECKING:
+    from lesa_core.pretrained import LesaBundle
     from lesa_core.runtime import LesaHandle
 
 __version__ = "0.1.0"
@@ -61,6 +62,14 @@ def attach(target: Any, config: Any = None, **kwargs: Any) -> LesaHandle:
     from lesa_core.runtime import attach as _attach
 
     return _attach(target, config, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LesaBundle":  # the Hub-style from_pretrained / save_pretrained object (imports the runtime)
+        from lesa_core.pretrained import LesaBundle
+
+        return LesaBundle
+    raise AttributeError(f"module 'lesa_core' has no attribute {name!r}")
 
 
 __all__ = [
@@ -78,6 +87,7 @@ __all__ = [
     "ForecastInput",
     "ForwardInputError",
     "InvalidPluginError",
+    "LesaBundle",
     "LesaError",
     "LinearPredictor",
     "PluginConfig",

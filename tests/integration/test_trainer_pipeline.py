@@ -76,3 +76,21 @@ def test_collection_resumes_without_recomputing(pipe, tmp_path: Path) -> None:
     assert {i: store.shard_path(i).stat().st_mtime_ns for i in range(3)} == stamps
     taps = store.load()["cond"]
     assert taps.shape[:2] == (3, STEPS) and torch.isfinite(taps).all()
+
+
+def test_from_pretrained_save_pretrained_round_trip(pipe, tmp_path: Path) -> None:
+    from lesa_core import BundleNotFoundError, LesaBundle
+
+    bundle, _ = train(pipe, CONFIG, PROMPTS[:2], runner=_runner(pipe), out=tmp_path / "bundle",
+                      data_dir=tmp_path / "data", stages=(1,), show_progress=False)
+    loaded = LesaBundle.from_pretrained(bundle)
+    assert loaded.metadata.tap == "hidden" and loaded.run_config.predictor.name == "kan"
+    assert not any(p.requires_grad for p in loaded.predictor.parameters())
+    copy = loaded.save_pretrained(tmp_path / "copy")
+    for name in (BUNDLE_CONFIG_NAME, BUNDLE_WEIGHTS_NAME):
+        assert (copy / name).read_bytes() == (bundle / name).read_bytes()
+    with loaded.attach(pipe, policy={"name": "interval", "interval": 3, "warmup": 2, "force_full": []}) as handle:
+        _runner(pipe).run(PROMPTS[:1], [0], STEPS)
+        assert handle.stats()["cond"]["decisions"] == "FFccFccFccFc"
+    with pytest.raises(BundleNotFoundError):
+        LesaBundle.from_pretrained(tmp_path / "no-such-bundle")
