@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -71,6 +71,24 @@ class PhaseConfig(BaseModel):
     batch_size: int = Field(64, ge=1, description="forecast steps per optimiser update")
 
 
+class ClosedLoopConfig(PhaseConfig):
+    """Stage 2 (closed loop): ``batch_size`` prompts are sampled per rollout with the predictor attached.
+
+    ``update`` says when the predictor learns from a rollout:
+
+    * ``replay`` (default): the rollout runs with the current predictor and records, at every forecast
+      step, the history the runtime really had (real features of the drifting trajectory, and the
+      predictor's own forecasts in ``steps`` mode) next to the uncached ground truth; then
+      ``replay_epochs`` shuffled passes over those forecast steps take one batched L1 update each.
+      Every update sees every prompt of the rollout and the steps come in random order.
+    * ``online`` (the reference release's): one L1 update at each forecast step, during the rollout,
+      in step order.
+    """
+
+    update: Literal["replay", "online"] = "replay"
+    replay_epochs: int = Field(2, ge=1, description="passes over a rollout's forecast steps (update: replay)")
+
+
 class TrainingConfig(BaseModel):
     """How to collect trajectories and train a learned predictor."""
 
@@ -89,7 +107,7 @@ class TrainingConfig(BaseModel):
     weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False)
     clip_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False)
     stage1: PhaseConfig = PhaseConfig(epochs=30, lr=3e-3, batch_size=64)
-    stage2: PhaseConfig = PhaseConfig(epochs=4, lr=5e-4, batch_size=16)
+    stage2: ClosedLoopConfig = ClosedLoopConfig(epochs=4, lr=5e-4, batch_size=16)
 
 
 class RunConfig(BaseModel):

@@ -4,9 +4,13 @@
   history is the ground-truth taps (of the last K full steps, or the last K steps, by history mode)
   and the target is the ground-truth tap of that step. Batched: one update per (step, prompt batch).
 * **Stage 2, closed loop**: the real model runs with the predictor attached on the drifting
-  trajectory; on each forecast step the observer re-evaluates the predictor with gradients on the
-  runtime's own history (forecasts included in ``steps`` mode) and takes one L1 step against the
-  uncached ground truth of that step. Gradients flow through the current forecast only.
+  trajectory of a batch of prompts; the predictor learns from the runtime's own history at each
+  forecast step (real features of the drifting trajectory, and its own forecasts in ``steps`` mode),
+  by L1 against the uncached ground truth of that step. Gradients flow through the current forecast
+  only. ``update: replay`` (default) records those histories during the rollout and then takes
+  ``replay_epochs`` shuffled passes over the forecast steps, one batched update each (the contexts of
+  a step merged); ``update: online`` (the reference release's) updates at each forecast step during
+  the rollout, in step order.
 
 Both use AdamW with gradient clipping and a cosine learning-rate decay to 10 % over the phase. The
 data order is a function of ``(seed, phase, epoch)``, so a resumed run matches an uninterrupted one.
@@ -256,15 +260,21 @@ class Trainer:
         prompts = self.meta.prompts
         token_index = (torch.tensor(self.meta.token_index) if self.meta.token_index is not None else None)
         batches_per_epoch = math.ceil(len(prompts) / phase.batch_size)
-        total = batches_per_epoch * phase.epochs * max(len(self.forecast_steps), 1)
+        replay = phase.update == "replay"
+        # updates per rollout: replay merges a step's contexts; online updates once per step and context
+        per_rollout = len(self.forecast_steps) * (phase.replay_epochs if replay else len(self.taps))
+        total = batches_per_epoch * phase.epochs * max(per_rollout, 1)
         bar = progress_bar(total=batches_per_epoch * phase.epochs, desc="stage 2 (closed loop)", unit="batch",
                            disable=not self.show_progress)
         bar.update(progress.epoch * batches_per_epoch)
         start = time.perf_counter()
-        state: dict[str, Any] = {"rows": None, "losses": [], "update": 0, "global_rows": 0, "ghost": False}
+        state: dict[str, Any] = {"rows": None, "losses": [], "update": 0, "global_rows": 0, "ghost": False,
+                                 "samples": {}}
         self.predictor.train()
 
         def observe(event: StepEvent) -> None:
+            if replay:
+                return record(event)
             if self.world > 1:
                 return observe_parallel(event)
             if event.decision is not Decision.FORECAST or event.inputs is None:
@@ -313,6 +323,53 @@ class Trainer:
                 state["update"] += 1
                 state["losses"].append(global_loss)
 
+        def record(event: StepEvent) -> None:
+            # replay: keep what the runtime really forecast from (token-subsampled) and the ground truth;
+            # the contexts of one step are merged into one batch (they share the step's history layout)
+            if event.decision is not Decision.FORECAST or event.inputs is None or event.context not in self.taps:
+                return
+            inputs = event.inputs
+            device = inputs.features[-1].device
+            features = [f.detach().float() for f in inputs.features]
+            if token_index is not None:
+                features = [f[:, token_index.to(device)] for f in features]
+            target = self.taps[event.context][state["rows"], event.step_index].to(device)
+            key = (event.step_index, tuple(inputs.steps.tolist()))
+            entry = state["samples"].get(key)
+            if entry is None:
+                state["samples"][key] = {"features": features, "target": target, "contexts": 1,
+                                         "times": inputs.times.detach().float(), "t": inputs.t.detach().float()}
+            else:
+                entry["features"] = [torch.cat([a, b]) for a, b in zip(entry["features"], features, strict=True)]
+                entry["target"] = torch.cat([entry["target"], target])
+                entry["contexts"] += 1
+
+        def replay_rollout(epoch: int, batch: int) -> None:
+            samples, state["samples"] = state["samples"], {}
+            keys = sorted(samples)
+            gen = torch.Generator().manual_seed(self.training.seed * 1_000_003 + 3_000 + epoch * 10_007 + batch)
+            with torch.enable_grad():
+                for _ in range(phase.replay_epochs):
+                    for i in torch.randperm(len(keys), generator=gen).tolist():
+                        (step, steps), entry = keys[i], samples[keys[i]]
+                        inputs = ForecastInput(entry["features"], entry["times"], torch.tensor(steps),
+                                               entry["t"].reshape(()), torch.tensor(float(step)))
+                        lr = _lr_at(phase, state["update"], total)
+                        if self.world == 1:
+                            loss = F.l1_loss(self.predictor(inputs), entry["target"])
+                            self._update(loss, lr)
+                            state["losses"].append(float(loss.detach()))
+                        else:
+                            share = None
+                            if not state["ghost"]:
+                                target = entry["target"]
+                                share = (self.predictor(inputs) - target).abs().sum() / (
+                                    state["global_rows"] * entry["contexts"] * target[0].numel())
+                            global_loss = self._update_parallel(share, lr, step)
+                            assert global_loss is not None
+                            state["losses"].append(global_loss)
+                        state["update"] += 1
+
         components = RuntimeComponents(
             predictor=self.predictor, make_policy=self.assembly.plugins.make_policy,
             router=self.assembly.plugins.router, tap=self.assembly.tap, guard_non_finite=True, observer=observe,
@@ -337,6 +394,8 @@ class Trainer:
                         runner.run([prompts[r] for r in rows], [self.meta.seed + r for r in rows], self.num_steps)
                 finally:
                     attachment.remove()
+                if replay:
+                    replay_rollout(epoch, b)
                 bar.update(1)
             progress.epoch = epoch + 1
             progress.updates += len(state["losses"])

@@ -94,3 +94,28 @@ def test_from_pretrained_save_pretrained_round_trip(pipe, tmp_path: Path) -> Non
         assert handle.stats()["cond"]["decisions"] == "FFccFccFccFc"
     with pytest.raises(BundleNotFoundError):
         LesaBundle.from_pretrained(tmp_path / "no-such-bundle")
+
+
+@pytest.mark.parametrize("update", ["replay", "online"])
+def test_stage2_update_modes_count_their_updates(pipe, tmp_path: Path, update: str) -> None:
+    config = {**CONFIG, "training": {**CONFIG["training"], "stage1": {"epochs": 1, "batch_size": 4, "lr": 0.003},
+                                     "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001, "update": update,
+                                                "replay_epochs": 3}}}
+    _, first = train(pipe, config, PROMPTS, runner=_runner(pipe), out=tmp_path / "s1", data_dir=tmp_path / "data",
+                     checkpoint_dir=tmp_path / "ck1", stages=(1,), show_progress=False)
+    bundle, both = train(pipe, config, PROMPTS, runner=_runner(pipe), out=tmp_path / "s12",
+                         data_dir=tmp_path / "data", checkpoint_dir=tmp_path / "ck12", show_progress=False)
+    forecasts, rollouts = 8, 2  # FFcccFcccFcc; 6 prompts in batches of 4
+    per_rollout = forecasts * 3 if update == "replay" else forecasts  # one context (no CFG)
+    assert both.updates - first.updates == rollouts * per_rollout
+    assert len(both.losses["stage2"]) == 1 and both.losses["stage2"][0] > 0
+    meta = json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
+    assert meta["run_config"]["training"]["stage2"]["update"] == update
+
+
+def test_stage2_replay_is_deterministic(pipe, tmp_path: Path) -> None:
+    a, _ = train(pipe, CONFIG, PROMPTS, runner=_runner(pipe), out=tmp_path / "a", data_dir=tmp_path / "data",
+                 checkpoint_dir=tmp_path / "ca", show_progress=False)
+    b, _ = train(pipe, CONFIG, PROMPTS, runner=_runner(pipe), out=tmp_path / "b", data_dir=tmp_path / "data",
+                 checkpoint_dir=tmp_path / "cb", show_progress=False)
+    assert (a / BUNDLE_WEIGHTS_NAME).read_bytes() == (b / BUNDLE_WEIGHTS_NAME).read_bytes()
