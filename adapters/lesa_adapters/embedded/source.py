@@ -47,7 +47,9 @@ class EmbeddedModelSource(ModelSource):
         return {
             "model": "embedded",
             "tap": "hidden",
-            "predictor": {"name": "kan", "taps": [4, 8, 8], "time_encoding": "relative", "history": "full"},
+            # per-channel tap weights and `full` history: the best of `lesa bench --quality` (docs/results.md)
+            "predictor": {"name": "kan", "taps": [4, 8, 8], "time_encoding": "relative", "history": "full",
+                          "per_channel": True},
             "router": {"name": "threshold", "boundaries": [0.9, 0.5]},
             "policy": {"name": "interval", "interval": 7, "warmup": 3},
             # sized for a 2-core CPU: collection + both stages in a few minutes
@@ -56,7 +58,7 @@ class EmbeddedModelSource(ModelSource):
                 "num_steps": 50,
                 "token_subsample": 32,
                 "stage1": {"epochs": 10, "batch_size": 24, "lr": 0.003},
-                "stage2": {"epochs": 1, "batch_size": 12, "lr": 0.0005},
+                "stage2": {"epochs": 1, "batch_size": 12, "lr": 0.0001},
             },
         }
 
