@@ -91,6 +91,7 @@ def evaluate(
     order = [reference_name, *[n for n in methods if n != reference_name]]
     results: dict[str, MethodResult] = {}
     ref_taps: list[dict[int, Tensor]] = []
+    ref_tap: str | None = None
     bar = progress(total=len(order) * len(prompts), desc="evaluate", unit="image", disable=not show_progress)
     for name in order:
         config = methods[name]
@@ -116,7 +117,8 @@ def evaluate(
             passes.append(sum(d is Decision.COMPUTE for d in recorder.decisions))
             if config is None:
                 ref_taps.append(recorder.taps)
-            else:
+                ref_tap = base.tap
+            elif base.tap == ref_tap:  # a method forecasting another tap has no per-step error to compare
                 ref = ref_taps[b]
                 errors.append([float((recorder.taps[s] - ref[s]).norm() / ref[s].norm().clamp_min(1e-12))
                                for s in sorted(recorder.taps)])
@@ -124,6 +126,8 @@ def evaluate(
         result = MethodResult(name, sum(passes) / len(passes), seconds, torch.cat(images))
         if errors:
             result.step_error = [sum(col) / len(col) for col in zip(*errors, strict=True)]
+        elif config is not None:
+            result.step_error = []
         else:
             result.step_error = [0.0] * num_steps
         results[name] = result

@@ -54,6 +54,8 @@ def save_step_error_plot(path: Path, results: Sequence[MethodResult], schedule: 
 
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     for result in results[1:]:
+        if not result.step_error:  # forecasts another tap than the reference records
+            continue
         errors = [max(e, 1e-6) for e in result.step_error]
         ax.plot(range(len(errors)), errors, marker=".", label=result.name)
     if schedule is not None:
