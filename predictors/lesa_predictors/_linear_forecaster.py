@@ -18,8 +18,14 @@ Time encodings:
     ``Δt = t − T[j]`` for the S + 1 points of the training schedule (terminal 0 included). Bound to that
     schedule: :meth:`check_num_steps` refuses another S, :meth:`check_time` a time that is off schedule.
 ``relative``
-    ``[t − t_j for the K history entries] + [t]``: no step count in the shapes, so one predictor serves
-    any number of steps and any full-pass interval.
+    ``[(t − t_j) / δ for the K history entries] + [t]``: no step count in the shapes, so one predictor
+    serves any number of steps and any full-pass interval. ``relative_units: flow`` (default) has
+    ``δ = 1``: raw flow-time offsets. ``spacing`` measures them in units of the history's mean spacing
+    ``δ`` (the mean gap between its distinct times; ``δ = t_newest − t`` for a one-entry history), so
+    the newest entry's offset is the Taylor ratio. Raw offsets between neighbouring steps are ~1e-2, so
+    the time network sees almost the same input at every step of a stage and α is nearly constant per
+    stage; ``spacing`` lets α vary step by step and fits the teacher-forced targets better, yet on the
+    embedded model it gives *lower* image PSNR (docs/results.md), hence the default.
 
 Short histories: with fewer than K entries the oldest entry is repeated (features and, for ``relative``,
 its time), i.e. its coefficient absorbs the missing taps'. So an expert with K = 8 still forecasts at the
@@ -58,6 +64,8 @@ class TimeScaledConfig(PredictorConfig):
         stage of the run's router.
     :ivar time_encoding: ``relative`` (default: offsets to the history times plus t; any step count and
         interval) or ``schedule`` (the paper's Δt to every schedule point; bound to ``schedule``).
+    :ivar relative_units: ``flow`` (raw flow-time offsets, default) or ``spacing`` (offsets in units of
+        the history's mean spacing); ``relative`` encoding only (see the module docstring).
     :ivar schedule: the S + 1 flow times of the training schedule, descending, terminal 0 included;
         required by ``time_encoding: schedule`` and refused otherwise.
     :ivar schedule_atol: how far a runtime time may be from ``schedule[step]`` before
@@ -71,6 +79,7 @@ class TimeScaledConfig(PredictorConfig):
 
     taps: PositiveInt | Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (4, 8, 8)
     time_encoding: Literal["relative", "schedule"] = "relative"
+    relative_units: Literal["flow", "spacing"] = "flow"
     schedule: Annotated[tuple[float, ...], Field(min_length=2)] | None = None
     schedule_atol: float = Field(1e-4, gt=0.0, allow_inf_nan=False)
     hidden: tuple[PositiveInt, ...] = (32, 32)
@@ -184,9 +193,16 @@ class TimeScaledLinearPredictor(LinearPredictor):
             enc = t - self.schedule
         else:
             times = inputs.times[-self.taps :].to(torch.float32)
-            if times.shape[0] < self.taps:  # repeat the oldest entry, as the coefficients do
-                times = torch.cat([times[:1].expand(self.taps - times.shape[0]), times])
-            enc = torch.cat([t - times, t.reshape(1)])
+            offsets = t - times
+            if self.config.relative_units == "spacing":
+                # mean gap between distinct history times (a repeated, padded entry adds no gap)
+                gaps = (times[:-1] - times[1:]).abs()
+                spacing = gaps.sum() / (gaps > 1e-9).sum().clamp_min(1)
+                spacing = torch.where(spacing > 0, spacing, offsets[-1].abs())
+                offsets = offsets / spacing.clamp_min(1e-6)
+            if offsets.shape[0] < self.taps:  # repeat the oldest entry, as the coefficients do
+                offsets = torch.cat([offsets[:1].expand(self.taps - offsets.shape[0]), offsets])
+            enc = torch.cat([offsets, t.reshape(1)])
         return rearrange(enc, "d -> 1 d")
 
     def alpha(self, inputs: ForecastInput) -> Tensor:

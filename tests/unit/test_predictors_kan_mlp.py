@@ -217,9 +217,19 @@ def test_relative_encoding_works_with_any_history_length(cls: type[TimeScaledLin
     long = history(9)
     assert torch.equal(pred.coefficients(long)[0][:3], torch.zeros(3))
     torch.testing.assert_close(pred(long), pred(long.last(6)))
-    # the encoding: offsets to the K history times, then t
-    enc = pred.time_encoding(long)
-    torch.testing.assert_close(enc, torch.cat([long.t - long.times[-6:], long.t.reshape(1)]).reshape(1, 7))
+    # the encoding: offsets to the K history times (raw flow time), then t
+    times = long.times[-6:]
+    torch.testing.assert_close(pred.time_encoding(long), torch.cat([long.t - times, long.t.reshape(1)]).reshape(1, 7))
+    # ... or in units of the history's mean spacing
+    spaced = make(cls, taps=6, relative_units="spacing")
+    spacing = (times[0] - times[-1]) / 5
+    enc = spaced.time_encoding(long)
+    torch.testing.assert_close(enc, torch.cat([(long.t - times) / spacing, long.t.reshape(1)]).reshape(1, 7))
+    assert enc[0, -2] == pytest.approx(float((long.t - times[-1]) / spacing))  # the Taylor ratio
+    # padding a short history adds no gap; a one-entry history is measured in its own offset (t < t_j)
+    randomize(spaced)
+    torch.testing.assert_close(spaced(short), spaced(padded))
+    assert spaced.time_encoding(history(1))[0, -2] == pytest.approx(-1.0)
 
 
 @pytest.mark.parametrize("cls", FAMILIES)
