@@ -47,19 +47,26 @@ class Variant:
     predictor: dict[str, Any]
     router: dict[str, Any]
     stages: tuple[int, ...] = (1, 2)
+    tap: str | None = None
 
     def config(self, run: RunConfig) -> RunConfig:
-        """``run`` with this variant's predictor and router."""
-        return load_config({**run.to_dict(), "predictor": self.predictor, "router": self.router})
+        """``run`` with this variant's predictor, router and (if set) tap."""
+        data = {**run.to_dict(), "predictor": self.predictor, "router": self.router}
+        if self.tap is not None:
+            data["tap"] = self.tap
+        return load_config(data)
 
 
-def ablation_variants(run: RunConfig) -> list[Variant]:
+def ablation_variants(run: RunConfig, compare_taps: Sequence[str] = ()) -> list[Variant]:
     """The variants of the run's learned predictor, ``lesa`` (the run itself) first.
 
     * stage split on/off × time module KAN/MLP (the paper's ablation; "off" is one expert for every t,
       with the largest per-stage K);
     * stage 1 only vs stages 1 + 2;
-    * the other history mode (``steps`` ↔ ``full``), with stages 1 + 2 and stage 1 only.
+    * the other history mode (``steps`` ↔ ``full``), with stages 1 + 2 and stage 1 only;
+    * shared tap weights instead of per-channel ones (or the reverse);
+    * for the ``relative`` encoding, the other ``relative_units``;
+    * the run's predictor on each tap of ``compare_taps`` (each needs its own collection).
 
     :raises ConfigError: if the run's predictor is not one of :data:`LEARNED_FAMILIES`.
     """
@@ -78,7 +85,7 @@ def ablation_variants(run: RunConfig) -> list[Variant]:
     flat = {"name": "threshold", "boundaries": []}
     history = pred.get("history", "full")
     swapped = "steps" if history == "full" else "full"
-    return [
+    variants = [
         Variant("lesa", f"{family}, stage-aware, stages 1 + 2, history {history}", pred, router),
         Variant(f"{family}-one-stage", f"{family}, one expert (K = {single}), stages 1 + 2",
                 {**pred, "taps": single}, flat),
@@ -91,6 +98,19 @@ def ablation_variants(run: RunConfig) -> list[Variant]:
         Variant(f"lesa-history-{swapped}-stage1-only", f"{family}, stage-aware, stage 1 only, history {swapped}",
                 {**pred, "history": swapped}, router, (1,)),
     ]
+    per_channel = bool(pred.get("per_channel", False))
+    variants.append(Variant("lesa-shared-weights" if per_channel else "lesa-per-channel",
+                            f"{family}, stage-aware, stages 1 + 2, {'shared' if per_channel else 'per-channel'} "
+                            "tap weights", {**pred, "per_channel": not per_channel}, router))
+    if pred.get("time_encoding", "relative") == "relative":
+        units = "spacing" if pred.get("relative_units", "flow") == "flow" else "flow"
+        variants.append(Variant(f"lesa-units-{units}", f"{family}, stage-aware, stages 1 + 2, relative offsets "
+                                f"in {units} units", {**pred, "relative_units": units}, router))
+    for tap in compare_taps:
+        if tap != run.tap:
+            variants.append(Variant(f"lesa-tap-{tap}", f"{family}, stage-aware, stages 1 + 2, tap {tap}", pred, router,
+                                    tap=tap))
+    return variants
 
 
 @dataclass
@@ -183,6 +203,7 @@ def run_quality_bench(
     data_dir: str | Path | None = None,
     eval_prompts: int = 16,
     steps_sweep: Sequence[int] = (30, 40),
+    compare_taps: Sequence[str] = (),
     extra_interval: int | None = 10,
     model_name: str = "model",
     show_progress: bool = True,
@@ -194,6 +215,8 @@ def run_quality_bench(
     :param run: the run config; its predictor (``kan`` or ``mlp``) is the ``lesa`` row, its policy the
         schedule every method shares (an ``interval`` policy: ``extra_interval`` changes its N).
     :param data_dir: where the shared trajectories go (default ``out/data``); reused when they match.
+        A variant on another tap collects its own under ``data_dir/tap-<name>``.
+    :param compare_taps: also train and evaluate the run's predictor on these taps.
     """
     from lesa_core.cli._common import read_prompts
     from lesa_core.evaluate import evaluate
@@ -201,7 +224,7 @@ def run_quality_bench(
     from lesa_core.trainer import PipelineRunner, train
 
     started = time.perf_counter()
-    variants = ablation_variants(run)
+    variants = ablation_variants(run, compare_taps)
     policy = run.policy.as_dict()
     if extra_interval and "interval" not in policy:
         raise ConfigError(f"extra_interval needs an interval policy, but the run's policy is '{policy['name']}'; "
@@ -226,9 +249,10 @@ def run_quality_bench(
     for variant in variants:
         log(f"training {variant.name}: {variant.description}")
         began = time.perf_counter()
+        variant_data = data / f"tap-{variant.tap}" if variant.tap is not None else data
         bundle, _ = train(pipe, variant.config(run), prompts, runner=runner, out=out / "bundles" / variant.name,
-                          data_dir=data, checkpoint_dir=out / "checkpoints" / variant.name, stages=variant.stages,
-                          show_progress=show_progress)
+                          data_dir=variant_data, checkpoint_dir=out / "checkpoints" / variant.name,
+                          stages=variant.stages, show_progress=show_progress)
         report.train_seconds[variant.name] = time.perf_counter() - began
         bundles[variant.name] = str(bundle)
 

@@ -46,6 +46,8 @@ def register(subparsers: Any) -> None:
     quality.add_argument("--eval-prompts", type=int, default=16, help="held-out prompts (default 16)")
     quality.add_argument("--steps-sweep", default="30,40",
                          help="other step counts to run the trained predictor at (default 30,40; '' for none)")
+    quality.add_argument("--compare-taps", default="",
+                         help="also train the run's predictor on these taps, comma-separated (e.g. hidden)")
     quality.add_argument("--extra-interval", type=int, default=10,
                          help="also compare at this interval N (default 10; 0 to skip)")
     parser.set_defaults(func=run)
@@ -119,6 +121,7 @@ def run_quality(args: argparse.Namespace) -> int:
 
     report = run_quality_bench(source, config, out=args.out, device=device, data_dir=args.data_dir,
                                eval_prompts=args.eval_prompts, steps_sweep=sweep,
+                               compare_taps=tuple(t.strip() for t in args.compare_taps.split(",") if t.strip()),
                                extra_interval=args.extra_interval or None, model_name=name,
                                show_progress=not args.quiet, log=log)
     if args.json:

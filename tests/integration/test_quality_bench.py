@@ -47,9 +47,13 @@ class TinySource(ModelSource):
 
 
 def test_variants_are_the_papers_ablation_plus_history_and_training_stages() -> None:
-    variants = {v.name: v for v in ablation_variants(load_config(CONFIG))}
+    variants = {v.name: v for v in ablation_variants(load_config(CONFIG), compare_taps=("output",))}
     assert list(variants) == ["lesa", "kan-one-stage", "mlp", "mlp-one-stage", "lesa-stage1-only",
-                              "lesa-history-steps", "lesa-history-steps-stage1-only"]
+                              "lesa-history-steps", "lesa-history-steps-stage1-only", "lesa-shared-weights",
+                              "lesa-units-spacing", "lesa-tap-output"]
+    assert variants["lesa-shared-weights"].predictor["per_channel"] is False
+    assert variants["lesa-units-spacing"].predictor["relative_units"] == "spacing"
+    assert variants["lesa-tap-output"].tap == "output" and variants["lesa"].tap is None
     assert variants["kan-one-stage"].router == {"name": "threshold", "boundaries": []}
     assert variants["kan-one-stage"].predictor["taps"] == 4  # the largest per-stage K
     assert variants["mlp"].predictor["name"] == "mlp" and variants["mlp"].predictor["per_channel"] is True
@@ -70,13 +74,15 @@ def test_paired_difference_is_mean_and_standard_error() -> None:
 def test_quality_bench_end_to_end(tmp_path: Path) -> None:
     source = TinySource()
     report = run_quality_bench(source, load_config(CONFIG), out=tmp_path, eval_prompts=2, steps_sweep=(8,),
-                               extra_interval=5, model_name="tiny", show_progress=False, log=lambda _: None)
+                               compare_taps=("output",), extra_interval=5, model_name="tiny", show_progress=False,
+                               log=lambda _: None)
     sections = list(dict.fromkeys(r.section for r in report.rows))
     assert sections == ["12 steps, N = 4: the ablation", "12 steps, N = 5 (fewer full passes)",
                         "8 steps, N = 4 (predictor trained at 12 steps)"]
     main = {r.name: r for r in report.rows if r.section == sections[0]}
     assert set(main) == {"full", "lesa", "kan-one-stage", "mlp", "mlp-one-stage", "lesa-stage1-only",
-                         "lesa-history-steps", "lesa-history-steps-stage1-only", "reuse", "taylor1", "taylor2"}
+                         "lesa-history-steps", "lesa-history-steps-stage1-only", "lesa-shared-weights",
+                         "lesa-units-spacing", "lesa-tap-output", "reuse", "taylor1", "taylor2"}
     assert main["full"].full_passes == STEPS and main["lesa"].full_passes == 4  # FFcccFcccFcc
     assert all(len(r.psnr_per_image) == 2 for r in report.rows)
     longer = {r.name for r in report.rows if r.section == sections[1]}
@@ -88,6 +94,8 @@ def test_quality_bench_end_to_end(tmp_path: Path) -> None:
     assert stage1_only["extra"]["losses"]["stage2"] == []
     steps = json.loads((tmp_path / "bundles" / "lesa-history-steps" / "lesa_bundle.json").read_text())
     assert steps["run_config"]["predictor"]["history"] == "steps"
+    tapped = json.loads((tmp_path / "bundles" / "lesa-tap-output" / "lesa_bundle.json").read_text())
+    assert tapped["tap"] == "output" and (tmp_path / "data" / "tap-output" / "trajectories").is_dir()
     assert json.loads((tmp_path / "quality.json").read_text())["model"] == "tiny"
     text = (tmp_path / "quality.md").read_text()
     assert "| lesa-stage1-only |" in text and "±" in text
