@@ -78,10 +78,13 @@ def evaluate(
     source: ModelSource | None = None,
     batch_size: int = 8,
     show_progress: bool = True,
+    reference_tap: str | None = None,
 ) -> list[MethodResult]:
     """Sample ``prompts`` with every method and compare against ``full`` (a ``None`` config).
 
     :param methods: name → run config / bundle; ``None`` means full compute (the reference).
+    :param reference_tap: the tap the full-compute run records for the per-step error (default: the
+        adapter's); methods forecasting another tap get no per-step error.
     """
     transformer = find_transformer(pipe)
     runner = PipelineRunner(pipe, **{**(call_kwargs or {}), "output_type": "pt"})
@@ -95,7 +98,7 @@ def evaluate(
     bar = progress(total=len(order) * len(prompts), desc="evaluate", unit="image", disable=not show_progress)
     for name in order:
         config = methods[name]
-        base = assemble(transformer, config if config is not None else {})
+        base = assemble(transformer, config if config is not None else {"tap": reference_tap})
         images, seconds, passes, errors = [], 0.0, [], []
         for b, start in enumerate(range(0, len(prompts), batch_size)):
             batch = list(prompts[start:start + batch_size])

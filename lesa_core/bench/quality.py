@@ -258,15 +258,23 @@ def run_quality_bench(
 
     steps = run.training.num_steps
     interval = int(policy.get("interval", 0))
-    shared = {"router": run.router.as_dict(), "policy": policy, "guard_non_finite": run.guard_non_finite}
+    shared = {"router": run.router.as_dict(), "policy": policy, "guard_non_finite": run.guard_non_finite,
+              "tap": run.tap}
 
-    def peers(policy_: dict[str, Any], suffix: str = "", orders: Sequence[int] = (0, 1, 2)) -> dict[str, Any]:
+    def peers(policy_: dict[str, Any], suffix: str = "", orders: Sequence[int] = (0, 1, 2),
+              tap: str | None = None) -> dict[str, Any]:
+        """The training-free peers on the run's tap (or on ``tap``, named ``<peer>-tap-<tap>``)."""
         names = {0: "reuse", 1: "taylor1", 2: "taylor2"}
-        return {names[o] + suffix: {**shared, "policy": policy_, "predictor": {"name": "taylor", "order": o}}
+        spec = {**shared, "tap": tap or run.tap}
+        infix = f"-tap-{tap}" if tap else ""
+        return {names[o] + infix + suffix: {**spec, "policy": policy_, "predictor": {"name": "taylor", "order": o}}
                 for o in orders}
 
     descriptions = {v.name: v.description for v in variants}
     descriptions.update(reuse="FORA (Taylor order 0)", taylor1="TaylorSeer order 1", taylor2="TaylorSeer order 2")
+    for tap in compare_taps:
+        descriptions.update({f"{peer}-tap-{tap}": f"{descriptions[peer]}, tap {tap}"
+                             for peer in ("reuse", "taylor1", "taylor2")})
 
     def record(section: str, results: Sequence[Any], num_steps: int, intervals: dict[str, int]) -> None:
         reference = results[0].images
@@ -279,6 +287,9 @@ def run_quality_bench(
 
     # main setting: every variant and peer at the run's schedule (+ the longer interval)
     methods: dict[str, Any] = {"full": None, **{name: {"bundle": path} for name, path in bundles.items()}, **peers(policy)}
+    for tap in compare_taps:
+        if tap != run.tap:
+            methods.update(peers(policy, tap=tap))
     intervals: dict[str, int] = {}
     if extra_interval:
         longer = {**policy, "interval": extra_interval}
@@ -287,7 +298,7 @@ def run_quality_bench(
         intervals = {n: extra_interval for n in methods if n.endswith(f"@N{extra_interval}")}
     log(f"evaluating {len(methods)} methods at {steps} steps on {len(held_out)} prompts")
     results = evaluate(pipe, methods, held_out, seeds, num_steps=steps, call_kwargs=call, source=source,
-                       show_progress=show_progress)
+                       show_progress=show_progress, reference_tap=run.tap)
     main = [r for r in results if r.name in methods and "@" not in r.name]
     record(f"{steps} steps, N = {interval}: the ablation", main, steps, {})
     if extra_interval:
@@ -307,7 +318,7 @@ def run_quality_bench(
         sweep = {"full": None, "lesa": {"bundle": bundles["lesa"]}, **peers(policy)}
         log(f"evaluating at {other_steps} steps")
         results = evaluate(pipe, sweep, held_out, seeds, num_steps=other_steps, call_kwargs=call, source=source,
-                           show_progress=show_progress)
+                           show_progress=show_progress, reference_tap=run.tap)
         record(f"{other_steps} steps, N = {interval} (predictor trained at {steps} steps)", results, other_steps, {})
 
     report.seconds = time.perf_counter() - started

@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="collect, train, and compare LESA with its peers on the default model")
     add_common_arguments(parser)
     parser.add_argument("--out", default="demo-out", metavar="DIR", help="where the report goes (default demo-out)")
-    parser.add_argument("--eval-prompts", type=int, default=8, help="held-out prompts to evaluate on")
+    parser.add_argument("--eval-prompts", type=int, default=16, help="held-out prompts to evaluate on (default 16)")
     parser.add_argument("--extra-interval", type=int, default=10,
                         help="also evaluate LESA and Taylor at this interval N (0 to skip)")
     parser.set_defaults(func=run)
@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     timings["train_mlp"] = time.perf_counter() - began
 
     policy = _policy(config)
-    taylor = {"router": config.router.as_dict(), "policy": policy, "guard_non_finite": config.guard_non_finite}
+    # the peers forecast the same tap as LESA
+    taylor = {"router": config.router.as_dict(), "policy": policy, "guard_non_finite": config.guard_non_finite,
+              "tap": config.tap}
     methods: dict[str, Any] = {
         "full": None,
         "lesa": {"bundle": str(lesa_bundle)},
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = [10_000 + i for i in range(len(eval_prompts))]
     began = time.perf_counter()
     results = evaluate(pipe, methods, eval_prompts, seeds, num_steps=config.training.num_steps, call_kwargs=call,
-                       source=source, batch_size=8, show_progress=not quiet)
+                       source=source, batch_size=8, show_progress=not quiet, reference_tap=config.tap)
     timings["evaluate"] = time.perf_counter() - began
     timings["total"] = time.perf_counter() - started
     meta = json.loads((lesa_bundle / "lesa_bundle.json").read_text())

@@ -82,7 +82,9 @@ def test_quality_bench_end_to_end(tmp_path: Path) -> None:
     main = {r.name: r for r in report.rows if r.section == sections[0]}
     assert set(main) == {"full", "lesa", "kan-one-stage", "mlp", "mlp-one-stage", "lesa-stage1-only",
                          "lesa-history-steps", "lesa-history-steps-stage1-only", "lesa-shared-weights",
-                         "lesa-units-spacing", "lesa-tap-output", "reuse", "taylor1", "taylor2"}
+                         "lesa-units-spacing", "lesa-tap-output", "reuse", "taylor1", "taylor2",
+                         "reuse-tap-output", "taylor1-tap-output", "taylor2-tap-output"}
+    assert main["reuse-tap-output"].description == "FORA (Taylor order 0), tap output"
     assert main["full"].full_passes == STEPS and main["lesa"].full_passes == 4  # FFcccFcccFcc
     assert all(len(r.psnr_per_image) == 2 for r in report.rows)
     longer = {r.name for r in report.rows if r.section == sections[1]}
