@@ -352,8 +352,11 @@ class Trainer:
                 for _ in range(phase.replay_epochs):
                     for i in torch.randperm(len(keys), generator=gen).tolist():
                         (step, steps), entry = keys[i], samples[keys[i]]
-                        inputs = ForecastInput(entry["features"], entry["times"], torch.tensor(steps),
-                                               entry["t"].reshape(()), torch.tensor(float(step)))
+                        device = entry["times"].device
+                        inputs = ForecastInput(entry["features"], entry["times"],
+                                               torch.tensor(steps, dtype=torch.float32, device=device),
+                                               entry["t"].reshape(()),
+                                               torch.tensor(float(step), device=device))
                         lr = _lr_at(phase, state["update"], total)
                         if self.world == 1:
                             loss = F.l1_loss(self.predictor(inputs), entry["target"])
