@@ -46,8 +46,9 @@ class EmbeddedModelSource(ModelSource):
     def default_config(self) -> dict[str, Any]:
         return {
             "model": "embedded",
-            "tap": "hidden",
-            # per-channel tap weights and `full` history: the best of `lesa bench --quality` (docs/results.md)
+            # the velocity (`output`), per-channel tap weights, `full` history: the best of
+            # `lesa bench --quality --compare-taps hidden` on this model (docs/results.md)
+            "tap": "output",
             "predictor": {"name": "kan", "taps": [4, 8, 8], "time_encoding": "relative", "history": "full",
                           "per_channel": True},
             "router": {"name": "threshold", "boundaries": [0.9, 0.5]},
