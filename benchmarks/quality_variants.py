@@ -9,7 +9,8 @@ into the default predictor)::
         [--eval-prompts 16] [--intervals 7,10] [--trajectories DIR]
 
 ``--trajectories`` reuses an existing collection (a ``trajectories`` folder written by ``lesa collect``
-or ``lesa demo`` for the same tap); otherwise each tap is collected once under ``--out``. A variant
+or ``lesa demo`` with the default run's tap) for the variants on that tap; any other tap is collected
+once under ``--out``. A variant
 whose value is ``{"eval_only": {...}}`` is not trained: its run config (a bundle path or a training-free
 config, e.g. with ``policy.force_full``) is evaluated as given (a bundle path starting with ``OUT/``
 is one this run trains under ``--out``). Reuse and Taylor-1 at every interval are always in the table.
@@ -82,7 +83,7 @@ def main() -> int:
             continue
         config = load_config(merge(base, override))
         data = out / "data" / f"tap-{config.tap}"
-        if args.trajectories and not (data / "trajectories").exists():
+        if args.trajectories and config.tap == base["tap"] and not (data / "trajectories").exists():
             data.mkdir(parents=True, exist_ok=True)
             (data / "trajectories").symlink_to(Path(args.trajectories).resolve())
         prompts = source.train_prompts()[: config.training.num_prompts or None]

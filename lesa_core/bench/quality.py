@@ -171,7 +171,7 @@ class QualityReport:
                              f"{r.ssim:.4f} | {r.description} |")
             lines.append("")
         if self.train_seconds:
-            lines += ["Training seconds per variant (collection shared, not included): "
+            lines += ["Training seconds per variant (the first variant on a tap includes collecting it): "
                       + ", ".join(f"{k} {v:.0f}" for k, v in self.train_seconds.items())
                       + f". Whole benchmark: {self.seconds:.0f} s.", ""]
         return "\n".join(lines)

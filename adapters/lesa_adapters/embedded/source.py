@@ -46,9 +46,9 @@ class EmbeddedModelSource(ModelSource):
     def default_config(self) -> dict[str, Any]:
         return {
             "model": "embedded",
-            # the velocity (`output`), per-channel tap weights, `full` history: the best of
-            # `lesa bench --quality --compare-taps hidden` on this model (docs/results.md)
-            "tap": "output",
+            # tap `normed` (after the output norm, before proj_out), `full` history: the best of
+            # `lesa bench --quality --compare-taps hidden,output` on this model (docs/results.md)
+            "tap": "normed",
             "predictor": {"name": "kan", "taps": [4, 8, 8], "time_encoding": "relative", "history": "full",
                           "per_channel": True},
             "router": {"name": "threshold", "boundaries": [0.9, 0.5]},
