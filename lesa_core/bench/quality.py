@@ -221,6 +221,7 @@ def run_quality_bench(
     from lesa_core.cli._common import read_prompts
     from lesa_core.evaluate import evaluate
     from lesa_core.report import save_step_error_plot
+    from lesa_core.runtime import assemble, find_transformer
     from lesa_core.trainer import PipelineRunner, train
 
     started = time.perf_counter()
@@ -233,6 +234,8 @@ def run_quality_bench(
     out.mkdir(parents=True, exist_ok=True)
     data = Path(data_dir) if data_dir else out / "data"
     pipe = source.load(device)
+    for variant in variants:  # fail fast (an unknown tap or plugin) before any collection or training
+        assemble(find_transformer(pipe), variant.config(run))
     call = source.call_defaults()
     runner = PipelineRunner(pipe, **call)
     prompts = read_prompts(run.training.prompts, source.train_prompts())

@@ -102,3 +102,10 @@ def test_quality_bench_end_to_end(tmp_path: Path) -> None:
     text = (tmp_path / "quality.md").read_text()
     assert "| lesa-stage1-only |" in text and "±" in text
     assert (tmp_path / "error_per_step.png").stat().st_size > 0
+
+
+def test_an_unknown_tap_fails_before_any_training(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope"):
+        run_quality_bench(TinySource(), load_config(CONFIG), out=tmp_path, eval_prompts=1, steps_sweep=(),
+                          compare_taps=("nope",), extra_interval=None, show_progress=False, log=lambda _: None)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "bundles").exists()
