@@ -68,6 +68,17 @@ def lr_at(step: int, total: int, base: float, warmup: int, floor: float = 0.1) -
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def steps_in_budget(budget: float, t0: float, t_start: float, t_end: float, start: int,
+                    end: int) -> tuple[int, float]:
+    """How many steps fit in ``budget`` seconds (counted from ``t0``), timed on steps ``start..end`` (the
+    first steps include warm-up, so they are not timed): at least ``end + 1``, plus 10 spare.
+
+    :return: the total number of steps and the measured seconds per step.
+    """
+    per = (t_end - t_start) / (end - start)
+    return max(end + 1, int((budget - (t_start - t0)) / per) + 10), per
+
+
 class CsvLog:
     def __init__(self, path: Path, append: bool = False):
         new = not (append and path.exists())
@@ -233,9 +244,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         step += 1
         if step == 10:
             t10 = time.time()
-        if vae_total is None and step == 30:  # time steps 10..30 (the first ones include warm-up)
-            per = (time.time() - t10) / 20
-            vae_total = max(31, int((vae_budget - (t10 - t0)) / per) + 10)
+        if vae_total is None and step == 30:
+            vae_total, per = steps_in_budget(vae_budget, t0, t10, time.time(), 10, 30)
             _log(f"vae: {per * 1000:.1f} ms/step -> {vae_total} steps")
     meta["vae_steps"] = step
     meta["vae_seconds"] = round(time.time() - t0, 1)
@@ -363,9 +373,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         step += 1
         if step == 10:
             t10 = time.time()
-        if total is None and step == 40:  # time steps 10..40 (the first ones include warm-up)
-            per = (time.time() - t10) / 30
-            total = max(41, int((budget_left - (t10 - t0)) / per) + 10)
+        if total is None and step == 40:
+            total, per = steps_in_budget(budget_left, t0, t10, time.time(), 10, 40)
             _log(f"flow: {per * 1000:.1f} ms/step -> {total} steps")
         if not ckpt_done and total is not None and step >= total // 2:
             meta["steps"] = total
