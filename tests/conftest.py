@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh plugin host per test, GPU auto-skip."""
+"""Shared fixtures: a fresh plugin host per test, one torch thread, GPU auto-skip."""
 
 from __future__ import annotations
 
@@ -31,3 +31,13 @@ def plugin_host(builtin_plugin_modules: list[object]):
     from lesa_core.plugins import PluginHost
 
     return PluginHost.create(autoload=False, plugins=builtin_plugin_modules)
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread: tiny ops are as fast, numerics and timings stay stable on a
+    shared 2-core machine, and the other core is left to parallel test runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,11 +20,8 @@ SCHEDULED_FULL = [0, 1, 2, 3, 9, 16, 23, 30, 37, 44]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add overhead on shared cores
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread (tiny models: threads only add overhead)."""
 
 
 @pytest.fixture(scope="module")

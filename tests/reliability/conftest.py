@@ -21,11 +21,8 @@ def host() -> PluginHost:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on shared cores: threads only add overhead
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread (tiny models: threads only add overhead)."""
 
 
 @pytest.fixture(scope="session")

@@ -400,15 +400,6 @@ def _trajectories(n: int, schedule: Tensor, gen: torch.Generator) -> Tensor:
     return a + b * t + 0.5 * c * torch.sin(2.5 * math.pi * t)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny ops run faster on one thread (and leave the other core to parallel test runs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("cls", FAMILIES)
 @pytest.mark.usefixtures("one_thread")
 def test_teacher_forced_training_beats_taylor_order_1(cls: type[TimeScaledLinearPredictor]) -> None:
