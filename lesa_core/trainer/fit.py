@@ -29,6 +29,7 @@ Rank 0 alone writes checkpoints (the others wait at a barrier); every rank resum
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -272,24 +273,27 @@ class Trainer:
                                  "samples": {}}
         self.predictor.train()
 
-        def observe(event: StepEvent) -> None:
-            if replay:
-                return record(event)
-            if self.world > 1:
-                return observe_parallel(event)
-            if event.decision is not Decision.FORECAST or event.inputs is None:
-                return
-            target_all = self.taps.get(event.context)
-            if target_all is None:
-                return
+        def sample(event: StepEvent) -> tuple[ForecastInput, Tensor]:
+            """A forecast event's input, detached, float32 and token-subsampled like the ground truth
+            (which it is returned with)."""
             inputs = event.inputs
+            assert inputs is not None
             device = inputs.features[-1].device
-            target = target_all[state["rows"], event.step_index].to(device)
             features = [f.detach().float() for f in inputs.features]
             if token_index is not None:
                 features = [f[:, token_index.to(device)] for f in features]
             local = ForecastInput(features, inputs.times.detach().float(), inputs.steps.detach().float(),
                                   inputs.t.detach().float().reshape(()), inputs.step.detach().float().reshape(()))
+            return local, self.taps[event.context][state["rows"], event.step_index].to(device)
+
+        def observe(event: StepEvent) -> None:
+            if replay:
+                return record(event)
+            if self.world > 1:
+                return observe_parallel(event)
+            if event.decision is not Decision.FORECAST or event.inputs is None or event.context not in self.taps:
+                return
+            local, target = sample(event)
             with torch.enable_grad():
                 loss = F.l1_loss(self.predictor(local), target)
                 self._update(loss, _lr_at(phase, state["update"], total))
@@ -304,16 +308,7 @@ class Trainer:
                 return
             share = None
             if forecast and not state["ghost"]:
-                inputs = event.inputs
-                assert inputs is not None
-                device = inputs.features[-1].device
-                target = self.taps[event.context][state["rows"], event.step_index].to(device)
-                features = [f.detach().float() for f in inputs.features]
-                if token_index is not None:
-                    features = [f[:, token_index.to(device)] for f in features]
-                local = ForecastInput(features, inputs.times.detach().float(), inputs.steps.detach().float(),
-                                      inputs.t.detach().float().reshape(()),
-                                      inputs.step.detach().float().reshape(()))
+                local, target = sample(event)
                 with torch.enable_grad():
                     share = (self.predictor(local) - target).abs().sum() / (state["global_rows"] * target[0].numel())
             with torch.enable_grad():
@@ -328,19 +323,14 @@ class Trainer:
             # the contexts of one step are merged into one batch (they share the step's history layout)
             if event.decision is not Decision.FORECAST or event.inputs is None or event.context not in self.taps:
                 return
-            inputs = event.inputs
-            device = inputs.features[-1].device
-            features = [f.detach().float() for f in inputs.features]
-            if token_index is not None:
-                features = [f[:, token_index.to(device)] for f in features]
-            target = self.taps[event.context][state["rows"], event.step_index].to(device)
-            key = (event.step_index, tuple(inputs.steps.tolist()))
+            local, target = sample(event)
+            key = (event.step_index, tuple(local.steps.tolist()))
             entry = state["samples"].get(key)
             if entry is None:
-                state["samples"][key] = {"features": features, "target": target, "contexts": 1,
-                                         "times": inputs.times.detach().float(), "t": inputs.t.detach().float()}
+                state["samples"][key] = {"inputs": local, "target": target, "contexts": 1}
             else:
-                entry["features"] = [torch.cat([a, b]) for a, b in zip(entry["features"], features, strict=True)]
+                merged = [torch.cat([a, b]) for a, b in zip(entry["inputs"].features, local.features, strict=True)]
+                entry["inputs"] = dataclasses.replace(entry["inputs"], features=merged)
                 entry["target"] = torch.cat([entry["target"], target])
                 entry["contexts"] += 1
 
@@ -351,12 +341,8 @@ class Trainer:
             with torch.enable_grad():
                 for _ in range(phase.replay_epochs):
                     for i in torch.randperm(len(keys), generator=gen).tolist():
-                        (step, steps), entry = keys[i], samples[keys[i]]
-                        device = entry["times"].device
-                        inputs = ForecastInput(entry["features"], entry["times"],
-                                               torch.tensor(steps, dtype=torch.float32, device=device),
-                                               entry["t"].reshape(()),
-                                               torch.tensor(float(step), device=device))
+                        (step, _), entry = keys[i], samples[keys[i]]
+                        inputs = entry["inputs"]
                         lr = _lr_at(phase, state["update"], total)
                         if self.world == 1:
                             loss = F.l1_loss(self.predictor(inputs), entry["target"])
