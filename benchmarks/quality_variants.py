@@ -51,6 +51,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from lesa_core.cli._common import training_prompts
     from lesa_core.config import load_config
     from lesa_core.evaluate import evaluate
     from lesa_core.plugins import get_plugin_host
@@ -86,7 +87,7 @@ def main() -> int:
         if args.trajectories and config.tap == base["tap"] and not (data / "trajectories").exists():
             data.mkdir(parents=True, exist_ok=True)
             (data / "trajectories").symlink_to(Path(args.trajectories).resolve())
-        prompts = source.train_prompts()[: config.training.num_prompts or None]
+        prompts = training_prompts(config, source)
         began = time.perf_counter()
         bundle, report = train(pipe, config, prompts, runner=runner, out=out / "bundles" / name, data_dir=data,
                                checkpoint_dir=out / "checkpoints" / name, show_progress=False)

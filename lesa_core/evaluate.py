@@ -35,6 +35,7 @@ class MethodResult:
     seconds: float
     images: Tensor
     step_error: list[float] = field(default_factory=list)
+    psnr_per_image: list[float] = field(default_factory=list)
     psnr: float = float("nan")
     ssim: float = float("nan")
     adherence: float | None = None
@@ -139,7 +140,9 @@ def evaluate(
     ref_u8 = to_uint8(reference.images)
     for result in results.values():
         test_u8 = to_uint8(result.images)
-        result.psnr = float(psnr(ref_u8, test_u8).mean())
+        per_image = psnr(ref_u8, test_u8)
+        result.psnr_per_image = [float(v) for v in per_image]
+        result.psnr = float(per_image.mean())
         result.ssim = float(ssim(ref_u8, test_u8).mean())
         result.speedup = reference.seconds / max(result.seconds, 1e-9)
         if source is not None:

@@ -188,12 +188,6 @@ def paired_difference(values: Sequence[float], reference: Sequence[float]) -> st
     return f"{mean:+.2f} ± {math.sqrt(var / n):.2f}"
 
 
-def _psnr_per_image(reference: Any, test: Any) -> list[float]:
-    from lesa_core.metrics import psnr, to_uint8
-
-    return [float(v) for v in psnr(to_uint8(reference), to_uint8(test))]
-
-
 def run_quality_bench(
     source: ModelSource,
     run: RunConfig,
@@ -218,7 +212,7 @@ def run_quality_bench(
         A variant on another tap collects its own under ``data_dir/tap-<name>``.
     :param compare_taps: also train and evaluate the run's predictor on these taps.
     """
-    from lesa_core.cli._common import read_prompts
+    from lesa_core.cli._common import training_prompts
     from lesa_core.evaluate import evaluate
     from lesa_core.report import save_step_error_plot
     from lesa_core.runtime import assemble, find_transformer
@@ -238,9 +232,7 @@ def run_quality_bench(
         assemble(find_transformer(pipe), variant.config(run))
     call = source.call_defaults()
     runner = PipelineRunner(pipe, **call)
-    prompts = read_prompts(run.training.prompts, source.train_prompts())
-    if run.training.num_prompts:
-        prompts = prompts[: run.training.num_prompts]
+    prompts = training_prompts(run, source)
     held_out = source.eval_prompts()[:eval_prompts]
     if not held_out:
         raise ConfigError(f"model '{model_name}' has no held-out prompts to evaluate on")
@@ -261,8 +253,7 @@ def run_quality_bench(
 
     steps = run.training.num_steps
     interval = int(policy.get("interval", 0))
-    shared = {"router": run.router.as_dict(), "policy": policy, "guard_non_finite": run.guard_non_finite,
-              "tap": run.tap}
+    shared = {"router": run.router.as_dict(), "guard_non_finite": run.guard_non_finite}
 
     def peers(policy_: dict[str, Any], suffix: str = "", orders: Sequence[int] = (0, 1, 2),
               tap: str | None = None) -> dict[str, Any]:
@@ -280,12 +271,11 @@ def run_quality_bench(
                              for peer in ("reuse", "taylor1", "taylor2")})
 
     def record(section: str, results: Sequence[Any], num_steps: int, intervals: dict[str, int]) -> None:
-        reference = results[0].images
         for r in results:
             base = r.name.split("@")[0]
             report.rows.append(Row(section=section, name=r.name, steps=num_steps, interval=intervals.get(r.name, interval),
                                    full_passes=r.full_passes, psnr=r.psnr, ssim=r.ssim,
-                                   psnr_per_image=_psnr_per_image(reference, r.images), adherence=r.adherence,
+                                   psnr_per_image=r.psnr_per_image, adherence=r.adherence,
                                    description=descriptions.get(base, "")))
 
     # main setting: every variant and peer at the run's schedule (+ the longer interval)

@@ -121,6 +121,13 @@ def read_prompts(value: list[str] | str | None, fallback: list[str]) -> list[str
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
+def training_prompts(config: RunConfig, source: ModelSource) -> list[str]:
+    """The run's training prompts: ``training.prompts`` (a list or a file) or the model's own, cut to
+    ``training.num_prompts``."""
+    prompts = read_prompts(config.training.prompts, source.train_prompts())
+    return prompts[: config.training.num_prompts] if config.training.num_prompts else prompts
+
+
 def load_run(args: argparse.Namespace, device: str | torch.device) -> tuple[ModelSource, RunConfig, Any, list[str]]:
     """What ``collect`` and ``train`` start from: the model source, the run config (``--config`` over the
     model's defaults), the loaded pipeline on ``device``, and the training prompts."""
@@ -128,7 +135,4 @@ def load_run(args: argparse.Namespace, device: str | torch.device) -> tuple[Mode
     config = run_config(args, source)
     source = resolve_model_source(model_name(args, config))
     pipe = source.load(device)
-    prompts = read_prompts(config.training.prompts, source.train_prompts())
-    if config.training.num_prompts:
-        prompts = prompts[: config.training.num_prompts]
-    return source, config, pipe, prompts
+    return source, config, pipe, training_prompts(config, source)

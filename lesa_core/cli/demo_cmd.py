@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lesa_core.cli._common import add_common_arguments, read_prompts, resolve_model_source, run_config
+from lesa_core.cli._common import add_common_arguments, resolve_model_source, run_config, training_prompts
 
 
 def register(subparsers: Any) -> None:
@@ -44,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = source.load(args.device)
     call = source.call_defaults()
     runner = PipelineRunner(pipe, **call)
-    prompts = read_prompts(config.training.prompts, source.train_prompts())
-    if config.training.num_prompts:
-        prompts = prompts[: config.training.num_prompts]
+    prompts = training_prompts(config, source)
     quiet = args.quiet
 
     timings: dict[str, float] = {}

@@ -24,5 +24,7 @@ def test_methods_on_another_tap_get_images_but_no_step_error() -> None:
     full, same_tap, other_tap = results
     assert full.step_error == [0.0] * 12 and full.psnr == 100.0
     assert len(same_tap.step_error) == 12 and max(same_tap.step_error) > 0
+    assert len(same_tap.psnr_per_image) == 2
+    assert sum(same_tap.psnr_per_image) / 2 == pytest.approx(same_tap.psnr)
     assert same_tap.step_error[0] == 0.0  # a full step on the same trajectory
     assert other_tap.step_error == [] and other_tap.full_passes == 4 and 0 < other_tap.psnr < 100
