@@ -28,6 +28,7 @@ from lesa_core.bundle import BundleMetadata, load_weights, read_metadata, resolv
 from lesa_core.composite import build_predictor
 from lesa_core.config import RunConfig, resolve_plugins
 from lesa_core.plugins import PluginHost, get_plugin_host
+from lesa_core.runtime import attach, bundle_run_config
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,9 @@ class LesaBundle:
         :raises BundleNotFoundError: / :raises BundleCorruptError: for a missing or damaged bundle.
         :raises UnknownPluginError: if a plugin it was trained with is not installed (listing those that are).
         """
-        from lesa_core.runtime import _bundle_run_config
-
         path = resolve_bundle_path(name_or_path)
         meta = read_metadata(path)
-        run = _bundle_run_config(meta, path)
+        run = bundle_run_config(meta, path)
         plugins = resolve_plugins(run, host or get_plugin_host(), source=str(path))
         predictor = build_predictor(plugins.predictor_cls, plugins.predictor_config, plugins.router, meta.channels)
         load_weights(path, predictor, meta)
@@ -73,6 +72,4 @@ class LesaBundle:
             ``policy={"name": "interval", "interval": 10, "warmup": 3}``); predictor and router are the
             bundle's.
         """
-        from lesa_core.runtime import attach
-
         return attach(target, {"bundle": str(self.path), **overrides})

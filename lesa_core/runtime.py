@@ -111,14 +111,14 @@ def assemble(model: nn.Module, config: ConfigLike = None, *, host: PluginHost | 
         bundle_dir = resolve_bundle_path(config)
         bundle_meta = read_metadata(bundle_dir)
         source = str(bundle_dir)
-        run = _bundle_run_config(bundle_meta, bundle_dir)
+        run = bundle_run_config(bundle_meta, bundle_dir)
     else:
         source = str(config) if isinstance(config, (str, Path)) else None
         run = load_config(config)
         if run.bundle is not None:
             bundle_dir = resolve_bundle_path(run.bundle)
             bundle_meta = read_metadata(bundle_dir)
-            run = _overlay_on_bundle(run, _bundle_run_config(bundle_meta, bundle_dir), source)
+            run = _overlay_on_bundle(run, bundle_run_config(bundle_meta, bundle_dir), source)
     plugins = resolve_plugins(run, host, source=source)
     if run.adapter == "auto":
         adapter_cls = host.resolve_adapter(model)
@@ -148,7 +148,7 @@ def assemble(model: nn.Module, config: ConfigLike = None, *, host: PluginHost | 
     return Assembly(run, plugins, adapter, tap, predictor, bundle_meta, source)
 
 
-def _bundle_run_config(meta: BundleMetadata, bundle_dir: Path) -> RunConfig:
+def bundle_run_config(meta: BundleMetadata, bundle_dir: Path) -> RunConfig:
     """The run config stored in a bundle.
 
     :raises BundleCorruptError: if it is not a valid run config (the metadata was edited, or written

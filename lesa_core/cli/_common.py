@@ -128,11 +128,17 @@ def training_prompts(config: RunConfig, source: ModelSource) -> list[str]:
     return prompts[: config.training.num_prompts] if config.training.num_prompts else prompts
 
 
+def resolve_run(args: argparse.Namespace) -> tuple[ModelSource, RunConfig, str]:
+    """The run config (``--config`` over the model's defaults) and the model source it names (``--model``,
+    else the config's ``model``, else the default), with that source's name."""
+    config = run_config(args, resolve_model_source(args.model))
+    name = model_name(args, config)
+    return resolve_model_source(name), config, name
+
+
 def load_run(args: argparse.Namespace, device: str | torch.device) -> tuple[ModelSource, RunConfig, Any, list[str]]:
     """What ``collect`` and ``train`` start from: the model source, the run config (``--config`` over the
     model's defaults), the loaded pipeline on ``device``, and the training prompts."""
-    source = resolve_model_source(args.model)
-    config = run_config(args, source)
-    source = resolve_model_source(model_name(args, config))
+    source, config, _ = resolve_run(args)
     pipe = source.load(device)
     return source, config, pipe, training_prompts(config, source)

@@ -97,7 +97,7 @@ def run_quality(args: argparse.Namespace) -> int:
     import torch
 
     from lesa_core.bench.quality import run_quality_bench
-    from lesa_core.cli._common import model_name, resolve_model_source, run_config
+    from lesa_core.cli._common import resolve_run
     from lesa_core.errors import ConfigError
 
     try:
@@ -109,10 +109,7 @@ def run_quality(args: argparse.Namespace) -> int:
         raise ConfigError("--eval-prompts must be at least 1, --steps-sweep values at least 2, --extra-interval >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    source = resolve_model_source(args.model)
-    config = run_config(args, source)
-    name = model_name(args, config)
-    source = resolve_model_source(name)
+    source, config, name = resolve_run(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     def log(message: str) -> None:
