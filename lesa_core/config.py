@@ -106,6 +106,11 @@ class TrainingConfig(BaseModel):
     )
     weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False)
     clip_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False)
+    loss: Literal["tap", "latent"] = Field(
+        "tap", description="stage 1's error measure: 'tap' (the paper's: L1 between forecast and true tap at "
+        "every forecast step) or 'latent' (L1 of the latent error the forecasts between two full passes "
+        "leave at the next one: through the tap's output projection, combined over the guidance "
+        "contexts, summed over the sampler's steps; needs a tap the adapter can map to the output)")
     stage1: PhaseConfig = PhaseConfig(epochs=30, lr=3e-3, batch_size=64)
     stage2: ClosedLoopConfig = ClosedLoopConfig(epochs=4, lr=5e-4, batch_size=16)
 

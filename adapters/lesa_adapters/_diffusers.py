@@ -198,10 +198,14 @@ class ModuleOutputTap(TapSpec):
 
     :ivar module: dotted name of the submodule (``model.get_submodule(module)``).
     :ivar forecast_computes: what a forecast step still runs (documentation).
+    :ivar head: dotted name of the submodule that alone maps this tap to the model output, token-wise
+        and without conditioning (``proj_out`` after ``norm_out``), or ``None`` if the rest of the head
+        is more than that (see :meth:`BackboneAdapter.tap_head`).
     """
 
     module: str = "norm_out"
     forecast_computes: str = "the stem and the part of the head after the tapped module"
+    head: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,8 +218,13 @@ class ModelOutputTap(TapSpec):
     forecast_computes: str = "nothing: the forecast is returned as the model output"
 
 
-def standard_taps(hidden: bool = True, normed: str | None = "norm_out", output: bool = True) -> dict[str, TapSpec]:
-    """The usual taps of a DiT: ``hidden`` (last block), ``normed`` (after ``normed``), ``output``."""
+def standard_taps(hidden: bool = True, normed: str | None = "norm_out", output: bool = True,
+                  head: str | None = "proj_out") -> dict[str, TapSpec]:
+    """The usual taps of a DiT: ``hidden`` (last block), ``normed`` (after ``normed``), ``output``.
+
+    ``head`` names the output projection that alone follows ``normed`` (``None``: something else does,
+    e.g. a reshaping the projection's token layout does not match).
+    """
     taps: dict[str, TapSpec] = {}
     if hidden:
         taps["hidden"] = BodyOutputTap(
@@ -223,10 +232,14 @@ def standard_taps(hidden: bool = True, normed: str | None = "norm_out", output: 
     if normed is not None:
         taps["normed"] = ModuleOutputTap(
             "normed", f"hidden state after `{normed}` (output norm and modulation), before `proj_out`",
-            module=normed)
+            module=normed, head=head)
     if output:
         taps["output"] = ModelOutputTap("output", "the model output (the velocity), in the model's layout")
     return taps
+
+
+def _identity(feature: Tensor) -> Tensor:
+    return feature
 
 
 def _loaded_class(path: str) -> type | None:
@@ -346,6 +359,15 @@ class DiffusersBackbone(BackboneAdapter):
     def tap_channels(self, tap: str) -> int:
         spec = self.taps[self.check_tap(tap)]
         return self.output_channels() if isinstance(spec, ModelOutputTap) else self.hidden_size()
+
+    def tap_head(self, tap: str) -> Callable[[Tensor], Tensor] | None:
+        spec = self.taps[self.check_tap(tap)]
+        if isinstance(spec, ModelOutputTap):
+            return _identity
+        if isinstance(spec, ModuleOutputTap) and spec.head is not None:
+            head: Callable[[Tensor], Tensor] = self.model.get_submodule(spec.head)
+            return head
+        return None
 
     # -- time and outputs -----------------------------------------------------------------------
     def step_time(self, timestep: Any) -> Tensor:

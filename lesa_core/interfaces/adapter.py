@@ -133,6 +133,18 @@ class BackboneAdapter(ABC):
     def attach(self, components: RuntimeComponents) -> Attachment:
         """Attach the runtime to :attr:`model` and return the live :class:`Attachment`."""
 
+    def tap_head(self, tap: str) -> Callable[[Tensor], Tensor] | None:
+        """The part of the model after ``tap`` as a function of the tap alone, if it is one.
+
+        It maps a feature at ``tap`` (``(..., tokens, channels)``) to the model output of those tokens,
+        token-wise, with the model's frozen weights and no per-step conditioning (an output projection;
+        the identity for the output tap), so that training can measure a forecast's error where it
+        acts (``training.loss: latent``). ``None`` (the default) when the head depends on the step
+        (e.g. an adaptive norm of the timestep embedding) or is not known.
+        """
+        self.check_tap(tap)
+        return None
+
     # -- time -------------------------------------------------------------------------------
     def time_from_timestep(self, timestep: Tensor) -> Tensor:
         """Flow time t ∈ [0, 1] from the ``timestep`` forward argument (device op, no sync)."""

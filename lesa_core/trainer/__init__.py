@@ -28,7 +28,7 @@ from lesa_core.interfaces.predictor import PredictorConfig
 from lesa_core.plugins import PluginHost, get_plugin_host
 from lesa_core.runtime import Assembly, ConfigLike, assemble, find_transformer
 from lesa_core.trainer.collect import collect
-from lesa_core.trainer.fit import Trainer, TrainReport, history_indices
+from lesa_core.trainer.fit import Trainer, TrainReport, history_indices, latent_loss_head
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
 from lesa_core.trainer.store import StoreMeta, TrajectoryStore
 
@@ -112,6 +112,17 @@ def _with_schedule(run: RunConfig, cls: type[Predictor] | None, schedule: list[f
     return load_config(data)
 
 
+def _check_loss(model: torch.nn.Module, run: RunConfig, host: PluginHost) -> None:
+    """Refuse, before anything is collected, a ``training.loss`` that cannot be measured on this model's
+    tap."""
+    if run.training.loss != "latent":
+        return
+    steps = run.training.num_steps
+    validated = _with_schedule(run, _predictor_class(run, host), [1.0 - i / steps for i in range(steps + 1)])
+    assembly = assemble(model, validated, host=host, predictor=_CollectionOnly(PredictorConfig()))
+    latent_loss_head(assembly.adapter, assembly.tap)
+
+
 def tap_change_per_step(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean relative change ``||h_s − h_{s−1}|| / ||h_{s−1}||`` of the tap per step (step 0 copies step 1)."""
     gt = torch.cat(list(taps.values())).float()  # (P, S, ...)
@@ -173,6 +184,7 @@ def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: Tr
             f"predictor '{run.predictor.name}' is training-free: it has no parameters to fit; attach it directly "
             "(lesa_core.attach(pipe, config), `lesa sample --config`) or choose a learnable family such as kan"
         )
+    _check_loss(model, run, host)
     root = Path(data_dir or run.training.data_dir)
     meta = collect_trajectories(model if runner is None else target, run, prompts, runner=runner,
                                 data_dir=root, batch_size=batch_size, host=host, show_progress=show_progress)

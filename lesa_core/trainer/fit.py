@@ -29,22 +29,31 @@ Rank 0 alone writes checkpoints (the others wait at a barrier); every rank resum
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from einops import einsum, rearrange
+from torch import Tensor, nn
 
 from lesa_core import distributed
 from lesa_core.config import PhaseConfig, TrainingConfig
 from lesa_core.errors import TrainingError
-from lesa_core.interfaces import Decision, ForecastInput, Predictor, RuntimeComponents, StepEvent
+from lesa_core.interfaces import (
+    BackboneAdapter,
+    Decision,
+    ForecastInput,
+    Predictor,
+    RuntimeComponents,
+    StepEvent,
+)
 from lesa_core.runtime import Assembly
 from lesa_core.trainer.checkpoint import Progress, load_checkpoint, run_key, save_checkpoint
 from lesa_core.trainer.progress import progress as progress_bar
@@ -69,6 +78,57 @@ def history_indices(decisions: Sequence[Decision], step: int, size: int, mode: s
         full = [i for i in range(step) if decisions[i] is Decision.COMPUTE]
         return full[-size:]
     return list(range(max(0, step - size), step))
+
+
+def forecast_spans(decisions: Sequence[Decision]) -> list[list[int]]:
+    """The runs of consecutive forecast steps (each ends at a full step or at the trajectory's end)."""
+    spans: list[list[int]] = []
+    for step, decision in enumerate(decisions):
+        if decision is not Decision.FORECAST:
+            continue
+        if spans and spans[-1][-1] == step - 1:
+            spans[-1].append(step)
+        else:
+            spans.append([step])
+    return spans
+
+
+def guidance_weights(contexts: Sequence[str], call: Mapping[str, Any]) -> Tensor | None:
+    """How the sampler combines the contexts' model outputs into one velocity, as weights per context.
+
+    True classifier-free guidance with scale g computes ``uncond + g (cond − uncond)``: weights g for
+    ``cond`` and 1 − g for ``uncond``; the scale is the call's ``true_cfg_scale`` if it has one, else its
+    ``guidance_scale``. ``None`` unless the contexts are exactly that pair: each context's output is then
+    a velocity of its own.
+
+    :raises TrainingError: for a cond/uncond pair whose call names no guidance scale.
+    """
+    if sorted(contexts) != ["cond", "uncond"]:
+        return None
+    scale = call.get("true_cfg_scale", call.get("guidance_scale"))
+    if scale is None:
+        raise TrainingError(
+            "the trajectories have cond and uncond contexts but their sampling call names no guidance scale "
+            "(true_cfg_scale or guidance_scale); collect with the scale set, or use training.loss: tap"
+        )
+    weight = {"cond": float(scale), "uncond": 1.0 - float(scale)}
+    return torch.tensor([weight[c] for c in contexts], dtype=torch.float32)
+
+
+def latent_loss_head(adapter: BackboneAdapter, tap: str) -> Callable[[Tensor], Tensor]:
+    """The head ``training.loss: latent`` measures errors through (:meth:`BackboneAdapter.tap_head`).
+
+    :raises TrainingError: if the adapter has none for ``tap``, saying which taps to use instead.
+    """
+    head = adapter.tap_head(tap)
+    if head is None:
+        usable = [name for name in adapter.taps if adapter.tap_head(name) is not None]
+        raise TrainingError(
+            f"training.loss 'latent' needs a tap the adapter can map to the model output without the step's "
+            f"conditioning; {type(adapter).__name__}'s tap '{tap}' has no such head. Use one that has: "
+            f"{', '.join(usable) or 'none on this adapter'}, or training.loss: tap"
+        )
+    return head
 
 
 def _lr_at(phase: PhaseConfig, update: int, total: int) -> float:
@@ -152,10 +212,35 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=training.stage1.lr, weight_decay=training.weight_decay)
         self.key = run_key(assembly.config.to_dict(), meta.identity(), meta.schedule)
         self.report = TrainReport(losses={"stage1": [], "stage2": []})
+        self.spans = forecast_spans(self.decisions)
+        self.head: Callable[[Tensor], Tensor] | None = None
+        if training.loss == "latent":
+            self._prepare_latent_loss()
         self.rank = distributed.rank()
         self.world = distributed.world_size()
         if self.rank != 0:
             self.show_progress = False  # one progress bar per run: rank 0's
+
+    def _prepare_latent_loss(self) -> None:
+        """Check that ``training.loss: latent`` can be measured here and set up what it needs: the tap's
+        output head (a frozen float32 copy, so that the model's own weights never get gradients), the
+        guidance weights of the contexts, the per-prompt ground truth and the sampler's step sizes."""
+        head = latent_loss_head(self.assembly.adapter, self.assembly.tap)
+        device = next(iter(self.taps.values())).device
+        if isinstance(head, nn.Module):
+            head = copy.deepcopy(head).float().to(device).requires_grad_(False)
+        self.head = head
+        counts = {name: tap.shape[0] for name, tap in self.taps.items()}
+        if len(set(counts.values())) != 1:
+            raise TrainingError(f"training.loss 'latent' pairs the contexts of each prompt, but the trajectory store "
+                                f"holds different prompt counts per context: {counts}; collect again")
+        self.context_weights = guidance_weights(list(self.taps), self.meta.call)
+        if self.context_weights is not None:
+            self.context_weights = self.context_weights.to(device)
+        self.prompt_taps = torch.stack(list(self.taps.values()), dim=1)  # (P, X, S, N', C)
+        assert self.meta.schedule is not None
+        schedule = torch.tensor(self.meta.schedule, dtype=torch.float32)
+        self.step_sizes = (schedule[1:] - schedule[:-1]).abs()
 
     # -- helpers ----------------------------------------------------------------------------
     def _forecast_input(self, features: list[Tensor], idx: list[int], step: int) -> ForecastInput:
@@ -211,7 +296,90 @@ class Trainer:
         shuffle = torch.randperm(len(batches), generator=gen).tolist()
         return [batches[i] for i in shuffle]
 
+    def _forecastable(self, span: Sequence[int]) -> bool:
+        """Whether some step of ``span`` has the predictor's minimum history."""
+        size, mode = self.predictor.history_size, self.predictor.history_mode
+        return any(len(history_indices(self.decisions, s, size, mode)) >= self.predictor.min_history for s in span)
+
+    def _latent_batches(self, epoch: int) -> list[tuple[int, Tensor]]:
+        """Stage 1 under ``loss: latent``: (span index, prompt rows) — every forecast span of every prompt
+        batch, shuffled by ``(seed, epoch)``."""
+        gen = torch.Generator().manual_seed(self.training.seed * 1_000_003 + 1_500 + epoch)
+        prompts = self.prompt_taps.shape[0]
+        batches = []
+        for span in range(len(self.spans)):
+            order = torch.randperm(prompts, generator=gen)
+            for start in range(0, prompts, self.training.stage1.batch_size):
+                batches.append((span, order[start:start + self.training.stage1.batch_size]))
+        shuffle = torch.randperm(len(batches), generator=gen).tolist()
+        return [batches[i] for i in shuffle]
+
+    def latent_error(self, span: Sequence[int], rows: Tensor) -> Tensor | None:
+        """The latent error the teacher-forced forecasts of ``span`` leave at the next full pass, per
+        unit of flow time: ``Σ_s |Δσ_s| · head(forecast_s − truth_s) / Σ_s |Δσ_s|`` over the span's
+        steps, with the contexts' output errors combined by the guidance weights (or kept apart when
+        the contexts are not a guidance pair). ``(B, X', N', C_out)``; ``None`` if no step of the span
+        has enough history to forecast.
+        """
+        assert self.head is not None
+        gt = rearrange(self.prompt_taps[rows], "b x s n c -> (b x) s n c")
+        contexts = self.prompt_taps.shape[1]
+        drift: Tensor | None = None
+        total = 0.0
+        for step in span:
+            idx = history_indices(self.decisions, step, self.predictor.history_size, self.predictor.history_mode)
+            if len(idx) < self.predictor.min_history:
+                continue
+            forecast = self.predictor(self._forecast_input([gt[:, j] for j in idx], idx, step))
+            error = rearrange(self.head(forecast) - self.head(gt[:, step]), "(b x) n o -> b x n o", x=contexts)
+            if self.context_weights is not None:
+                error = einsum(error, self.context_weights, "b x n o, x -> b n o").unsqueeze(1)
+            size = float(self.step_sizes[step])
+            drift = error * size if drift is None else drift + error * size
+            total += size
+        return None if drift is None else drift / max(total, 1e-12)
+
+    def _stage1_latent(self, progress: Progress) -> None:
+        """Stage 1 under ``loss: latent``: one update per (forecast span, prompt batch)."""
+        phase = self.training.stage1
+        per_epoch = len(self._latent_batches(0))
+        total = per_epoch * phase.epochs
+        bar = progress_bar(total=total, desc="stage 1 (GT-guided, latent)", unit="update",
+                           disable=not self.show_progress)
+        bar.update(progress.epoch * per_epoch)
+        start = time.perf_counter()
+        self.predictor.train()
+        for epoch in range(progress.epoch, phase.epochs):
+            losses = []
+            for i, (span, rows) in enumerate(self._latent_batches(epoch)):
+                if not self._forecastable(self.spans[span]):
+                    continue
+                lr = _lr_at(phase, epoch * per_epoch + i, total)
+                if self.world == 1:
+                    error = self.latent_error(self.spans[span], rows)
+                    assert error is not None
+                    loss = error.abs().mean()
+                    self._update(loss, lr)
+                    losses.append(float(loss.detach()))
+                else:
+                    local = self._local_rows(rows)
+                    error = self.latent_error(self.spans[span], local) if local.numel() else None
+                    share = None if error is None else error.abs().sum() / (len(rows) * error[0].numel())
+                    global_loss = self._update_parallel(share, lr, self.spans[span][0])
+                    assert global_loss is not None
+                    losses.append(global_loss)
+                bar.update(1)
+            progress.epoch = epoch + 1
+            progress.updates += len(losses)
+            progress.losses["stage1"].append(sum(losses) / max(len(losses), 1))
+            bar.set_postfix(loss=f"{progress.losses['stage1'][-1]:.4f}")
+            self._checkpoint(progress)
+        bar.close()
+        self.report.seconds["stage1"] = time.perf_counter() - start
+
     def stage1(self, progress: Progress) -> None:
+        if self.training.loss == "latent":
+            return self._stage1_latent(progress)
         phase = self.training.stage1
         gt = torch.cat(list(self.taps.values()))
         size = self.predictor.history_size

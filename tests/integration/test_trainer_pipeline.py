@@ -119,3 +119,57 @@ def test_stage2_replay_is_deterministic(pipe, tmp_path: Path) -> None:
     b, _ = train(pipe, CONFIG, PROMPTS, runner=_runner(pipe), out=tmp_path / "b", data_dir=tmp_path / "data",
                  checkpoint_dir=tmp_path / "cb", show_progress=False)
     assert (a / BUNDLE_WEIGHTS_NAME).read_bytes() == (b / BUNDLE_WEIGHTS_NAME).read_bytes()
+
+
+def test_latent_loss_measures_the_guided_output_error(pipe, tmp_path: Path) -> None:
+    """``training.loss: latent`` on the normed tap under true CFG: stage 1 learns, the model's own head
+    gets no gradient, and the loss is the dσ-weighted, guidance-combined error through ``proj_out``."""
+    from einops import rearrange
+
+    from lesa_core.config import load_config
+    from lesa_core.trainer import Trainer, trainable_assembly
+
+    scale = 3.0
+    runner = PipelineRunner(pipe, height=32, width=32, max_sequence_length=16, true_cfg_scale=scale,
+                            negative_prompt="")
+    config = {**CONFIG, "tap": "normed",
+              "training": {**CONFIG["training"], "loss": "latent", "stage1": {"epochs": 8, "batch_size": 2, "lr": 0.01},
+                           "stage2": {"epochs": 0}}}
+    head_before = pipe.transformer.proj_out.weight.detach().clone()
+    _, report = train(pipe, config, PROMPTS, runner=runner, out=tmp_path / "bundle", data_dir=tmp_path / "data",
+                      show_progress=False)
+    assert pipe.transformer.proj_out.weight.grad is None
+    assert torch.equal(pipe.transformer.proj_out.weight, head_before)
+    assert report.losses["stage1"][-1] < report.losses["stage1"][0]
+
+    store = TrajectoryStore(tmp_path / "data" / "trajectories")
+    meta, taps = store.read_meta(), store.load()
+    assert sorted(taps) == ["cond", "uncond"] and meta.call["true_cfg_scale"] == scale
+    assembly = trainable_assembly(pipe.transformer, load_config(config), meta.schedule)
+    trainer = Trainer(assembly, meta, taps, assembly.config.training, tmp_path / "ck", show_progress=False)
+    span, rows = trainer.spans[0], torch.tensor([0, 2])
+    with torch.no_grad():
+        got = trainer.latent_error(span, rows)
+        proj = pipe.transformer.proj_out
+        expected, total = 0.0, 0.0
+        for step in span:
+            idx = [i for i in range(step) if trainer.decisions[i].name == "COMPUTE"][-3:]  # the last 3 full
+            guided = 0.0
+            for name, weight in (("cond", scale), ("uncond", 1.0 - scale)):
+                gt = taps[name][rows]
+                forecast = trainer.predictor(trainer._forecast_input([gt[:, j] for j in idx], idx, step))
+                guided = guided + weight * (proj(forecast) - proj(gt[:, step]))
+            size = abs(meta.schedule[step + 1] - meta.schedule[step])
+            expected, total = expected + size * guided, total + size
+    assert got is not None
+    torch.testing.assert_close(rearrange(got, "b 1 n o -> b n o"), expected / total)
+
+
+def test_latent_loss_refuses_a_tap_without_an_output_head(pipe, tmp_path: Path) -> None:
+    from lesa_core.errors import TrainingError
+
+    config = {**CONFIG, "tap": "hidden", "training": {**CONFIG["training"], "loss": "latent"}}
+    with pytest.raises(TrainingError, match=r"tap 'hidden' has no such head\. Use one that has: normed, output"):
+        train(pipe, config, PROMPTS, runner=_runner(pipe), out=tmp_path / "bundle", data_dir=tmp_path / "data",
+              show_progress=False)
+    assert not (tmp_path / "data").exists()  # refused before collecting

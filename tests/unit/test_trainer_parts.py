@@ -10,7 +10,7 @@ import torch
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import Decision
 from lesa_core.trainer.checkpoint import Progress, load_checkpoint, run_key, save_checkpoint
-from lesa_core.trainer.fit import history_indices
+from lesa_core.trainer.fit import forecast_spans, guidance_weights, history_indices
 from lesa_core.trainer.store import StoreMeta, TrajectoryStore
 
 
@@ -86,3 +86,19 @@ def test_history_indices() -> None:
     assert history_indices(decisions, 7, 3, "full") == [2, 3, 6]
     assert history_indices(decisions, 7, 3, "steps") == [4, 5, 6]
     assert history_indices(decisions, 1, 4, "steps") == [0]
+
+
+def test_forecast_spans() -> None:
+    c, f = Decision.COMPUTE, Decision.FORECAST
+    assert forecast_spans([c, c, f, f, f, c, f, c, f, f]) == [[2, 3, 4], [6], [8, 9]]
+    assert forecast_spans([c, c, c]) == []
+
+
+def test_guidance_weights() -> None:
+    # true CFG: uncond + g (cond - uncond), in the order the contexts come
+    assert guidance_weights(["cond", "uncond"], {"true_cfg_scale": 4.0}).tolist() == [4.0, -3.0]
+    assert guidance_weights(["uncond", "cond"], {"guidance_scale": 2.5}).tolist() == [-1.5, 2.5]
+    assert guidance_weights(["cond", "uncond"], {"true_cfg_scale": 3.0, "guidance_scale": 1.0}).tolist() == [3.0, -2.0]
+    assert guidance_weights(["default"], {"true_cfg_scale": 4.0}) is None
+    with pytest.raises(TrainingError, match="names no guidance scale"):
+        guidance_weights(["cond", "uncond"], {"height": 64})
