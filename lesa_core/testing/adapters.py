@@ -163,6 +163,28 @@ class AdapterConformance:
             assert all(torch.isfinite(out).all() for out in outs), tap
             assert all(e.inputs is not None for e in events if e.decision is Decision.FORECAST)
 
+    def test_tap_heads_give_the_model_output(
+        self, adapter_model: nn.Module, adapter: BackboneAdapter, adapter_inputs: dict[str, Any],
+        adapter_host: PluginHost | None,
+    ) -> None:
+        """A tap's head (:meth:`BackboneAdapter.tap_head`), applied to the tap of a full step, gives
+        that step's model output: the same values, up to the output's layout (compared sorted)."""
+        vanilla = drive(adapter_model, adapter, adapter_inputs)
+        for tap in adapter.taps:
+            head = adapter.tap_head(tap)
+            if head is None:
+                continue
+            events: list[StepEvent] = []
+            with self._attached(adapter_model, adapter_host, _config(tap, interval=1), events.append), \
+                    torch.no_grad():
+                drive(adapter_model, adapter, adapter_inputs)
+            assert len(events) == len(vanilla), tap
+            for event, output in zip(events, vanilla, strict=True):
+                mapped = head(event.tap)
+                assert mapped.numel() == output.numel(), tap
+                torch.testing.assert_close(mapped.flatten().sort().values, output.flatten().sort().values,
+                                           rtol=1e-4, atol=1e-5, msg=f"tap {tap}, step {event.step_index}")
+
     def test_contexts_never_share_state(
         self, adapter_model: nn.Module, adapter: BackboneAdapter, adapter_inputs: dict[str, Any],
         adapter_host: PluginHost | None,
