@@ -6,7 +6,7 @@ the config keys it overrides (merged into the model's default run config; ``pred
 into the default predictor)::
 
     python benchmarks/quality_variants.py benchmarks/variants/stage2.json --out /tmp/variants \
-        [--eval-prompts 16] [--intervals 7,10] [--trajectories DIR]
+        [--eval-prompts 16] [--prompt-offset 0] [--intervals 7,10] [--trajectories DIR]
 
 ``--trajectories`` reuses an existing collection (a ``trajectories`` folder written by ``lesa collect``
 or ``lesa demo`` with the default run's tap) for the variants on that tap; any other tap is collected
@@ -42,6 +42,9 @@ def main() -> int:
     parser.add_argument("variants", help="JSON file: name -> config overrides")
     parser.add_argument("--out", default="variants-out")
     parser.add_argument("--eval-prompts", type=int, default=16)
+    parser.add_argument("--prompt-offset", type=int, default=0,
+                        help="evaluate held-out prompts [K, K + eval-prompts) with seeds 10000 + K + i; the docs "
+                             "report K = 0 (the demo's prompts) and choose settings on a disjoint K (validation)")
     parser.add_argument("--intervals", default="7", help="comma-separated N to evaluate every variant at")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--trajectories", help="an existing trajectories folder to reuse (same tap)")
@@ -95,8 +98,9 @@ def main() -> int:
               file=sys.stderr, flush=True)
         for n in intervals:
             methods[name + at(n)] = {"bundle": str(bundle), "policy": {**config.policy.as_dict(), "interval": n}}
-    prompts = source.eval_prompts()[: args.eval_prompts]
-    results = evaluate(pipe, methods, prompts, [10_000 + i for i in range(len(prompts))], num_steps=args.steps,
+    prompts = source.eval_prompts()[args.prompt_offset: args.prompt_offset + args.eval_prompts]
+    seeds = [10_000 + args.prompt_offset + i for i in range(len(prompts))]
+    results = evaluate(pipe, methods, prompts, seeds, num_steps=args.steps,
                        call_kwargs=call, source=source)
     rows = [r.row() for r in results]
     (out / "variants.json").write_text(json.dumps({"variants": variants, "results": rows}, indent=2) + "\n")

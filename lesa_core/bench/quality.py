@@ -295,7 +295,9 @@ def run_quality_bench(
     main = [r for r in results if r.name in methods and "@" not in r.name]
     record(f"{steps} steps, N = {interval}: the ablation", main, steps, {})
     if extra_interval:
-        longer_rows = [results[0], *[r for r in results if r.name.endswith(f"@N{extra_interval}")]]
+        # the Taylor peers at the run's N beside them: does fewer full passes still beat them?
+        taylors = [r for r in main if r.name.startswith("taylor")]
+        longer_rows = [results[0], *[r for r in results if r.name.endswith(f"@N{extra_interval}")], *taylors]
         record(f"{steps} steps, N = {extra_interval} (fewer full passes)", longer_rows, steps, intervals)
     save_step_error_plot(out / "error_per_step.png", [r for r in results if r.name in ("full", "lesa", "reuse",
                                                                                         "taylor1", "taylor2")],

@@ -87,8 +87,12 @@ def test_quality_bench_end_to_end(tmp_path: Path) -> None:
     assert main["reuse-tap-output"].description == "FORA (Taylor order 0), tap output"
     assert main["full"].full_passes == STEPS and main["lesa"].full_passes == 4  # FFcccFcccFcc
     assert all(len(r.psnr_per_image) == 2 for r in report.rows)
-    longer = {r.name for r in report.rows if r.section == sections[1]}
-    assert longer == {"full", "lesa@N5", "reuse@N5", "taylor1@N5"}
+    longer = {r.name: r for r in report.rows if r.section == sections[1]}
+    # the Taylor peers at the run's N = 4 sit beside lesa at N = 5 (the "still beats Taylor")
+    assert set(longer) == {"full", "lesa@N5", "reuse@N5", "taylor1@N5", "taylor1", "taylor2", "taylor1-tap-output",
+                           "taylor2-tap-output"}
+    assert longer["lesa@N5"].interval == 5 and longer["taylor1"].interval == 4
+    assert longer["taylor1"].psnr_per_image == main["taylor1"].psnr_per_image
     sweep = {r.name: r for r in report.rows if r.section == sections[2]}
     assert set(sweep) == {"full", "lesa", "reuse", "taylor1", "taylor2"} and sweep["lesa"].steps == 8
     # stage 1 only really skipped stage 2; the history variants really changed the history mode
