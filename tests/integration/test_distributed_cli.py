@@ -54,10 +54,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _torchrun(workspace: Path, *args: str, env: dict[str, str] | None = None, script: Path | None = None,
-              check: bool = True) -> subprocess.CompletedProcess[str]:
+              check: bool = True, config: str = "run.json") -> subprocess.CompletedProcess[str]:
     target = [str(script)] if script else ["-m", "lesa_core.cli"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *target, *args,
-           "--model", str(workspace / "pipe"), "--config", str(workspace / "run.json"), "--device", "cpu", "--quiet"]
+           "--model", str(workspace / "pipe"), "--config", str(workspace / config), "--device", "cpu", "--quiet"]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "LESA_DIST_TIMEOUT": "120", **(env or {})}
     proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=180)
     if check and proc.returncode != 0:
@@ -112,6 +112,27 @@ def test_two_process_training_matches_one_process(workspace: Path, tmp_path: Pat
     meta2 = json.loads((tmp_path / "b2" / "lesa_bundle.json").read_text())
     assert meta1["extra"]["updates"] == meta2["extra"]["updates"]
     for a, b in zip(meta1["extra"]["losses"]["stage2"], meta2["extra"]["losses"]["stage2"], strict=True):
+        assert abs(a - b) <= 1e-4 * abs(a)
+
+
+def test_two_process_latent_loss_matches_one_process(workspace: Path, tmp_path: Path) -> None:
+    """Stage 1 under ``training.loss: latent`` (one update per forecast span and prompt batch; 5 prompts in
+    batches of 4: rank 1's slice of the second batch is empty) gives the single-process predictor."""
+    config = {**CONFIG, "tap": "normed", "training": {**CONFIG["training"], "loss": "latent"}}
+    (workspace / "latent.json").write_text(json.dumps(config))
+    common = ["--model", str(workspace / "pipe"), "--config", str(workspace / "latent.json"), "--device", "cpu",
+              "--quiet", "--stages", "1"]
+    assert lesa(["train", "--data-dir", str(tmp_path / "one"), "--out", str(tmp_path / "b1"), *common]) == 0
+    shutil.copytree(tmp_path / "one" / "trajectories", tmp_path / "two" / "trajectories")
+    _torchrun(workspace, "train", "--data-dir", str(tmp_path / "two"), "--out", str(tmp_path / "b2"), "--stages", "1",
+              config="latent.json")
+    one = _forecasts(workspace / "pipe", tmp_path / "b1", tmp_path / "one")
+    two = _forecasts(workspace / "pipe", tmp_path / "b2", tmp_path / "one")
+    assert float((one - two).norm() / one.norm()) < 1e-4
+    meta1 = json.loads((tmp_path / "b1" / "lesa_bundle.json").read_text())
+    meta2 = json.loads((tmp_path / "b2" / "lesa_bundle.json").read_text())
+    assert meta1["extra"]["updates"] == meta2["extra"]["updates"] == 2 * 2 * 2  # epochs × spans × batches
+    for a, b in zip(meta1["extra"]["losses"]["stage1"], meta2["extra"]["losses"]["stage1"], strict=True):
         assert abs(a - b) <= 1e-4 * abs(a)
 
 
