@@ -12,6 +12,12 @@
   a step merged); ``update: online`` (the reference release's) updates at each forecast step during
   the rollout, in step order.
 
+Stage 1's error measure is ``training.loss``: ``tap`` (the paper's L1 on the tap at each forecast step)
+or ``latent`` — per forecast span (the run of forecast steps between two full passes) and prompt
+batch, L1 of the latent error the span leaves at the next full pass: each forecast's error through the
+adapter's :meth:`~lesa_core.interfaces.BackboneAdapter.tap_head`, the contexts combined with the
+guidance weights of the collection's call, summed over the span with the sampler's step sizes |Δσ|.
+
 Both use AdamW with gradient clipping and a cosine learning-rate decay to 10 % over the phase. The
 data order is a function of ``(seed, phase, epoch)``, so a resumed run matches an uninterrupted one.
 
@@ -237,7 +243,7 @@ class Trainer:
         self.context_weights = guidance_weights(list(self.taps), self.meta.call)
         if self.context_weights is not None:
             self.context_weights = self.context_weights.to(device)
-        self.prompt_taps = torch.stack(list(self.taps.values()), dim=1)  # (P, X, S, N', C)
+        self.num_prompts = next(iter(counts.values()))
         assert self.meta.schedule is not None
         schedule = torch.tensor(self.meta.schedule, dtype=torch.float32)
         self.step_sizes = (schedule[1:] - schedule[:-1]).abs()
@@ -305,7 +311,7 @@ class Trainer:
         """Stage 1 under ``loss: latent``: (span index, prompt rows) — every forecast span of every prompt
         batch, shuffled by ``(seed, epoch)``."""
         gen = torch.Generator().manual_seed(self.training.seed * 1_000_003 + 1_500 + epoch)
-        prompts = self.prompt_taps.shape[0]
+        prompts = self.num_prompts
         batches = []
         for span in range(len(self.spans)):
             order = torch.randperm(prompts, generator=gen)
@@ -322,8 +328,8 @@ class Trainer:
         has enough history to forecast.
         """
         assert self.head is not None
-        gt = rearrange(self.prompt_taps[rows], "b x s n c -> (b x) s n c")
-        contexts = self.prompt_taps.shape[1]
+        gt = torch.cat([tap[rows] for tap in self.taps.values()])  # contexts stacked: (x b) s n c
+        contexts = len(self.taps)
         drift: Tensor | None = None
         total = 0.0
         for step in span:
@@ -331,7 +337,7 @@ class Trainer:
             if len(idx) < self.predictor.min_history:
                 continue
             forecast = self.predictor(self._forecast_input([gt[:, j] for j in idx], idx, step))
-            error = rearrange(self.head(forecast) - self.head(gt[:, step]), "(b x) n o -> b x n o", x=contexts)
+            error = rearrange(self.head(forecast) - self.head(gt[:, step]), "(x b) n o -> b x n o", x=contexts)
             if self.context_weights is not None:
                 error = einsum(error, self.context_weights, "b x n o, x -> b n o").unsqueeze(1)
             size = float(self.step_sizes[step])
