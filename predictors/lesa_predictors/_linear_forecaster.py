@@ -65,7 +65,8 @@ class TimeScaledConfig(PredictorConfig):
     :ivar time_encoding: ``relative`` (default: offsets to the history times plus t; any step count and
         interval) or ``schedule`` (the paper's Δt to every schedule point; bound to ``schedule``).
     :ivar relative_units: ``flow`` (raw flow-time offsets, default) or ``spacing`` (offsets in units of
-        the history's mean spacing); ``relative`` encoding only (see the module docstring).
+        the history's mean spacing); ``relative`` encoding only, ``spacing`` is refused with ``schedule``
+        (see the module docstring).
     :ivar schedule: the S + 1 flow times of the training schedule, descending, terminal 0 included;
         required by ``time_encoding: schedule`` and refused otherwise.
     :ivar schedule_atol: how far a runtime time may be from ``schedule[step]`` before
@@ -101,6 +102,11 @@ class TimeScaledConfig(PredictorConfig):
 
     @model_validator(mode="after")
     def _schedule_matches_encoding(self) -> TimeScaledConfig:
+        if self.time_encoding == "schedule" and self.relative_units != "flow":
+            raise ValueError(
+                f"relative_units '{self.relative_units}' only applies to time_encoding 'relative' (the "
+                "'schedule' encoding's offsets are always flow time); remove it or set time_encoding: relative"
+            )
         if self.time_encoding == "schedule" and self.schedule is None:
             raise ValueError(
                 "time_encoding 'schedule' needs `schedule`: the S + 1 flow times of the "

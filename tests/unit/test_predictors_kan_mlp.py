@@ -274,6 +274,8 @@ BAD_PARAMS: list[dict[str, Any]] = [
     {"schedule_atol": 0},
     {"per_channel": "yes"},
     {"history": "all"},
+    {"relative_units": "spacing", "time_encoding": "schedule", "schedule": [1.0, 0.5, 0.0]},  # relative only
+    {"relative_units": "steps"},
 ]
 KAN_BAD_PARAMS: list[dict[str, Any]] = [
     {"grid_size": 0},
@@ -458,3 +460,10 @@ def test_teacher_forced_training_beats_taylor_order_1(cls: type[TimeScaledLinear
     with torch.no_grad():
         after = l1(test).item()
     assert after < 0.6 * taylor < before, (before, taylor, after)
+
+
+def test_relative_units_with_the_schedule_encoding_says_what_to_do() -> None:
+    with pytest.raises(ValidationError, match="only applies to time_encoding 'relative'"):
+        KANConfig(time_encoding="schedule", schedule=[1.0, 0.5, 0.0], relative_units="spacing")
+    # the default units are fine with either encoding
+    KANConfig(time_encoding="schedule", schedule=[1.0, 0.5, 0.0], relative_units="flow")
