@@ -291,34 +291,34 @@ class Trainer:
         distributed.barrier()
 
     # -- stage 1 ----------------------------------------------------------------------------
+    def _stage1_units(self) -> list[list[int]]:
+        """What one stage-1 update covers: a forecast step (``loss: tap``) or a forecast span (``latent``)."""
+        return self.spans if self.training.loss == "latent" else [[s] for s in self.forecast_steps]
+
     def _stage1_batches(self, epoch: int) -> list[tuple[int, Tensor]]:
-        gen = torch.Generator().manual_seed(self.training.seed * 1_000_003 + 1_000 + epoch)
-        gt = torch.cat(list(self.taps.values()))  # contexts pooled
+        """(unit index, rows) for every unit and row batch, shuffled by ``(seed, epoch)``. The rows are
+        the contexts' trajectories pooled (``tap``) or the prompts, each with all its contexts (``latent``)."""
+        latent = self.training.loss == "latent"
+        gen = torch.Generator().manual_seed(self.training.seed * 1_000_003 + (1_500 if latent else 1_000) + epoch)
+        rows = self.num_prompts if latent else sum(tap.shape[0] for tap in self.taps.values())
         batches = []
-        for step in self.forecast_steps:
-            order = torch.randperm(gt.shape[0], generator=gen)
-            for start in range(0, gt.shape[0], self.training.stage1.batch_size):
-                batches.append((step, order[start:start + self.training.stage1.batch_size]))
+        for unit in range(len(self._stage1_units())):
+            order = torch.randperm(rows, generator=gen)
+            for start in range(0, rows, self.training.stage1.batch_size):
+                batches.append((unit, order[start:start + self.training.stage1.batch_size]))
         shuffle = torch.randperm(len(batches), generator=gen).tolist()
         return [batches[i] for i in shuffle]
 
-    def _forecastable(self, span: Sequence[int]) -> bool:
-        """Whether some step of ``span`` has the predictor's minimum history."""
+    def _forecastable(self, steps: Sequence[int]) -> bool:
+        """Whether some step of ``steps`` has the predictor's minimum history."""
         size, mode = self.predictor.history_size, self.predictor.history_mode
-        return any(len(history_indices(self.decisions, s, size, mode)) >= self.predictor.min_history for s in span)
+        return any(len(history_indices(self.decisions, s, size, mode)) >= self.predictor.min_history for s in steps)
 
-    def _latent_batches(self, epoch: int) -> list[tuple[int, Tensor]]:
-        """Stage 1 under ``loss: latent``: (span index, prompt rows) — every forecast span of every prompt
-        batch, shuffled by ``(seed, epoch)``."""
-        gen = torch.Generator().manual_seed(self.training.seed * 1_000_003 + 1_500 + epoch)
-        prompts = self.num_prompts
-        batches = []
-        for span in range(len(self.spans)):
-            order = torch.randperm(prompts, generator=gen)
-            for start in range(0, prompts, self.training.stage1.batch_size):
-                batches.append((span, order[start:start + self.training.stage1.batch_size]))
-        shuffle = torch.randperm(len(batches), generator=gen).tolist()
-        return [batches[i] for i in shuffle]
+    def _tap_error(self, pooled: Tensor, step: int, rows: Tensor) -> Tensor:
+        """Forecast minus truth at ``step`` for ``rows`` of the pooled trajectories, teacher forced."""
+        idx = history_indices(self.decisions, step, self.predictor.history_size, self.predictor.history_mode)
+        batch = pooled[rows]
+        return self.predictor(self._forecast_input([batch[:, j] for j in idx], idx, step)) - batch[:, step]
 
     def latent_error(self, span: Sequence[int], rows: Tensor) -> Tensor | None:
         """The latent error the teacher-forced forecasts of ``span`` leave at the next full pass, per
@@ -345,79 +345,46 @@ class Trainer:
             total += size
         return None if drift is None else drift / max(total, 1e-12)
 
-    def _stage1_latent(self, progress: Progress) -> None:
-        """Stage 1 under ``loss: latent``: one update per (forecast span, prompt batch)."""
+    def stage1(self, progress: Progress) -> None:
+        """Teacher forcing: one update per (unit, row batch) — see :meth:`_stage1_batches`; the loss is
+        the mean absolute error of the unit (the tap's, or the span's latent error)."""
         phase = self.training.stage1
-        per_epoch = len(self._latent_batches(0))
+        latent = self.training.loss == "latent"
+        units = self._stage1_units()
+        pooled = None if latent else torch.cat(list(self.taps.values()))
+
+        def error_of(unit: list[int], rows: Tensor) -> Tensor:
+            if pooled is not None:
+                return self._tap_error(pooled, unit[0], rows)
+            error = self.latent_error(unit, rows)
+            assert error is not None  # the unit is forecastable
+            return error
+
+        per_epoch = len(self._stage1_batches(0))
         total = per_epoch * phase.epochs
-        bar = progress_bar(total=total, desc="stage 1 (GT-guided, latent)", unit="update",
+        bar = progress_bar(total=total, desc="stage 1 (GT-guided" + (", latent)" if latent else ")"), unit="update",
                            disable=not self.show_progress)
         bar.update(progress.epoch * per_epoch)
         start = time.perf_counter()
         self.predictor.train()
         for epoch in range(progress.epoch, phase.epochs):
             losses = []
-            for i, (span, rows) in enumerate(self._latent_batches(epoch)):
-                if not self._forecastable(self.spans[span]):
+            for i, (index, rows) in enumerate(self._stage1_batches(epoch)):
+                unit = units[index]
+                if not self._forecastable(unit):
                     continue
                 lr = _lr_at(phase, epoch * per_epoch + i, total)
                 if self.world == 1:
-                    error = self.latent_error(self.spans[span], rows)
-                    assert error is not None
-                    loss = error.abs().mean()
-                    self._update(loss, lr)
-                    losses.append(float(loss.detach()))
-                else:
-                    local = self._local_rows(rows)
-                    error = self.latent_error(self.spans[span], local) if local.numel() else None
-                    share = None if error is None else error.abs().sum() / (len(rows) * error[0].numel())
-                    global_loss = self._update_parallel(share, lr, self.spans[span][0])
-                    assert global_loss is not None
-                    losses.append(global_loss)
-                bar.update(1)
-            progress.epoch = epoch + 1
-            progress.updates += len(losses)
-            progress.losses["stage1"].append(sum(losses) / max(len(losses), 1))
-            bar.set_postfix(loss=f"{progress.losses['stage1'][-1]:.4f}")
-            self._checkpoint(progress)
-        bar.close()
-        self.report.seconds["stage1"] = time.perf_counter() - start
-
-    def stage1(self, progress: Progress) -> None:
-        if self.training.loss == "latent":
-            return self._stage1_latent(progress)
-        phase = self.training.stage1
-        gt = torch.cat(list(self.taps.values()))
-        size = self.predictor.history_size
-        mode = self.predictor.history_mode
-        per_epoch = len(self._stage1_batches(0))
-        total = per_epoch * phase.epochs
-        bar = progress_bar(total=total, desc="stage 1 (GT-guided)", unit="update", disable=not self.show_progress)
-        bar.update(progress.epoch * per_epoch)
-        start = time.perf_counter()
-        self.predictor.train()
-        for epoch in range(progress.epoch, phase.epochs):
-            losses = []
-            for i, (step, rows) in enumerate(self._stage1_batches(epoch)):
-                idx = history_indices(self.decisions, step, size, mode)
-                if len(idx) < self.predictor.min_history:
-                    continue
-                lr = _lr_at(phase, epoch * per_epoch + i, total)
-                if self.world == 1:
-                    batch = gt[rows]
-                    inputs = self._forecast_input([batch[:, j] for j in idx], idx, step)
-                    loss = F.l1_loss(self.predictor(inputs), batch[:, step])
+                    loss = error_of(unit, rows).abs().mean()
                     self._update(loss, lr)
                     losses.append(float(loss.detach()))
                 else:
                     local = self._local_rows(rows)
                     share = None
                     if local.numel():
-                        batch = gt[local]
-                        inputs = self._forecast_input([batch[:, j] for j in idx], idx, step)
-                        target = batch[:, step]
-                        share = (self.predictor(inputs) - target).abs().sum() / (len(rows) * target[0].numel())
-                    global_loss = self._update_parallel(share, lr, step)
+                        error = error_of(unit, local)
+                        share = error.abs().sum() / (len(rows) * error[0].numel())
+                    global_loss = self._update_parallel(share, lr, unit[0])
                     assert global_loss is not None
                     losses.append(global_loss)
                 bar.update(1)
