@@ -67,11 +67,7 @@ def collect_trajectories(target: Any, config: ConfigLike, prompts: Sequence[str]
     host = host or get_plugin_host()
     model = find_transformer(target)
     run = load_config(config)
-    # collection never forecasts: a stand-in predictor, and a schedule-bound family's schedule (known
-    # only after collection) filled with a placeholder so that its config validates
-    steps = run.training.num_steps
-    validated = _with_schedule(run, _predictor_class(run, host), [1.0 - i / steps for i in range(steps + 1)])
-    assembly = assemble(model, validated, host=host, predictor=_CollectionOnly(PredictorConfig()))
+    assembly = _collection_assembly(model, run, host)
     return collect(assembly, runner, _store(run, data_dir), prompts, num_steps=run.training.num_steps,
                    seed=run.training.seed, token_subsample=run.training.token_subsample, batch_size=batch_size,
                    rank=rank, world_size=world_size, show_progress=show_progress)
@@ -112,14 +108,21 @@ def _with_schedule(run: RunConfig, cls: type[Predictor] | None, schedule: list[f
     return load_config(data)
 
 
+def _collection_assembly(model: torch.nn.Module, run: RunConfig, host: PluginHost) -> Assembly:
+    """``run`` assembled before any trajectory exists: collection never forecasts, so the predictor is a
+    stand-in, and a schedule-bound family's schedule (known only after collection) is filled with a
+    placeholder so that its config validates."""
+    steps = run.training.num_steps
+    validated = _with_schedule(run, _predictor_class(run, host), [1.0 - i / steps for i in range(steps + 1)])
+    return assemble(model, validated, host=host, predictor=_CollectionOnly(PredictorConfig()))
+
+
 def _check_loss(model: torch.nn.Module, run: RunConfig, host: PluginHost) -> None:
     """Refuse, before anything is collected, a ``training.loss`` that cannot be measured on this model's
     tap."""
     if run.training.loss != "latent":
         return
-    steps = run.training.num_steps
-    validated = _with_schedule(run, _predictor_class(run, host), [1.0 - i / steps for i in range(steps + 1)])
-    assembly = assemble(model, validated, host=host, predictor=_CollectionOnly(PredictorConfig()))
+    assembly = _collection_assembly(model, run, host)
     latent_loss_head(assembly.adapter, assembly.tap)
 
 
