@@ -40,6 +40,7 @@ class Variant:
     :ivar description: what differs from ``lesa``, in words.
     :ivar predictor: / :ivar router: the plugin specs (``{name, **params}``).
     :ivar stages: the training stages run (``(1, 2)`` or ``(1,)``).
+    :ivar tap: the tap to train on, if not the run's (each tap needs its own collection).
     """
 
     name: str
