@@ -70,7 +70,7 @@ def environment(log: Log) -> dict[str, Any]:
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "sources": {rel: _sha(root / rel) for rel in (
-            "lesa_core/fastpath.py", "lesa_core/composite.py", "lesa_core/interfaces/predictor.py",
+            "lesa_core/interfaces/coefficients.py", "lesa_core/composite.py", "lesa_core/interfaces/predictor.py",
             "lesa_core/bench/timing.py", "adapters/lesa_adapters/_diffusers.py")},
     }
     log(f"environment: {json.dumps(env)}")
@@ -119,13 +119,12 @@ def forecast_path_checks(bm: Any, log: Log) -> dict[str, Any]:
     """Graph vs eager coefficients (equality) and micro-timings of one forecast, on realistic shapes."""
     import torch
 
-    from lesa_core import fastpath
+    from lesa_core.assembly import assemble
     from lesa_core.bench import PolicySpec
     from lesa_core.bench.methods import make_method
-    from lesa_core.fastpath import fast_coefficients
     from lesa_core.interfaces import ForecastInput
+    from lesa_core.interfaces.coefficients import cuda_graphs, fast_coefficients
     from lesa_core.interfaces.predictor import combine
-    from lesa_core.runtime import assemble
 
     config = make_method("lesa", PolicySpec(), 50).config  # type: ignore[attr-defined]
     predictor = assemble(bm.transformer, config).predictor
@@ -164,12 +163,8 @@ def forecast_path_checks(bm: Any, log: Log) -> dict[str, Any]:
         inputs = ForecastInput(features=features, times=schedule[steps.long()].to(device), steps=steps.to(device),
                                t=schedule[20].to(device), step=torch.tensor(20.0).to(device))
         result["predictor_ms_graph"] = cuda_time(lambda: predictor(inputs), 50, device)
-        previous = fastpath.CUDA_GRAPHS
-        fastpath.CUDA_GRAPHS = False
-        try:
+        with cuda_graphs(False):
             result["predictor_ms_eager"] = cuda_time(lambda: predictor(inputs), 50, device)
-        finally:
-            fastpath.CUDA_GRAPHS = previous
         coef, bias = predictor._selected_coefficients(inputs)
         result["combine_ms"] = cuda_time(lambda: combine(features, coef, bias), 50, device)
         taps_bytes = sum(f.numel() * f.element_size() for f in features)

@@ -51,15 +51,15 @@ from lesa_core.interfaces import (
 from lesa_core.plugins import PluginHost, get_plugin_host, hookimpl
 
 if TYPE_CHECKING:
+    from lesa_core.assembly import LesaHandle
     from lesa_core.pretrained import LesaBundle
-    from lesa_core.runtime import LesaHandle
 
 __version__ = "0.1.0"
 
 
 def attach(target: Any, config: Any = None, **kwargs: Any) -> LesaHandle:
-    """Attach LESA to a pipeline or transformer; see :func:`lesa_core.runtime.attach`."""
-    from lesa_core.runtime import attach as _attach
+    """Attach LESA to a pipeline or transformer; see :func:`lesa_core.assembly.attach`."""
+    from lesa_core.assembly import attach as _attach
 
     return _attach(target, config, **kwargs)
 

@@ -4,7 +4,7 @@ The expert is chosen **on the device** from the flow time (no host synchronisati
 with a device index, never ``tensor[device_index]``, which reads the index on the host). When every
 expert is a :class:`~lesa_core.interfaces.LinearPredictor`, only the experts' coefficients are
 computed and selected, and the history is read once; otherwise every expert forecasts and the right
-forecast is selected. The coefficients go through :func:`lesa_core.fastpath.fast_coefficients`
+forecast is selected. The coefficients go through :func:`lesa_core.interfaces.coefficients.fast_coefficients`
 (memoised for host inputs, one CUDA-graph replay for CUDA inputs).
 """
 
@@ -16,8 +16,8 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from lesa_core.fastpath import fast_coefficients
 from lesa_core.interfaces import ForecastInput, LinearPredictor, Predictor, PredictorContext, StageRouter
+from lesa_core.interfaces.coefficients import fast_coefficients
 from lesa_core.interfaces.predictor import HistoryMode, PredictorConfig, combine
 
 

@@ -17,12 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lesa_core.interfaces import Decision, PluginConfig, RuntimeComponents, StepEvent
+from lesa_core.assembly import ConfigLike, assemble, find_transformer
+from lesa_core.interfaces import AlwaysCompute, Decision, PluginConfig, RuntimeComponents, StepEvent
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.metrics import psnr, ssim, to_uint8
-from lesa_core.runtime import ConfigLike, assemble, find_transformer
-from lesa_core.trainer.collect import ComputeEveryStep
-from lesa_core.trainer.progress import progress
+from lesa_core.progress import progress_bar
 from lesa_core.trainer.runner import PipelineRunner
 
 
@@ -96,7 +95,7 @@ def evaluate(
     results: dict[str, MethodResult] = {}
     ref_taps: list[dict[int, Tensor]] = []
     ref_tap: str | None = None
-    bar = progress(total=len(order) * len(prompts), desc="evaluate", unit="image", disable=not show_progress)
+    bar = progress_bar(total=len(order) * len(prompts), desc="evaluate", unit="image", disable=not show_progress)
     for name in order:
         config = methods[name]
         base = assemble(transformer, config if config is not None else {"tap": reference_tap})
@@ -106,7 +105,7 @@ def evaluate(
             recorder = _TapRecorder()
             components = RuntimeComponents(
                 predictor=base.predictor,
-                make_policy=(lambda: ComputeEveryStep(PluginConfig())) if config is None else base.plugins.make_policy,
+                make_policy=(lambda: AlwaysCompute(PluginConfig())) if config is None else base.plugins.make_policy,
                 router=base.plugins.router, tap=base.tap, guard_non_finite=base.config.guard_non_finite,
                 observer=recorder,
             )

@@ -24,11 +24,11 @@ from typing import Any
 
 from torch import nn
 
+from lesa_core.assembly import attach, bundle_run_config
 from lesa_core.bundle import BundleMetadata, load_weights, read_metadata, resolve_bundle_path, save_bundle
 from lesa_core.composite import build_predictor
 from lesa_core.config import RunConfig, resolve_plugins
 from lesa_core.plugins import PluginHost, get_plugin_host
-from lesa_core.runtime import attach, bundle_run_config
 
 
 @dataclass(frozen=True)

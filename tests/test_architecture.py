@@ -17,7 +17,7 @@ PLUGIN_PACKAGES = ("lesa_adapters", "lesa_predictors", "lesa_schedulers", "lesa_
 
 def test_importing_lesa_core_loads_no_plugin_package_and_no_diffusers() -> None:
     code = (
-        "import sys, json, lesa_core, lesa_core.runtime, lesa_core.cli, lesa_core.bundle, lesa_core.composite;"
+        "import sys, json, lesa_core, lesa_core.assembly, lesa_core.cli, lesa_core.bundle, lesa_core.composite;"
         "print(json.dumps(sorted(m for m in sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout

@@ -30,6 +30,7 @@ it runs exactly when that block's attention is computed, whatever the method.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -163,7 +164,7 @@ class LesaMethod(Method):
         self.config = config
         self.bundle = bundle
         self.cuda_graphs = cuda_graphs
-        self._graphs_before = True
+        self._graphs: contextlib.ExitStack | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._source: Any = config
         self._predictor: Any = None
@@ -177,10 +178,10 @@ class LesaMethod(Method):
 
     def attach(self, model: nn.Module) -> nn.Module:
         import lesa_core
-        from lesa_core import fastpath
+        from lesa_core.interfaces.coefficients import cuda_graphs, cuda_graphs_enabled
 
-        self._graphs_before = fastpath.CUDA_GRAPHS
-        fastpath.CUDA_GRAPHS = self.cuda_graphs and self._graphs_before
+        self._graphs = contextlib.ExitStack()
+        self._graphs.enter_context(cuda_graphs(self.cuda_graphs and cuda_graphs_enabled()))
         # the first attach builds the predictor (from the bundle); later ones reuse it, as a process
         # that keeps LESA attached across generations does (its memoised coefficients included)
         self.handle = lesa_core.attach(model, self._source, predictor=self._predictor)
@@ -195,12 +196,12 @@ class LesaMethod(Method):
         return max((int(s["cache_bytes"]) for s in stats.values()), default=0)
 
     def detach(self) -> None:
-        from lesa_core import fastpath
-
         if self.handle is not None:
             self.handle.remove()
             self.handle = None
-        fastpath.CUDA_GRAPHS = self._graphs_before
+        if self._graphs is not None:
+            self._graphs.close()
+            self._graphs = None
 
     def close(self) -> None:
         self._predictor = None
@@ -210,11 +211,11 @@ class LesaMethod(Method):
 
 
 def write_untrained_bundle(model: nn.Module, config: dict[str, Any], path: Path) -> Path:
-    """Save the predictor :func:`lesa_core.runtime.assemble` builds for ``config`` as a bundle, the
+    """Save the predictor :func:`lesa_core.assembly.assemble` builds for ``config`` as a bundle, the
     way :func:`lesa_core.trainer.train` saves a trained one (fp32 weights, full metadata)."""
+    from lesa_core.assembly import assemble
     from lesa_core.bundle import save_bundle
     from lesa_core.plugins import get_plugin_host
-    from lesa_core.runtime import assemble
 
     host = get_plugin_host()
     assembly = assemble(model, config, host=host)

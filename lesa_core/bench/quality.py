@@ -213,10 +213,10 @@ def run_quality_bench(
         A variant on another tap collects its own under ``data_dir/tap-<name>``.
     :param compare_taps: also train and evaluate the run's predictor on these taps.
     """
+    from lesa_core.assembly import assemble, find_transformer
     from lesa_core.cli._common import training_prompts
     from lesa_core.evaluate import evaluate
     from lesa_core.report import save_step_error_plot
-    from lesa_core.runtime import assemble, find_transformer
     from lesa_core.trainer import PipelineRunner, train
 
     started = time.perf_counter()

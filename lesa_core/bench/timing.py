@@ -253,7 +253,7 @@ def run_speed_bench(
         warm-up only has to initialise kernels and caches; LESA's needs every history length, so it
         keeps the full length).
     """
-    from lesa_core.trainer.progress import progress
+    from lesa_core.progress import progress_bar
 
     policy = policy or PolicySpec()
     bm = model if isinstance(model, BenchModel) else build_model(model, device)
@@ -271,7 +271,7 @@ def run_speed_bench(
             say(f"{method.name}: {method.skipped}")
     active = [m for m in active if m.skipped is None]
     instrumented = fraction_method in {m.name for m in active}
-    bar = progress(total=len(active) * (repeats + 1) + int(instrumented), desc=f"bench {bm.spec.name}",
+    bar = progress_bar(total=len(active) * (repeats + 1) + int(instrumented), desc=f"bench {bm.spec.name}",
                    unit="run", disable=not show_progress)
     round_seconds: float | None = None
     try:

@@ -9,11 +9,12 @@
 
 from lesa_core.interfaces.adapter import Attachment, BackboneAdapter, RuntimeComponents, StepEvent, TapSpec
 from lesa_core.interfaces.base import PluginConfig
-from lesa_core.interfaces.policy import CachePolicy, Decision, StepInfo
+from lesa_core.interfaces.policy import AlwaysCompute, CachePolicy, Decision, StepInfo
 from lesa_core.interfaces.predictor import ForecastInput, LinearPredictor, Predictor, PredictorContext
 from lesa_core.interfaces.router import StageRouter
 
 __all__ = [
+    "AlwaysCompute",
     "Attachment",
     "BackboneAdapter",
     "CachePolicy",

@@ -66,3 +66,11 @@ class CachePolicy(ABC):
     def num_full_passes(self, num_steps: int) -> int:
         """How many steps of a ``num_steps`` trajectory compute the body."""
         return sum(d is Decision.COMPUTE for d in self.schedule(num_steps))
+
+
+class AlwaysCompute(CachePolicy):
+    """Every step runs the real model: the policy of trajectory collection and of full-compute
+    references. Not a plugin (it is never what a user asks for)."""
+
+    def decide(self, step: StepInfo) -> Decision:
+        return Decision.COMPUTE

@@ -27,8 +27,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from lesa_core.fastpath import fast_coefficients
 from lesa_core.interfaces.base import PluginConfig
+from lesa_core.interfaces.coefficients import fast_coefficients
 
 HistoryMode = Literal["steps", "full"]
 
@@ -42,11 +42,11 @@ class ForecastInput:
     :ivar steps: ``(len(features),)`` float32 step indices of the history entries.
     :ivar t: ``()`` float32 flow time of the step to forecast.
     :ivar step: ``()`` float32 step index of the step to forecast.
-    :ivar host: optional host copies of ``(times, steps, t, step)`` as Python numbers, given by a runtime
+    :ivar scalars: optional copies of ``(times, steps, t, step)`` as Python numbers, given by a runtime
         that knows them without a device synchronisation (e.g. from ``CacheContext.sigma``). Predictors
-        never need them; :func:`lesa_core.fastpath.fast_coefficients` uses them to memoise coefficients
-        of device inputs. They must identify the device values: the same host values always come with
-        the same device values (the same schedule passed the same way).
+        never need them; :func:`lesa_core.interfaces.coefficients.fast_coefficients` uses them to memoise
+        coefficients of device inputs. They must identify the device values: the same numbers always
+        come with the same device values (the same schedule passed the same way).
     """
 
     features: Sequence[Tensor]
@@ -54,12 +54,13 @@ class ForecastInput:
     steps: Tensor
     t: Tensor
     step: Tensor
-    host: tuple[tuple[float, ...], tuple[float, ...], float, float] | None = None
+    scalars: tuple[tuple[float, ...], tuple[float, ...], float, float] | None = None
 
     def last(self, k: int) -> ForecastInput:
         """The same input restricted to the ``k`` newest history entries."""
-        host = None if self.host is None else (self.host[0][-k:], self.host[1][-k:], self.host[2], self.host[3])
-        return ForecastInput(self.features[-k:], self.times[-k:], self.steps[-k:], self.t, self.step, host)
+        s = self.scalars
+        scalars = None if s is None else (s[0][-k:], s[1][-k:], s[2], s[3])
+        return ForecastInput(self.features[-k:], self.times[-k:], self.steps[-k:], self.t, self.step, scalars)
 
 
 @dataclass(frozen=True)

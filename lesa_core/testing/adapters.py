@@ -94,7 +94,7 @@ class AdapterConformance:
     @staticmethod
     def _attach(model: nn.Module, host: PluginHost | None, config: dict[str, Any],
                 observer: Any = None) -> Any:
-        from lesa_core.runtime import assemble
+        from lesa_core.assembly import assemble
 
         assembly = assemble(model, config, host=host)
         components = dataclasses.replace(assembly.components(), observer=observer)

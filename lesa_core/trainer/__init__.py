@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from lesa_core import distributed
+from lesa_core.assembly import Assembly, ConfigLike, assemble, find_transformer
 from lesa_core.bundle import save_bundle
 from lesa_core.composite import build_predictor
 from lesa_core.config import RunConfig, load_config
@@ -26,7 +27,6 @@ from lesa_core.errors import TrainingError
 from lesa_core.interfaces import ForecastInput, Predictor
 from lesa_core.interfaces.predictor import PredictorConfig
 from lesa_core.plugins import PluginHost, get_plugin_host
-from lesa_core.runtime import Assembly, ConfigLike, assemble, find_transformer
 from lesa_core.trainer.collect import collect
 from lesa_core.trainer.fit import Trainer, TrainReport, history_indices, latent_loss_head
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner

@@ -13,18 +13,11 @@ import torch
 from torch import Tensor, nn
 
 from lesa_core import distributed
-from lesa_core.interfaces import CachePolicy, Decision, PluginConfig, RuntimeComponents, StepEvent, StepInfo
-from lesa_core.runtime import Assembly
-from lesa_core.trainer.progress import progress
+from lesa_core.assembly import Assembly
+from lesa_core.interfaces import AlwaysCompute, PluginConfig, RuntimeComponents, StepEvent
+from lesa_core.progress import progress_bar
 from lesa_core.trainer.runner import TrajectoryRunner
 from lesa_core.trainer.store import StoreMeta, TrajectoryStore
-
-
-class ComputeEveryStep(CachePolicy):
-    """The collection policy: every step runs the real model."""
-
-    def decide(self, step: StepInfo) -> Decision:
-        return Decision.COMPUTE
 
 
 @dataclass
@@ -86,12 +79,12 @@ def collect(
     assert current is not None
     todo = [i for i in range(len(prompts)) if i % world_size == rank and not store.has(i)]
     components = RuntimeComponents(
-        predictor=assembly.predictor, make_policy=lambda: ComputeEveryStep(PluginConfig()), router=assembly.plugins.router,
+        predictor=assembly.predictor, make_policy=lambda: AlwaysCompute(PluginConfig()), router=assembly.plugins.router,
         tap=assembly.tap, guard_non_finite=False,
     )
     token_index = current.token_index
     schedule = current.schedule
-    bar = progress(total=len(todo), desc="collect", unit="prompt", disable=not show_progress or rank != 0)
+    bar = progress_bar(total=len(todo), desc="collect", unit="prompt", disable=not show_progress or rank != 0)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         recorder = _Recorder()

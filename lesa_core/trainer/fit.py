@@ -50,6 +50,7 @@ from einops import einsum, rearrange
 from torch import Tensor, nn
 
 from lesa_core import distributed
+from lesa_core.assembly import Assembly
 from lesa_core.config import PhaseConfig, TrainingConfig
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import (
@@ -60,9 +61,8 @@ from lesa_core.interfaces import (
     RuntimeComponents,
     StepEvent,
 )
-from lesa_core.runtime import Assembly
+from lesa_core.progress import progress_bar
 from lesa_core.trainer.checkpoint import Progress, load_checkpoint, run_key, save_checkpoint
-from lesa_core.trainer.progress import progress as progress_bar
 from lesa_core.trainer.runner import TrajectoryRunner
 from lesa_core.trainer.store import StoreMeta
 

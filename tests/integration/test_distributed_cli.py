@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from lesa_core.assembly import assemble
 from lesa_core.bundle import BUNDLE_WEIGHTS_NAME
 from lesa_core.cli import main as lesa
 from lesa_core.interfaces import Decision, ForecastInput
-from lesa_core.runtime import assemble
 from lesa_core.trainer import TrajectoryStore
 from lesa_core.trainer.fit import history_indices
 

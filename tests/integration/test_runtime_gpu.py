@@ -13,9 +13,9 @@ import torch
 from runtime_support import make_host, run_config
 
 import lesa_core
+from lesa_core.assembly import assemble
 from lesa_core.interfaces import Decision, ForecastInput, LinearPredictor
 from lesa_core.interfaces.predictor import PredictorConfig
-from lesa_core.runtime import assemble
 from lesa_core.testing import tiny
 
 pytestmark = [pytest.mark.integration, pytest.mark.gpu]

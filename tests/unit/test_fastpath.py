@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lesa_core import fastpath
-from lesa_core.fastpath import fast_coefficients
 from lesa_core.interfaces import ForecastInput, LinearPredictor
+from lesa_core.interfaces import coefficients as fastpath
+from lesa_core.interfaces.coefficients import fast_coefficients
 from lesa_core.interfaces.predictor import PredictorConfig, combine
 from lesa_core.testing.predictors import make_forecast_input
 
@@ -59,17 +59,17 @@ def _with_host(inputs: ForecastInput) -> ForecastInput:
     import dataclasses
 
     host = (tuple(inputs.times.tolist()), tuple(inputs.steps.tolist()), float(inputs.t), float(inputs.step))
-    return dataclasses.replace(inputs, host=host)
+    return dataclasses.replace(inputs, scalars=host)
 
 
 def test_host_copies_key_the_memo_and_follow_last() -> None:
-    """With ``ForecastInput.host`` (what a runtime passes for CUDA inputs when it knows the times), the
+    """With ``ForecastInput.scalars`` (what a runtime passes for CUDA inputs when it knows the times), the
     memo is keyed by the host values alone: the device tensors are never read on the host."""
     import dataclasses
 
     predictor = _Counting().eval()
     inputs = _with_host(make_forecast_input(3))
-    assert inputs.last(2).host == (inputs.host[0][-2:], inputs.host[1][-2:], inputs.host[2], inputs.host[3])
+    assert inputs.last(2).scalars == (inputs.scalars[0][-2:], inputs.scalars[1][-2:], inputs.scalars[2], inputs.scalars[3])
     with torch.no_grad():
         first = predictor(inputs)
         poisoned = dataclasses.replace(inputs, times=inputs.times * float("nan"), t=inputs.t * float("nan"))

@@ -7,7 +7,7 @@ stage-aware expert), while the weighted sum itself is one pass over the history.
 :func:`fast_coefficients` therefore avoids recomputing them:
 
 * **host inputs** (every tensor of the :class:`~lesa_core.interfaces.ForecastInput` on the CPU) **or
-  host copies** (``ForecastInput.host``, which a runtime fills when it knows the times without a
+  host copies** (``ForecastInput.scalars``, which a runtime fills when it knows the times without a
   synchronisation, on any device): the result is memoised per (history times, history steps, t, step,
   tensor devices and dtypes, parameter versions). A sampler repeats the same schedule on every
   generation, so after the first trajectory a forecast costs one dictionary lookup plus the weighted
@@ -16,7 +16,8 @@ stage-aware expert), while the weighted sum itself is one pass over the history.
   input buffers; a forecast then copies the four small time tensors in and replays the graph — a few
   launches instead of hundreds, no host synchronisation. If a capture fails (a predictor that reads a
   device value on the host, say) the predictor falls back to eager evaluation for good and logs once.
-  ``LESA_CUDA_GRAPHS=0`` in the environment (or :data:`CUDA_GRAPHS` = ``False``) disables graphs.
+  ``LESA_CUDA_GRAPHS=0`` in the environment turns graphs off by default; ``with cuda_graphs(False):``
+  turns them off (or on) for the code inside, in this thread or task only.
 
 Neither applies while gradients flow to the parameters, in ``train()`` mode, or under
 ``torch.compile``: training and compilation always see the plain computation. The memo key includes
@@ -29,11 +30,13 @@ them at once). Coefficients must depend on the times and steps only (the
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -42,12 +45,15 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from lesa_core.interfaces.predictor import ForecastInput
 
-__all__ = ["CUDA_GRAPHS", "MEMO_SIZE", "fast_coefficients"]
+__all__ = ["MEMO_SIZE", "cuda_graphs", "cuda_graphs_enabled", "fast_coefficients"]
 
 logger = logging.getLogger("lesa")
 
-CUDA_GRAPHS: bool = os.environ.get("LESA_CUDA_GRAPHS", "1").strip().lower() not in ("0", "false", "no", "off")
-"""Capture coefficient computations on CUDA into graphs (``LESA_CUDA_GRAPHS=0`` disables)."""
+_CUDA_GRAPHS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "lesa_cuda_graphs",
+    default=os.environ.get("LESA_CUDA_GRAPHS", "1").strip().lower() not in ("0", "false", "no", "off"),
+)
+"""Whether coefficient computations on CUDA are captured into graphs (default: ``LESA_CUDA_GRAPHS``)."""
 MEMO_SIZE = 4096
 """The most memoised host-input coefficient sets kept per predictor (oldest dropped first)."""
 
@@ -107,6 +113,26 @@ def _version_key(module: nn.Module) -> tuple[Any, ...] | None:
     return tuple(key)
 
 
+def cuda_graphs_enabled() -> bool:
+    """Whether forecasts on CUDA replay their coefficients from a CUDA graph here and now."""
+    return _CUDA_GRAPHS.get()
+
+
+@contextlib.contextmanager
+def cuda_graphs(enabled: bool) -> Iterator[None]:
+    """Turn the CUDA-graph replay of coefficients on or off inside the ``with`` block (this thread or
+    task only; the previous setting comes back on exit)::
+
+        with cuda_graphs(False):
+            image = pipe(prompt).images[0]      # coefficients evaluated eagerly on CUDA
+    """
+    token = _CUDA_GRAPHS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _CUDA_GRAPHS.reset(token)
+
+
 def _plain_evaluation(module: nn.Module) -> bool:
     if module.training or torch.compiler.is_compiling():
         return True
@@ -122,18 +148,19 @@ def fast_coefficients(module: nn.Module, fn: CoefficientFn, inputs: ForecastInpu
     if _plain_evaluation(module):
         return fn(inputs)
     device = inputs.t.device
-    if inputs.host is not None or device.type == "cpu":
+    if inputs.scalars is not None or device.type == "cpu":
         return _memoised(module, fn, inputs)
-    if device.type == "cuda" and CUDA_GRAPHS:
+    if device.type == "cuda" and _CUDA_GRAPHS.get():
         return _graphed(module, fn, inputs)
     return fn(inputs)
 
 
 def _memoised(module: nn.Module, fn: CoefficientFn, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
-    """Memoised per host values: the input's ``host`` copies, else the values of its CPU tensors."""
+    """Memoised per host values: the input's ``scalars``, else the values of its CPU tensors."""
     tensors = (inputs.times, inputs.steps, inputs.t, inputs.step)
-    if inputs.host is not None:
-        values: tuple[Any, ...] = (tuple(inputs.host[0]), tuple(inputs.host[1]), inputs.host[2], inputs.host[3])
+    if inputs.scalars is not None:
+        scalars = inputs.scalars
+        values: tuple[Any, ...] = (tuple(scalars[0]), tuple(scalars[1]), scalars[2], scalars[3])
     elif all(t.device.type == "cpu" for t in tensors):
         values = tuple(tuple(t.reshape(-1).tolist()) for t in tensors)
     else:

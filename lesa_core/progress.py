@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def progress(*, total: int, desc: str, unit: str = "it", disable: bool = False) -> Any:
+def progress_bar(*, total: int, desc: str, unit: str = "it", disable: bool = False) -> Any:
     """A tqdm bar (``update(n)``, ``set_postfix(...)``, ``close()``)."""
     from tqdm.auto import tqdm
 
