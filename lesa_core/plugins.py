@@ -57,10 +57,11 @@ class PluginInfo:
     distribution: str | None
     version: str | None
     plugin: str | None
+    default: bool = False
 
-    def as_dict(self) -> dict[str, str | None]:
+    def as_dict(self) -> dict[str, str | bool | None]:
         return {"kind": self.kind, "name": self.name, "distribution": self.distribution,
-                "version": self.version}
+                "version": self.version, "default": self.default}
 
 
 def _env_flag(name: str) -> bool:
@@ -192,7 +193,8 @@ class PluginHost:
         rows: list[PluginInfo] = []
         for registry in (self.adapters, self.predictors, self.routers, self.policies, self.models):
             for entry in registry.entries():
-                rows.append(PluginInfo(entry.kind, entry.name, entry.distribution, entry.version, entry.plugin))
+                rows.append(PluginInfo(entry.kind, entry.name, entry.distribution, entry.version, entry.plugin,
+                                       entry.default))
         return rows
 
     def add_commands(self, subparsers: Any) -> None:

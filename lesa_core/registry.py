@@ -4,6 +4,10 @@ A :class:`Registry` maps a plugin name to one object (usually a class) of one ki
 lower-case identifiers; registering a name twice raises; looking up an unknown name raises an error
 that lists the registered ones. Each entry remembers which distribution supplied it, for
 ``lesa plugins``.
+
+A plugin may register itself as the **default** of its kind (``registry.add(name, cls, default=True)``):
+what a run config that names no predictor, router, policy or model gets. The core names no plugin
+itself, so the defaults are whatever the installed distributions declare; at most one per kind.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Entry(Generic[T]):
     plugin: str | None
     distribution: str | None
     version: str | None
+    default: bool = False
 
 
 class Registry(Generic[T]):
@@ -46,12 +51,14 @@ class Registry(Generic[T]):
         self._source: tuple[str | None, str | None, str | None] = (None, None, None)
 
     # -- registration -----------------------------------------------------------------------
-    def add(self, name: str, obj: T) -> None:
+    def add(self, name: str, obj: T, *, default: bool = False) -> None:
         """Register ``obj`` under ``name``.
 
+        :param default: make it the default of this kind (what a run config that names none gets).
         :raises InvalidPluginError: (a ``ValueError`` and ``TypeError``) if ``name`` is not a lower-case
             identifier or ``obj`` has the wrong type.
-        :raises DuplicatePluginError: if ``name`` is already registered for this kind.
+        :raises DuplicatePluginError: if ``name`` is already registered for this kind, or another entry
+            already is the default.
         """
         by = f" (registered by plugin '{self._source[0]}')" if self._source[0] else ""
         if not isinstance(name, str) or not _NAME.match(name):
@@ -71,8 +78,16 @@ class Registry(Generic[T]):
                 f"({self._source[1] or 'unknown distribution'}). Uninstall one of them, or block one with "
                 "LESA_DISABLED_PLUGINS=<entry-point name>."
             )
+        if default and self.default is not None:
+            previous = self._entries[self.default]
+            raise DuplicatePluginError(
+                f"two plugins declare themselves the default {self.kind}: '{previous.name}' (by {previous.plugin or '?'}, "
+                f"{previous.distribution or 'unknown distribution'}) and '{name}' (by {self._source[0] or '?'}, "
+                f"{self._source[1] or 'unknown distribution'}). Uninstall or block one of them "
+                "(LESA_DISABLED_PLUGINS=<entry-point name>)."
+            )
         plugin, dist, version = self._source
-        self._entries[name] = Entry(self.kind, name, obj, plugin, dist, version)
+        self._entries[name] = Entry(self.kind, name, obj, plugin, dist, version, default)
 
     def _set_source(self, plugin: str | None, distribution: str | None, version: str | None) -> None:
         """Record which plugin is registering now (called by the host around each hook call)."""
@@ -93,6 +108,11 @@ class Registry(Generic[T]):
         """Return the full :class:`Entry` for ``name`` (raises like :meth:`get`)."""
         self.get(name)
         return self._entries[name]
+
+    @property
+    def default(self) -> str | None:
+        """The name registered with ``default=True``, if any."""
+        return next((e.name for e in self._entries.values() if e.default), None)
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

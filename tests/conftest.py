@@ -19,10 +19,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def builtin_plugin_modules() -> list[object]:
     """The built-in plugin modules, registered explicitly (independent of installed metadata)."""
     import lesa_predictors.taylor
-    import lesa_schedulers.interval
-    import lesa_schedulers.threshold
+    import lesa_schedulers.policies.interval
+    import lesa_schedulers.routers.threshold
 
-    return [lesa_predictors.taylor, lesa_schedulers.interval, lesa_schedulers.threshold]
+    return [lesa_predictors.taylor, lesa_schedulers.policies.interval, lesa_schedulers.routers.threshold]
 
 
 @pytest.fixture

@@ -11,15 +11,15 @@ from importlib.metadata import entry_points
 def test_builtin_entry_points_are_installed() -> None:
     names = {ep.name: ep.value for ep in entry_points(group="lesa")}
     assert names.get("taylor") == "lesa_predictors.taylor"
-    assert names.get("interval") == "lesa_schedulers.interval"
-    assert names.get("threshold") == "lesa_schedulers.threshold"
+    assert names.get("interval") == "lesa_schedulers.policies.interval"
+    assert names.get("threshold") == "lesa_schedulers.routers.threshold"
 
 
 def test_lesa_plugins_json_lists_builtins_and_example() -> None:
     out = subprocess.run([sys.executable, "-m", "lesa_core.cli", "plugins", "--json"], check=True,
                          capture_output=True, text=True).stdout
     rows = {(r["kind"], r["name"]): r for r in json.loads(out)}
-    assert set(json.loads(out)[0]) == {"kind", "name", "distribution", "version"}
+    assert set(json.loads(out)[0]) == {"kind", "name", "distribution", "version", "default"}
     assert rows["predictor", "taylor"]["distribution"] == "lesa-predictors"
     assert rows["policy", "interval"]["distribution"] == "lesa-schedulers"
     assert rows["router", "threshold"]["distribution"] == "lesa-schedulers"

@@ -9,7 +9,7 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("plugins", help="list installed adapters, predictors, routers and policies")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of {kind, name, distribution, version}")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of {kind, name, distribution, version, default}")
     parser.set_defaults(func=run)
 
 
@@ -20,9 +20,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], indent=2))
         return 0
-    rows = [("KIND", "NAME", "DISTRIBUTION", "VERSION")]
-    rows += [(i.kind, i.name, i.distribution or "-", i.version or "-") for i in infos]
-    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    rows = [("KIND", "NAME", "DISTRIBUTION", "VERSION", "DEFAULT")]
+    rows += [(i.kind, i.name, i.distribution or "-", i.version or "-", "yes" if i.default else "") for i in infos]
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     if not infos:

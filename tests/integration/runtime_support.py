@@ -21,10 +21,10 @@ def plugin_modules() -> list[object]:
     import lesa_adapters.hunyuan_video
     import lesa_adapters.qwen_image
     import lesa_predictors.taylor
-    import lesa_schedulers.interval
-    import lesa_schedulers.threshold
+    import lesa_schedulers.policies.interval
+    import lesa_schedulers.routers.threshold
 
-    modules: list[object] = [lesa_predictors.taylor, lesa_schedulers.interval, lesa_schedulers.threshold,
+    modules: list[object] = [lesa_predictors.taylor, lesa_schedulers.policies.interval, lesa_schedulers.routers.threshold,
                              lesa_adapters.flux, lesa_adapters.qwen_image, lesa_adapters.hunyuan_video]
     if HAS_WAN_EXAMPLE:
         import lesa_example_wan

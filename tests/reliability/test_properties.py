@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from lesa_core.config import RunConfig, load_config, resolve_plugins
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces import Decision, StepInfo
-from lesa_schedulers.change_points import ChangePointConfig, ChangePointRouter
-from lesa_schedulers.interval import IntervalConfig, IntervalPolicy
-from lesa_schedulers.threshold import ThresholdConfig, ThresholdRouter
+from lesa_schedulers.policies.interval import IntervalConfig, IntervalPolicy
+from lesa_schedulers.routers.change_points import ChangePointConfig, ChangePointRouter
+from lesa_schedulers.routers.threshold import ThresholdConfig, ThresholdRouter
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

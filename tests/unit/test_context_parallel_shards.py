@@ -15,7 +15,7 @@ from lesa_core.composite import StageAwarePredictor, build_predictor
 from lesa_core.interfaces import ForecastInput, Predictor
 from lesa_predictors.kan import KANPredictor
 from lesa_predictors.mlp import MLPPredictor
-from lesa_schedulers.threshold import ThresholdConfig, ThresholdRouter
+from lesa_schedulers.routers.threshold import ThresholdConfig, ThresholdRouter
 
 CHANNELS = 12
 TOKENS = 30

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lesa_core.interfaces import Decision
-from lesa_schedulers.interval import IntervalConfig, IntervalPolicy
-from lesa_schedulers.threshold import ThresholdConfig, ThresholdRouter
+from lesa_schedulers.policies.interval import IntervalConfig, IntervalPolicy
+from lesa_schedulers.routers.threshold import ThresholdConfig, ThresholdRouter
 
 
 def full_steps(policy: IntervalPolicy, n: int = 50) -> list[int]:

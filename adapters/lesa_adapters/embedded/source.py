@@ -82,4 +82,4 @@ class EmbeddedModelSource(ModelSource):
 
 @hookimpl
 def lesa_register_models(registry: Registry[type[ModelSource]]) -> None:
-    registry.add("embedded", EmbeddedModelSource)
+    registry.add("embedded", EmbeddedModelSource, default=True)

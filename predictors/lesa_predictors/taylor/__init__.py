@@ -12,4 +12,4 @@ __all__ = ["TaylorConfig", "TaylorPredictor"]
 
 @hookimpl
 def lesa_register_predictors(registry: Registry[type[TaylorPredictor]]) -> None:
-    registry.add("taylor", TaylorPredictor)
+    registry.add("taylor", TaylorPredictor, default=True)

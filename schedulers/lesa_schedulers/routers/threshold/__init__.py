@@ -40,4 +40,4 @@ class ThresholdRouter(StageRouter):
 
 @hookimpl
 def lesa_register_stage_routers(registry: Registry[type[ThresholdRouter]]) -> None:
-    registry.add("threshold", ThresholdRouter)
+    registry.add("threshold", ThresholdRouter, default=True)

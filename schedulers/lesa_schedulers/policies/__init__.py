@@ -1,0 +1,1 @@
+"""Cache policies: per denoising step, compute the transformer body or forecast it."""

@@ -1,0 +1,1 @@
+"""Stage routers: flow time t to the stage whose expert forecasts it."""
