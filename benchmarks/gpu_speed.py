@@ -7,7 +7,7 @@ In one process, within a time budget (default 220 s after the imports):
 2. checks of the forecast path: the CUDA-graph coefficients equal the eager ones (stage-aware KAN, every
    history length), and micro-timings (CUDA events) of one forecast's predictor call, graph vs eager,
    and of the weighted sum over the 8 taps;
-3. :func:`lesa_core.bench.run_speed_bench` with ``flux-dev-shapes``: 50 steps, 3 interleaved repeats of
+3. :func:`lesa_workflows.bench.run_speed_bench` with ``flux-dev-shapes``: 50 steps, 3 interleaved repeats of
    full, lesa, lesa-eager (no CUDA graphs), taylor1, diffusers TaylorSeer lite, diffusers TaylorSeer
    default and cache-dit (the last three only while the budget allows; cache-dit only if installed),
    then one instrumented lesa trajectory (per-step costs);
@@ -100,7 +100,7 @@ def cuda_time(fn: Any, repeats: int, device: Any) -> float:
 def warm_up(bm: Any, log: Log) -> dict[str, float]:
     import torch
 
-    from lesa_core.bench.timing import synchronize
+    from lesa_workflows.bench.timing import synchronize
 
     out = {}
     t = torch.full((1,), 0.5, device=bm.device, dtype=bm.dtype)
@@ -120,11 +120,11 @@ def forecast_path_checks(bm: Any, log: Log) -> dict[str, Any]:
     import torch
 
     from lesa_core.assembly import assemble
-    from lesa_core.bench import PolicySpec
-    from lesa_core.bench.methods import make_method
     from lesa_core.interfaces import ForecastInput
     from lesa_core.interfaces.coefficients import cuda_graphs, fast_coefficients
     from lesa_core.interfaces.predictor import combine
+    from lesa_workflows.bench import PolicySpec
+    from lesa_workflows.bench.methods import make_method
 
     config = make_method("lesa", PolicySpec(), 50).config  # type: ignore[attr-defined]
     predictor = assemble(bm.transformer, config).predictor
@@ -181,9 +181,9 @@ def sync_check(bm: Any, log: Log) -> dict[str, Any]:
     """One warm lesa trajectory, then one with CUDA's sync debug mode set to 'error' on forecast steps."""
     import torch
 
-    from lesa_core.bench import PolicySpec
-    from lesa_core.bench.methods import make_method
-    from lesa_core.bench.timing import Trajectory
+    from lesa_workflows.bench import PolicySpec
+    from lesa_workflows.bench.methods import make_method
+    from lesa_workflows.bench.timing import Trajectory
 
     if bm.device.type != "cuda":
         return {"skipped": "not on CUDA"}
@@ -235,7 +235,7 @@ def main() -> int:
 
     import torch
 
-    from lesa_core.bench import build_model, run_speed_bench
+    from lesa_workflows.bench import build_model, run_speed_bench
 
     imported = time.perf_counter()
     deadline = imported + args.budget

@@ -19,22 +19,11 @@ is one this run trains under ``--out``). Reuse and Taylor-1 at every interval ar
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("policy", "router"):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def main() -> int:
@@ -54,11 +43,11 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from lesa_core.cli._common import training_prompts
-    from lesa_core.config import load_config
-    from lesa_core.evaluate import evaluate
     from lesa_core.plugins import get_plugin_host
+    from lesa_core.run import resolve_run
+    from lesa_core.sources import training_prompts
     from lesa_core.trainer import PipelineRunner, train
+    from lesa_workflows.evaluate import evaluate
 
     source = get_plugin_host().models.get("embedded")()
     base = source.default_config()
@@ -85,12 +74,13 @@ def main() -> int:
                 config["bundle"] = str(out / config["bundle"][4:])
             methods[name] = config
             continue
-        config = load_config(merge(base, override))
-        data = out / "data" / f"tap-{config.tap}"
-        if args.trajectories and config.tap == base["tap"] and not (data / "trajectories").exists():
+        config = resolve_run(override, model_defaults=base)
+        tap = config.config.tap
+        data = out / "data" / f"tap-{tap}"
+        if args.trajectories and tap == base["tap"] and not (data / "trajectories").exists():
             data.mkdir(parents=True, exist_ok=True)
             (data / "trajectories").symlink_to(Path(args.trajectories).resolve())
-        prompts = training_prompts(config, source)
+        prompts = training_prompts(config.config.training, source)
         began = time.perf_counter()
         bundle, report = train(pipe, config, prompts, runner=runner, out=out / "bundles" / name, data_dir=data,
                                checkpoint_dir=out / "checkpoints" / name, show_progress=False)

@@ -1,11 +1,11 @@
-"""lesa_core.evaluate on a tiny offline FluxPipeline: reference, per-step errors, methods on another tap."""
+"""lesa_workflows.evaluate on a tiny offline FluxPipeline: reference, per-step errors, methods on another tap."""
 
 from __future__ import annotations
 
 import pytest
 
-from lesa_core.evaluate import evaluate
 from lesa_core.testing.tiny import tiny_flux_pipeline
+from lesa_workflows.evaluate import evaluate
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import torch
 
-from lesa_core.bench.quality import ablation_variants, paired_difference, run_quality_bench
-from lesa_core.config import load_config
+from lesa_core.run import resolve_run
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.testing.tiny import tiny_flux_pipeline
+from lesa_workflows.bench.quality import ablation_variants, paired_difference, run_quality_bench
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ class TinySource(ModelSource):
 
 
 def test_variants_are_the_papers_ablation_plus_history_and_training_stages() -> None:
-    variants = {v.name: v for v in ablation_variants(load_config(CONFIG), compare_taps=("output",))}
+    variants = {v.name: v for v in ablation_variants(resolve_run(CONFIG), compare_taps=("output",))}
     assert list(variants) == ["lesa", "kan-one-stage", "mlp", "mlp-one-stage", "lesa-stage1-only",
                               "lesa-history-steps", "lesa-history-steps-stage1-only", "lesa-shared-weights",
                               "lesa-units-spacing", "lesa-tap-output"]
@@ -63,7 +63,7 @@ def test_variants_are_the_papers_ablation_plus_history_and_training_stages() -> 
 
 def test_a_training_free_predictor_is_refused_with_the_families_named() -> None:
     with pytest.raises(ConfigError, match="kan, mlp"):
-        ablation_variants(load_config({"predictor": {"name": "taylor", "order": 1}}))
+        ablation_variants(resolve_run({"predictor": {"name": "taylor", "order": 1}}))
 
 
 def test_paired_difference_is_mean_and_standard_error() -> None:
@@ -73,7 +73,7 @@ def test_paired_difference_is_mean_and_standard_error() -> None:
 
 def test_quality_bench_end_to_end(tmp_path: Path) -> None:
     source = TinySource()
-    report = run_quality_bench(source, load_config(CONFIG), out=tmp_path, eval_prompts=2, steps_sweep=(8,),
+    report = run_quality_bench(source, resolve_run(CONFIG), out=tmp_path, eval_prompts=2, steps_sweep=(8,),
                                compare_taps=("output",), extra_interval=5, model_name="tiny", show_progress=False,
                                log=lambda _: None)
     sections = list(dict.fromkeys(r.section for r in report.rows))
@@ -110,6 +110,6 @@ def test_quality_bench_end_to_end(tmp_path: Path) -> None:
 
 def test_an_unknown_tap_fails_before_any_training(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope"):
-        run_quality_bench(TinySource(), load_config(CONFIG), out=tmp_path, eval_prompts=1, steps_sweep=(),
+        run_quality_bench(TinySource(), resolve_run(CONFIG), out=tmp_path, eval_prompts=1, steps_sweep=(),
                           compare_taps=("nope",), extra_interval=None, show_progress=False, log=lambda _: None)
     assert not (tmp_path / "data").exists() and not (tmp_path / "bundles").exists()

@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
-from lesa_core.bench import PolicySpec, build_model, run_speed_bench
-from lesa_core.bench.methods import make_method, reachable_tensor_bytes
-from lesa_core.bench.timing import Trajectory, _run_once
+from lesa_workflows.bench import PolicySpec, build_model, run_speed_bench
+from lesa_workflows.bench.methods import make_method, reachable_tensor_bytes
+from lesa_workflows.bench.timing import Trajectory, _run_once
 
 STEPS = 12  # LESA's schedule computes 0, 1, 2, 3, 9; diffusers' TaylorSeer (7, 3) computes 0, 1, 2, 4, 11
 
@@ -87,7 +87,7 @@ def test_speed_report_json_schema(tiny) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_unavailable_method_is_reported_as_skipped(tiny, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    from lesa_core.bench import methods
+    from lesa_workflows.bench import methods
 
     def broken_prepare(self, model) -> None:  # type: ignore[no-untyped-def]
         raise RuntimeError("no such backend")

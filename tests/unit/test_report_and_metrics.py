@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from lesa_core.evaluate import MethodResult
 from lesa_core.metrics import psnr, ssim, to_uint8
-from lesa_core.report import write_report
+from lesa_workflows.evaluate import EvaluatedMethod
+from lesa_workflows.report import write_report
 
 
 def test_psnr_matches_its_definition_and_caps_identical_images() -> None:
@@ -31,7 +31,7 @@ def test_ssim_is_one_for_identical_and_drops_with_noise() -> None:
 def test_report_files_and_json_schema(tmp_path: Path) -> None:
     images = torch.rand(2, 3, 16, 16)
     names = ["full", "lesa", "mlp", "taylor1", "taylor2", "reuse", "lesa@N10"]
-    results = [MethodResult(n, 50 if n == "full" else 10, 1.0, images.clone(), step_error=[0.0, 0.1, 0.2],
+    results = [EvaluatedMethod(n, 50 if n == "full" else 10, 1.0, images.clone(), step_error=[0.0, 0.1, 0.2],
                             psnr=30.0, ssim=0.9, adherence=0.5, speedup=5.0) for n in names]
     paths = write_report(tmp_path, results, steps=3, prompts=["a", "b"], title="t", schedule=[1.0, 0.5, 0.2, 0.0],
                          boundaries=[0.9, 0.5], main_methods=names[:6])

@@ -17,16 +17,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lesa_core.assembly import ConfigLike, assemble, find_transformer
-from lesa_core.interfaces import AlwaysCompute, Decision, PluginConfig, RuntimeComponents, StepEvent
+from lesa_core.assembly import assemble, find_transformer
+from lesa_core.interfaces import AlwaysCompute, Decision, PluginConfig, StepEvent
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.metrics import psnr, ssim, to_uint8
 from lesa_core.progress import progress_bar
+from lesa_core.run import ConfigLike, ResolvedRun
 from lesa_core.trainer.runner import PipelineRunner
 
 
 @dataclass
-class MethodResult:
+class EvaluatedMethod:
     """One method's numbers and outputs."""
 
     name: str
@@ -69,7 +70,7 @@ def _images(output: Any) -> Tensor:
 
 def evaluate(
     pipe: Any,
-    methods: dict[str, ConfigLike | None],
+    methods: dict[str, ConfigLike | ResolvedRun | None],
     prompts: Sequence[str],
     seeds: Sequence[int],
     *,
@@ -79,7 +80,7 @@ def evaluate(
     batch_size: int = 8,
     show_progress: bool = True,
     reference_tap: str | None = None,
-) -> list[MethodResult]:
+) -> list[EvaluatedMethod]:
     """Sample ``prompts`` with every method and compare against ``full`` (a ``None`` config).
 
     :param methods: name → run config / bundle; ``None`` means full compute (the reference).
@@ -92,7 +93,7 @@ def evaluate(
     if reference_name is None:
         raise ValueError("evaluate() needs a full-compute method (a None config) as the reference")
     order = [reference_name, *[n for n in methods if n != reference_name]]
-    results: dict[str, MethodResult] = {}
+    results: dict[str, EvaluatedMethod] = {}
     ref_taps: list[dict[int, Tensor]] = []
     ref_tap: str | None = None
     bar = progress_bar(total=len(order) * len(prompts), desc="evaluate", unit="image", disable=not show_progress)
@@ -103,13 +104,8 @@ def evaluate(
         for b, start in enumerate(range(0, len(prompts), batch_size)):
             batch = list(prompts[start:start + batch_size])
             recorder = _TapRecorder()
-            components = RuntimeComponents(
-                predictor=base.predictor,
-                make_policy=(lambda: AlwaysCompute(PluginConfig())) if config is None else base.plugins.make_policy,
-                router=base.plugins.router, tap=base.tap, guard_non_finite=base.config.guard_non_finite,
-                observer=recorder,
-            )
-            attachment = base.adapter.attach(components)
+            full = (lambda: AlwaysCompute(PluginConfig())) if config is None else None
+            attachment = base.adapter.attach(base.components(recorder, make_policy=full))
             try:
                 began = time.perf_counter()
                 output = runner.run(batch, list(seeds[start:start + batch_size]), num_steps)
@@ -126,7 +122,7 @@ def evaluate(
                 errors.append([float((recorder.taps[s] - ref[s]).norm() / ref[s].norm().clamp_min(1e-12))
                                for s in sorted(recorder.taps)])
             bar.update(len(batch))
-        result = MethodResult(name, sum(passes) / len(passes), seconds, torch.cat(images))
+        result = EvaluatedMethod(name, sum(passes) / len(passes), seconds, torch.cat(images))
         if errors:
             result.step_error = [sum(col) / len(col) for col in zip(*errors, strict=True)]
         elif config is not None:

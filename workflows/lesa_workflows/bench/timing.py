@@ -29,10 +29,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lesa_core.bench.methods import DEFAULT_METHODS, Method, PolicySpec, make_method
-from lesa_core.bench.models import BenchModel, build_model
+from lesa_workflows.bench.methods import DEFAULT_METHODS, Method, PolicySpec, make_method
+from lesa_workflows.bench.models import BenchModel, build_model
 
-__all__ = ["MethodResult", "SpeedReport", "Trajectory", "run_speed_bench"]
+__all__ = ["SpeedReport", "TimedMethod", "Trajectory", "run_speed_bench"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -95,7 +95,7 @@ class _Counter:
 
 
 @dataclass
-class MethodResult:
+class TimedMethod:
     """One method's measurements.
 
     :ivar times: wall-clock seconds of each timed trajectory.
@@ -134,7 +134,7 @@ class SpeedReport:
     device: str
     steps: int
     forecast_step_fraction: float | None
-    methods: list[MethodResult]
+    methods: list[TimedMethod]
     step_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -241,8 +241,8 @@ def run_speed_bench(
     """Time ``methods`` on ``model``: a warm-up trajectory each, then ``repeats`` interleaved rounds,
     then one instrumented trajectory of ``fraction_method`` for the per-step costs.
 
-    :param methods: method names (see :func:`~lesa_core.bench.methods.make_method`) or
-        :class:`~lesa_core.bench.methods.Method` instances, in interleaving order.
+    :param methods: method names (see :func:`~lesa_workflows.bench.methods.make_method`) or
+        :class:`~lesa_workflows.bench.methods.Method` instances, in interleaving order.
     :param deadline: a ``time.perf_counter()`` value; the methods named in ``optional`` are dropped
         from the rounds that would start after it is predicted to pass (their result keeps the
         repeats done so far).
@@ -261,7 +261,7 @@ def run_speed_bench(
     say = log or (lambda _msg: None)
     built = [m if isinstance(m, Method) else make_method(m, policy, steps) for m in methods]
     warmup_trajectories = {name: Trajectory(bm, n) for name, n in (warmup_steps or {}).items() if n < steps}
-    results = {m.name: MethodResult(m.name, skipped=m.skipped) for m in built}
+    results = {m.name: TimedMethod(m.name, skipped=m.skipped) for m in built}
     active = [m for m in built if m.skipped is None]
     for method in active:
         try:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lesa_core.cli._common import add_common_arguments, model_name, resolve_model_source, run_config
+from lesa_core.cli.arguments import add_common_arguments, resolve_command_run
 
 
 def register(subparsers: Any) -> None:
@@ -24,23 +24,17 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lesa_core.config import load_config
-    from lesa_core.evaluate import evaluate
-    from lesa_core.report import save_grid
+    from lesa_workflows.evaluate import evaluate
+    from lesa_workflows.report import save_grid
 
-    source = resolve_model_source(args.model)
-    config = run_config(args, source)
-    if args.bundle:  # the bundle brings its predictor and router; keep only what the user set besides them
-        data = config.to_dict()
-        config = load_config({**{k: data[k] for k in config.model_fields_set if k not in ("predictor", "router")},
-                              "bundle": args.bundle})
-    source = resolve_model_source(model_name(args, config))
-    pipe = source.load(args.device)
+    command = resolve_command_run(args)  # --bundle is a layer of the run: its predictor and router win
+    source, run = command.source, command.run
+    pipe = command.load_pipeline(args.device)
     prompts = args.prompt or source.eval_prompts()[: args.num_prompts]
-    steps = args.steps or config.training.num_steps
-    methods: dict[str, Any] = {"full": None, "lesa": config}  # full compute is the reference of the metrics
+    steps = args.steps or run.config.training.num_steps
+    methods: dict[str, Any] = {"full": None, "lesa": run}  # full compute is the reference of the metrics
     results = evaluate(pipe, methods, prompts, [args.seed + i for i in range(len(prompts))], num_steps=steps,
-                       call_kwargs=source.call_defaults(), source=source, show_progress=not args.quiet)
+                       call_kwargs=command.call, source=source, show_progress=not args.quiet)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shown = results if args.compare else results[1:]

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lesa_core.evaluate import MethodResult
 from lesa_core.metrics import to_uint8
+from lesa_workflows.evaluate import EvaluatedMethod
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -21,7 +21,7 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_grid(path: Path, results: Sequence[MethodResult], prompts: Sequence[str], *, max_rows: int = 8) -> None:
+def save_grid(path: Path, results: Sequence[EvaluatedMethod], prompts: Sequence[str], *, max_rows: int = 8) -> None:
     """A PNG grid: one row per prompt, one column per method, labelled."""
     from PIL import Image, ImageDraw
 
@@ -44,7 +44,7 @@ def save_grid(path: Path, results: Sequence[MethodResult], prompts: Sequence[str
     os.replace(tmp, path)
 
 
-def save_step_error_plot(path: Path, results: Sequence[MethodResult], schedule: Sequence[float] | None,
+def save_step_error_plot(path: Path, results: Sequence[EvaluatedMethod], schedule: Sequence[float] | None,
                          boundaries: Sequence[float] = ()) -> None:
     """Per-step relative error of the tap against full compute, one line per method (log scale)."""
     import matplotlib
@@ -76,7 +76,7 @@ def save_step_error_plot(path: Path, results: Sequence[MethodResult], schedule: 
     os.replace(tmp, path)
 
 
-def write_report(out: Path, results: Sequence[MethodResult], *, steps: int, prompts: Sequence[str],
+def write_report(out: Path, results: Sequence[EvaluatedMethod], *, steps: int, prompts: Sequence[str],
                  title: str, notes: Sequence[str] = (), schedule: Sequence[float] | None = None,
                  boundaries: Sequence[float] = (), extra: dict[str, Any] | None = None,
                  main_methods: Sequence[str] | None = None) -> dict[str, Path]:

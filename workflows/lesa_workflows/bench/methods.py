@@ -1,6 +1,6 @@
 """The methods a speed benchmark compares, each attached and detached the way its users do it.
 
-Every method sees the same bare-transformer loop (:mod:`lesa_core.bench.timing`) and is tuned to the
+Every method sees the same bare-transformer loop (:mod:`lesa_workflows.bench.timing`) and is tuned to the
 same number of full passes (10 of 50 steps by default):
 
 ``full``
@@ -280,7 +280,7 @@ class CacheDit(Method):
         # cache-dit logs every context at INFO level to stdout, which must hold only the report
         os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "WARNING")
         try:
-            import cache_dit.logger  # type: ignore[import-untyped]
+            import cache_dit.logger
         except Exception as exc:  # not installed, or broken beside this torch/diffusers
             self.skipped = f"cache-dit is not importable here ({type(exc).__name__}: {exc}); pip install cache-dit"
             return

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lesa_core.cli._common import add_common_arguments, resolve_model_source, run_config, training_prompts
+from lesa_core.cli.arguments import add_common_arguments, resolve_command_run
 
 
 def register(subparsers: Any) -> None:
@@ -26,42 +26,37 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _policy(config: Any) -> dict[str, Any]:
-    return config.policy.as_dict()
-
-
 def run(args: argparse.Namespace) -> int:
-    from lesa_core.config import load_config
-    from lesa_core.evaluate import evaluate
-    from lesa_core.report import write_report
     from lesa_core.trainer import PipelineRunner, train
+    from lesa_workflows.evaluate import evaluate
+    from lesa_workflows.report import write_report
 
     started = time.perf_counter()
     out = Path(args.out)
-    data_dir = Path(args.data_dir) if args.data_dir else out / "data"
-    source = resolve_model_source(args.model)
-    config = run_config(args, source)
-    pipe = source.load(args.device)
-    call = source.call_defaults()
+    command = resolve_command_run(args, overrides=None if args.data_dir else {"training": {"data_dir": str(out / "data")}})
+    source, run = command.source, command.run
+    data_dir = Path(run.config.training.data_dir)
+    pipe = command.load_pipeline(args.device)
+    call = command.call
     runner = PipelineRunner(pipe, **call)
-    prompts = training_prompts(config, source)
+    prompts = command.training_prompts()
     quiet = args.quiet
 
     timings: dict[str, float] = {}
     began = time.perf_counter()
-    lesa_bundle, lesa_report = train(pipe, config, prompts, runner=runner, out=out / "bundles" / "lesa",
+    lesa_bundle, lesa_report = train(pipe, run, prompts, runner=runner, out=out / "bundles" / "lesa",
                                      data_dir=data_dir, show_progress=not quiet)
     timings["collect_and_train_lesa"] = time.perf_counter() - began
-    mlp_config = load_config({**config.to_dict(), "predictor": {**config.predictor.as_dict(), "name": "mlp"}})
+    mlp_config = run.derive(predictor={**run.predictor.as_dict(), "name": "mlp"})
     began = time.perf_counter()
     mlp_bundle, _ = train(pipe, mlp_config, prompts, runner=runner, out=out / "bundles" / "mlp", data_dir=data_dir,
                           show_progress=not quiet)
     timings["train_mlp"] = time.perf_counter() - began
 
-    policy = _policy(config)
+    policy = run.policy.as_dict()
     # the peers forecast the same tap as LESA
-    taylor = {"router": config.router.as_dict(), "policy": policy, "guard_non_finite": config.guard_non_finite,
-              "tap": config.tap}
+    taylor = {"router": run.router.as_dict(), "policy": policy, "guard_non_finite": run.config.guard_non_finite,
+              "tap": run.config.tap}
     methods: dict[str, Any] = {
         "full": None,
         "lesa": {"bundle": str(lesa_bundle)},
@@ -78,19 +73,20 @@ def run(args: argparse.Namespace) -> int:
     eval_prompts = source.eval_prompts()[: args.eval_prompts]
     seeds = [10_000 + i for i in range(len(eval_prompts))]
     began = time.perf_counter()
-    results = evaluate(pipe, methods, eval_prompts, seeds, num_steps=config.training.num_steps, call_kwargs=call,
-                       source=source, batch_size=8, show_progress=not quiet, reference_tap=config.tap)
+    num_steps = run.config.training.num_steps
+    results = evaluate(pipe, methods, eval_prompts, seeds, num_steps=num_steps, call_kwargs=call,
+                       source=source, batch_size=8, show_progress=not quiet, reference_tap=run.config.tap)
     timings["evaluate"] = time.perf_counter() - began
     timings["total"] = time.perf_counter() - started
     meta = json.loads((lesa_bundle / "lesa_bundle.json").read_text())
     notes = [
-        f"Policy {policy}; router {config.router.as_dict()}; predictor {config.predictor.as_dict()}.",
+        f"Policy {policy}; router {run.router.as_dict()}; predictor {run.predictor.as_dict()}.",
         f"Trained on {len(prompts)} prompts ({lesa_report.updates} updates); "
         f"timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + ".",
     ]
-    paths = write_report(out, results, steps=config.training.num_steps, prompts=eval_prompts,
-                         title=f"LESA demo on the '{args.model or 'embedded'}' model", notes=notes,
-                         schedule=meta.get("schedule"), boundaries=config.router.params.get("boundaries", ()),
+    paths = write_report(out, results, steps=num_steps, prompts=eval_prompts,
+                         title=f"LESA demo on the '{command.model}' model", notes=notes,
+                         schedule=meta.get("schedule"), boundaries=run.router.params.get("boundaries", ()),
                          extra={"timings": {k: round(v, 1) for k, v in timings.items()}},
                          main_methods=("full", "lesa", "mlp", "taylor1", "taylor2", "reuse"))
     for r in results:

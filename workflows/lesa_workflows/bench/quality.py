@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lesa_core.config import RunConfig, load_config
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces.model import ModelSource
+from lesa_core.run import ResolvedRun
+from lesa_core.sources import training_prompts
 
 LEARNED_FAMILIES = ("kan", "mlp")
 """Families with the shared ``taps``/``history`` structure that the ablation varies."""
@@ -50,15 +51,15 @@ class Variant:
     stages: tuple[int, ...] = (1, 2)
     tap: str | None = None
 
-    def config(self, run: RunConfig) -> RunConfig:
+    def config(self, run: ResolvedRun) -> ResolvedRun:
         """``run`` with this variant's predictor, router and (if set) tap."""
-        data = {**run.to_dict(), "predictor": self.predictor, "router": self.router}
+        changes: dict[str, Any] = {"predictor": self.predictor, "router": self.router}
         if self.tap is not None:
-            data["tap"] = self.tap
-        return load_config(data)
+            changes["tap"] = self.tap
+        return run.derive(**changes)
 
 
-def ablation_variants(run: RunConfig, compare_taps: Sequence[str] = ()) -> list[Variant]:
+def ablation_variants(run: ResolvedRun, compare_taps: Sequence[str] = ()) -> list[Variant]:
     """The variants of the run's learned predictor, ``lesa`` (the run itself) first.
 
     * stage split on/off × time module KAN/MLP (the paper's ablation; "off" is one expert for every t,
@@ -108,7 +109,7 @@ def ablation_variants(run: RunConfig, compare_taps: Sequence[str] = ()) -> list[
         variants.append(Variant(f"lesa-units-{units}", f"{family}, stage-aware, stages 1 + 2, relative offsets "
                                 f"in {units} units", {**pred, "relative_units": units}, router))
     for tap in compare_taps:
-        if tap != run.tap:
+        if tap != run.config.tap:
             variants.append(Variant(f"lesa-tap-{tap}", f"{family}, stage-aware, stages 1 + 2, tap {tap}", pred, router,
                                     tap=tap))
     return variants
@@ -191,7 +192,7 @@ def paired_difference(values: Sequence[float], reference: Sequence[float]) -> st
 
 def run_quality_bench(
     source: ModelSource,
-    run: RunConfig,
+    run: ResolvedRun,
     *,
     out: str | Path,
     device: str = "cpu",
@@ -213,11 +214,10 @@ def run_quality_bench(
         A variant on another tap collects its own under ``data_dir/tap-<name>``.
     :param compare_taps: also train and evaluate the run's predictor on these taps.
     """
-    from lesa_core.assembly import assemble, find_transformer
-    from lesa_core.cli._common import training_prompts
-    from lesa_core.evaluate import evaluate
-    from lesa_core.report import save_step_error_plot
+    from lesa_core.assembly import bind, find_transformer
     from lesa_core.trainer import PipelineRunner, train
+    from lesa_workflows.evaluate import evaluate
+    from lesa_workflows.report import save_step_error_plot
 
     started = time.perf_counter()
     variants = ablation_variants(run, compare_taps)
@@ -230,10 +230,10 @@ def run_quality_bench(
     data = Path(data_dir) if data_dir else out / "data"
     pipe = source.load(device)
     for variant in variants:  # fail fast (an unknown tap or plugin) before any collection or training
-        assemble(find_transformer(pipe), variant.config(run))
+        bind(find_transformer(pipe), variant.config(run))
     call = source.call_defaults()
     runner = PipelineRunner(pipe, **call)
-    prompts = training_prompts(run, source)
+    prompts = training_prompts(run.config.training, source)
     held_out = source.eval_prompts()[:eval_prompts]
     if not held_out:
         raise ConfigError(f"model '{model_name}' has no held-out prompts to evaluate on")
@@ -252,15 +252,15 @@ def run_quality_bench(
         report.train_seconds[variant.name] = time.perf_counter() - began
         bundles[variant.name] = str(bundle)
 
-    steps = run.training.num_steps
+    steps = run.config.training.num_steps
     interval = int(policy.get("interval", 0))
-    shared = {"router": run.router.as_dict(), "guard_non_finite": run.guard_non_finite}
+    shared = {"router": run.router.as_dict(), "guard_non_finite": run.config.guard_non_finite}
 
     def peers(policy_: dict[str, Any], suffix: str = "", orders: Sequence[int] = (0, 1, 2),
               tap: str | None = None) -> dict[str, Any]:
         """The training-free peers on the run's tap (or on ``tap``, named ``<peer>-tap-<tap>``)."""
         names = {0: "reuse", 1: "taylor1", 2: "taylor2"}
-        spec = {**shared, "tap": tap or run.tap}
+        spec = {**shared, "tap": tap or run.config.tap}
         infix = f"-tap-{tap}" if tap else ""
         return {names[o] + infix + suffix: {**spec, "policy": policy_, "predictor": {"name": "taylor", "order": o}}
                 for o in orders}
@@ -282,7 +282,7 @@ def run_quality_bench(
     # main setting: every variant and peer at the run's schedule (+ the longer interval)
     methods: dict[str, Any] = {"full": None, **{name: {"bundle": path} for name, path in bundles.items()}, **peers(policy)}
     for tap in compare_taps:
-        if tap != run.tap:
+        if tap != run.config.tap:
             methods.update(peers(policy, tap=tap))
     intervals: dict[str, int] = {}
     if extra_interval:
@@ -292,7 +292,7 @@ def run_quality_bench(
         intervals = {n: extra_interval for n in methods if n.endswith(f"@N{extra_interval}")}
     log(f"evaluating {len(methods)} methods at {steps} steps on {len(held_out)} prompts")
     results = evaluate(pipe, methods, held_out, seeds, num_steps=steps, call_kwargs=call, source=source,
-                       show_progress=show_progress, reference_tap=run.tap)
+                       show_progress=show_progress, reference_tap=run.config.tap)
     main = [r for r in results if r.name in methods and "@" not in r.name]
     record(f"{steps} steps, N = {interval}: the ablation", main, steps, {})
     if extra_interval:
@@ -314,7 +314,7 @@ def run_quality_bench(
         sweep = {"full": None, "lesa": {"bundle": bundles["lesa"]}, **peers(policy)}
         log(f"evaluating at {other_steps} steps")
         results = evaluate(pipe, sweep, held_out, seeds, num_steps=other_steps, call_kwargs=call, source=source,
-                           show_progress=show_progress, reference_tap=run.tap)
+                           show_progress=show_progress, reference_tap=run.config.tap)
         record(f"{other_steps} steps, N = {interval} (predictor trained at {steps} steps)", results, other_steps, {})
 
     report.seconds = time.perf_counter() - started

@@ -56,9 +56,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lesa_core.bench import DEFAULT_METHODS, PolicySpec, run_speed_bench
-    from lesa_core.bench.methods import EXTRA_METHODS
     from lesa_core.errors import ConfigError
+    from lesa_workflows.bench import DEFAULT_METHODS, PolicySpec, run_speed_bench
+    from lesa_workflows.bench.methods import EXTRA_METHODS
 
     if args.quality:
         return run_quality(args)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from "
                           f"{', '.join(DEFAULT_METHODS + EXTRA_METHODS)}")
-    from lesa_core.bench.models import MODELS
+    from lesa_workflows.bench.models import MODELS
 
     if args.model not in MODELS:
         raise ConfigError(f"unknown bench model '{args.model}'; choose from {', '.join(MODELS)}")
@@ -96,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
 def run_quality(args: argparse.Namespace) -> int:
     import torch
 
-    from lesa_core.bench.quality import run_quality_bench
-    from lesa_core.cli._common import resolve_run
+    from lesa_core.cli.arguments import resolve_command_run
     from lesa_core.errors import ConfigError
+    from lesa_workflows.bench.quality import run_quality_bench
 
     try:
         sweep = tuple(int(s) for s in args.steps_sweep.split(",") if s.strip())
@@ -109,17 +109,17 @@ def run_quality(args: argparse.Namespace) -> int:
         raise ConfigError("--eval-prompts must be at least 1, --steps-sweep values at least 2, --extra-interval >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    source, config, name = resolve_run(args)
+    command = resolve_command_run(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     def log(message: str) -> None:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
 
-    report = run_quality_bench(source, config, out=args.out, device=device, data_dir=args.data_dir,
+    report = run_quality_bench(command.source, command.run, out=args.out, device=device, data_dir=args.data_dir,
                                eval_prompts=args.eval_prompts, steps_sweep=sweep,
                                compare_taps=tuple(t.strip() for t in args.compare_taps.split(",") if t.strip()),
-                               extra_interval=args.extra_interval or None, model_name=name,
+                               extra_interval=args.extra_interval or None, model_name=command.model,
                                show_progress=not args.quiet, log=log)
     if args.json:
         print(json.dumps(report.to_json()))
