@@ -49,17 +49,18 @@ from lesa_core.interfaces import (
     TapSpec,
 )
 from lesa_core.plugins import PluginHost, get_plugin_host, hookimpl
+from lesa_core.run import ConfigLike, ResolvedRun, resolve_run
 
 if TYPE_CHECKING:
-    from lesa_core.assembly import LesaHandle
+    from lesa_core.handle import LesaHandle
     from lesa_core.pretrained import LesaBundle
 
 __version__ = "0.1.0"
 
 
-def attach(target: Any, config: Any = None, **kwargs: Any) -> LesaHandle:
-    """Attach LESA to a pipeline or transformer; see :func:`lesa_core.assembly.attach`."""
-    from lesa_core.assembly import attach as _attach
+def attach(target: Any, config: ConfigLike | ResolvedRun = None, **kwargs: Any) -> LesaHandle:
+    """Attach LESA to a pipeline or transformer; see :func:`lesa_core.handle.attach`."""
+    from lesa_core.handle import attach as _attach
 
     return _attach(target, config, **kwargs)
 
@@ -96,6 +97,7 @@ __all__ = [
     "PluginSpec",
     "Predictor",
     "PredictorContext",
+    "ResolvedRun",
     "RunConfig",
     "RuntimeComponents",
     "ScheduleMismatchError",
@@ -111,4 +113,5 @@ __all__ = [
     "get_plugin_host",
     "hookimpl",
     "load_config",
+    "resolve_run",
 ]

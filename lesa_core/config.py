@@ -9,10 +9,16 @@ User-facing shape::
     policy: {name: interval, interval: 7, warmup: 3}
     training: {...}               # see TrainingConfig
 
+A predictor, router or policy left out means the **registered default** of that kind (the plugin
+distribution that registered itself with ``default=True``; ``lesa plugins`` shows which). The core
+names no plugin.
+
 Validation has two phases: :func:`load_config` checks the shape (unknown keys are errors), then
-:func:`resolve_plugins` looks each plugin name up in the plugin host and validates its parameters
-with the plugin's own ``Config`` model. Errors are :class:`~lesa_core.errors.ConfigError` naming the
-file, the dotted field path and what is allowed.
+:func:`resolve_plugins` fills in the defaults, looks each plugin name up in the plugin host and
+validates its parameters with the plugin's own ``Config`` model. Errors are
+:class:`~lesa_core.errors.ConfigError` naming the file, the dotted field path and what is allowed.
+How the layers of a run (model defaults, bundle, config file, command-line flags) merge into one
+config is :mod:`lesa_core.run`'s job.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from lesa_core.interfaces.predictor import PredictorConfig
 
 if TYPE_CHECKING:
     from lesa_core.plugins import PluginHost
+    from lesa_core.registry import Registry
 
 
 class PluginSpec(BaseModel):
@@ -129,18 +136,23 @@ class RunConfig(BaseModel):
     )
     adapter: str = Field("auto", description="'auto' or a registered adapter name")
     tap: str | None = Field(None, description="tap to forecast; None = the adapter's default")
-    predictor: PluginSpec = PluginSpec(name="taylor", order=1)
-    router: PluginSpec = PluginSpec(name="threshold", boundaries=[0.9, 0.5])
-    policy: PluginSpec = PluginSpec(name="interval", interval=7, warmup=3)
+    predictor: PluginSpec | None = Field(None, description="the forecaster; None = the registered default predictor")
+    router: PluginSpec | None = Field(None, description="time to stage; None = the registered default router")
+    policy: PluginSpec | None = Field(None, description="compute or forecast; None = the registered default policy")
     guard_non_finite: bool = Field(True, description="fall back to a full step on a non-finite forecast")
     training: TrainingConfig = TrainingConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict that :func:`load_config` accepts back."""
-        data = self.model_dump(mode="json", exclude={"predictor", "router", "policy"})
-        data.update(predictor=self.predictor.as_dict(), router=self.router.as_dict(),
-                    policy=self.policy.as_dict())
+        data = self.model_dump(mode="json", exclude=set(PLUGIN_KINDS))
+        for kind in PLUGIN_KINDS:
+            spec: PluginSpec | None = getattr(self, kind)
+            data[kind] = None if spec is None else spec.as_dict()
         return data
+
+
+PLUGIN_KINDS = ("predictor", "router", "policy")
+"""The run-config fields that name a plugin (``{name: ..., **params}``)."""
 
 
 # ----------------------------------------------------------------------------- loading
@@ -235,18 +247,20 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(source: RunConfig | Mapping[str, Any] | str | Path | None = None) -> RunConfig:
+def load_config(source: RunConfig | Mapping[str, Any] | str | Path | None = None, *,
+                origin: str | None = None) -> RunConfig:
     """Build a :class:`RunConfig` from an instance, a dict, or a YAML/TOML/JSON file path.
 
-    Plugin parameters are *not* validated here (see :func:`resolve_plugins`).
+    Plugin parameters are *not* validated here (see :func:`resolve_plugins`); layers are not merged
+    here (see :func:`lesa_core.run.resolve_run`).
 
+    :param origin: where a dict came from (named in errors; a file path names itself).
     :raises ConfigError: on any shape error, naming the file and the field path.
     """
     if source is None:
         return RunConfig()
     if isinstance(source, RunConfig):
         return source
-    origin: str | None = None
     if isinstance(source, (str, Path)):
         origin = str(source)
         data: Mapping[str, Any] = read_config_file(source)
@@ -292,8 +306,30 @@ def _validate_params(kind: str, spec: PluginSpec, cls: type[Any], source: str | 
         raise AssertionError("unreachable") from None
 
 
+def with_default_plugins(config: RunConfig, host: PluginHost, *, source: str | None = None) -> RunConfig:
+    """``config`` with every plugin spec it leaves out (``None``) set to the registered default of that
+    kind, with default parameters.
+
+    :raises ConfigError: if no installed plugin is the default of a kind the config leaves out.
+    """
+    registries: dict[str, Registry[Any]] = {"predictor": host.predictors, "router": host.routers,
+                                            "policy": host.policies}
+    missing: dict[str, PluginSpec] = {}
+    for kind in PLUGIN_KINDS:
+        if getattr(config, kind) is not None:
+            continue
+        default = registries[kind].default
+        if default is None:
+            names = ", ".join(registries[kind].names()) or "none installed"
+            raise ConfigError(f"no {kind} is named and no installed plugin is the default {kind}; name one "
+                              f"(registered: {names})", source=source, path=kind)
+        missing[kind] = PluginSpec(name=default)
+    return config.model_copy(update=missing) if missing else config
+
+
 def resolve_plugins(config: RunConfig, host: PluginHost | None = None, *, source: str | None = None) -> ResolvedPlugins:
-    """Look up the run's plugins and validate their parameters.
+    """Look up the run's plugins (the registered defaults where it names none) and validate their
+    parameters.
 
     :raises ConfigError: for an unknown plugin name (listing the registered ones) or bad parameters.
     """
@@ -301,6 +337,8 @@ def resolve_plugins(config: RunConfig, host: PluginHost | None = None, *, source
         from lesa_core.plugins import get_plugin_host
 
         host = get_plugin_host()
+    config = with_default_plugins(config, host, source=source)
+    assert config.predictor is not None and config.router is not None and config.policy is not None
     try:
         predictor_cls = host.predictors.get(config.predictor.name)
         router_cls = host.routers.get(config.router.name)

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
-from lesa_core.assembly import attach, bundle_run_config
-from lesa_core.bundle import BundleMetadata, load_weights, read_metadata, resolve_bundle_path, save_bundle
+from lesa_core.bundle import BundleMetadata, load_weights, save_bundle
 from lesa_core.composite import build_predictor
-from lesa_core.config import RunConfig, resolve_plugins
-from lesa_core.plugins import PluginHost, get_plugin_host
+from lesa_core.config import RunConfig
+from lesa_core.handle import LesaHandle, attach
+from lesa_core.interfaces import Predictor
+from lesa_core.plugins import PluginHost
+from lesa_core.run import ResolvedRun, resolve_run
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,28 @@ class LesaBundle:
     """A trained predictor, its metadata and the run config it was trained with.
 
     :ivar predictor: the predictor (eval mode, no gradients).
-    :ivar metadata: what ``lesa_bundle.json`` holds (model, tap, schedule, plugins, digest).
-    :ivar run_config: the stored run config.
-    :ivar path: the folder it was loaded from (a Hub id resolves to the local snapshot).
+    :ivar run: the bundle resolved as a run (its stored config, plugins, folder and metadata).
     """
 
-    predictor: nn.Module
-    metadata: BundleMetadata
-    run_config: RunConfig
-    path: Path
+    predictor: Predictor
+    run: ResolvedRun
+
+    @property
+    def metadata(self) -> BundleMetadata:
+        """What ``lesa_bundle.json`` holds (model, tap, schedule, plugins, digest)."""
+        assert self.run.bundle is not None
+        return self.run.bundle.metadata
+
+    @property
+    def run_config(self) -> RunConfig:
+        """The run config the predictor was trained with."""
+        return self.run.config
+
+    @property
+    def path(self) -> Path:
+        """The folder it was loaded from (a Hub id resolves to the local snapshot)."""
+        assert self.run.bundle is not None
+        return self.run.bundle.path
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, host: PluginHost | None = None) -> LesaBundle:
@@ -53,23 +66,24 @@ class LesaBundle:
         :raises BundleNotFoundError: / :raises BundleCorruptError: for a missing or damaged bundle.
         :raises UnknownPluginError: if a plugin it was trained with is not installed (listing those that are).
         """
-        path = resolve_bundle_path(name_or_path)
-        meta = read_metadata(path)
-        run = bundle_run_config(meta, path)
-        plugins = resolve_plugins(run, host or get_plugin_host(), source=str(path))
+        run = resolve_run(bundle=name_or_path, host=host)
+        assert run.bundle is not None
+        plugins, meta = run.plugins, run.bundle.metadata
         predictor = build_predictor(plugins.predictor_cls, plugins.predictor_config, plugins.router, meta.channels)
-        load_weights(path, predictor, meta)
-        return cls(predictor.eval().requires_grad_(False), meta, run, path)
+        load_weights(run.bundle.path, predictor, meta)
+        return cls(predictor.eval().requires_grad_(False), run)
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write the bundle to ``path`` (atomically; an existing bundle there is replaced)."""
         return save_bundle(path, self.predictor, self.metadata)
 
-    def attach(self, target: Any, **overrides: Any) -> Any:
-        """:func:`lesa_core.attach` this bundle to a pipeline or transformer.
+    def attach(self, target: Any, **overrides: Any) -> LesaHandle:
+        """:func:`lesa_core.attach` this bundle's predictor to a pipeline or transformer (after checking
+        that the bundle fits its model and tap).
 
         :param overrides: run-config fields to change for this attachment (e.g.
             ``policy={"name": "interval", "interval": 10, "warmup": 3}``); predictor and router are the
             bundle's.
         """
-        return attach(target, {"bundle": str(self.path), **overrides})
+        run = resolve_run(self.run, overrides=overrides) if overrides else self.run
+        return attach(target, run, predictor=self.predictor)

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 
 from lesa_core.errors import LesaError
 
-_BUILTIN_COMMANDS = ("plugins_cmd", "config_cmd", "collect_cmd", "train_cmd", "sample_cmd", "demo_cmd", "bench_cmd")
-"""Core modules providing sub-commands (looked up lazily, so ``lesa --help`` stays fast)."""
+_BUILTIN_COMMANDS = ("plugins_cmd", "config_cmd", "collect_cmd", "train_cmd")
+"""Core modules providing sub-commands (looked up lazily, so ``lesa --help`` stays fast). The workflow
+commands (``sample``, ``demo``, ``bench``) come from the ``lesa-workflows`` distribution through
+``lesa_register_commands``, like any plugin's."""
 
 
 def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lesa_core.cli._common import add_common_arguments, load_run
+from lesa_core.cli.arguments import add_common_arguments, resolve_command_run
 
 
 def register(subparsers: Any) -> None:
@@ -20,13 +20,14 @@ def run(args: argparse.Namespace) -> int:
     from lesa_core import distributed
     from lesa_core.trainer import PipelineRunner, collect_trajectories
 
+    command = resolve_command_run(args)
     with distributed.session(args.device) as dist:
-        source, config, pipe, prompts = load_run(args, dist.device)
-        meta = collect_trajectories(pipe, config, prompts, runner=PipelineRunner(pipe, **source.call_defaults()),
-                                    data_dir=args.data_dir, batch_size=args.batch_size,
+        pipe = command.load_pipeline(dist.device)
+        meta = collect_trajectories(pipe, command.run, command.training_prompts(),
+                                    runner=PipelineRunner(pipe, **command.call), batch_size=args.batch_size,
                                     show_progress=not args.quiet)
         if dist.is_main:
             print(f"collected {len(meta.prompts)} trajectories × {meta.num_steps} steps of tap '{meta.tap}' "
-                  f"into {args.data_dir or config.training.data_dir}"
+                  f"into {command.run.config.training.data_dir}"
                   + (f" ({dist.world_size} ranks)" if dist.world_size > 1 else ""))
     return 0

@@ -18,13 +18,13 @@ def register(subparsers: Any) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from lesa_core.config import load_config, resolve_plugins
+    from lesa_core.config import read_config_file
+    from lesa_core.run import resolve_run
 
-    config = load_config(args.file)
-    resolve_plugins(config, source=args.file)
+    run = resolve_run(read_config_file(args.file), origin=args.file)
     if args.print_config:
-        print(json.dumps(config.to_dict(), indent=2))
+        print(json.dumps(run.to_dict(), indent=2))
     else:
-        print(f"{args.file}: OK (predictor {config.predictor.name}, router {config.router.name}, "
-              f"policy {config.policy.name}, adapter {config.adapter})")
+        print(f"{args.file}: OK (predictor {run.predictor.name}, router {run.router.name}, "
+              f"policy {run.policy.name}, adapter {run.config.adapter})")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lesa_core.cli._common import add_common_arguments, load_run
+from lesa_core.cli.arguments import add_common_arguments, resolve_command_run
 
 
 def register(subparsers: Any) -> None:
@@ -29,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
         stages = ()
     if not stages or any(s not in (1, 2) for s in stages):
         raise ConfigError(f"--stages {args.stages!r}: use '1', '2' or '1,2'")
+    command = resolve_command_run(args)
     with distributed.session(args.device) as dist:
-        source, config, pipe, prompts = load_run(args, dist.device)
-        path, report = train(pipe, config, prompts, runner=PipelineRunner(pipe, **source.call_defaults()),
-                             out=args.out, data_dir=args.data_dir, stages=stages, batch_size=args.batch_size,
-                             show_progress=not args.quiet)
+        pipe = command.load_pipeline(dist.device)
+        path, report = train(pipe, command.run, command.training_prompts(), runner=PipelineRunner(pipe, **command.call),
+                             out=args.out, stages=stages, batch_size=args.batch_size, show_progress=not args.quiet)
         if dist.is_main:
             last = {k: (v[-1] if v else None) for k, v in report.losses.items()}
             print(f"wrote bundle {path} ({report.updates} updates; final L1 stage 1: {last.get('stage1')}, "

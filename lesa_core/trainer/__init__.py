@@ -6,6 +6,11 @@ Generic over whatever adapter, predictor family, router and policy the run confi
     bundle_dir, report = train(pipe, "run.yaml", prompts, runner=PipelineRunner(pipe, height=64, width=64),
                                out="my-bundle")
 
+The run is resolved once (:func:`lesa_core.run.resolve_run`) and bound to the model once
+(:func:`lesa_core.assembly.bind`). Collection needs only the binding; what it measures completes the
+run — a schedule-bound predictor family gets the collected schedule, a data-driven router fits its
+boundaries (:meth:`~lesa_core.run.ResolvedRun.derive`) — and then the predictor is built once, seeded.
+
 Under an initialised process group (``torchrun``; see :mod:`lesa_core.distributed`) the same calls
 collect the prompts sharded over the ranks and train data parallel; rank 0 writes the bundle.
 """
@@ -19,14 +24,12 @@ from typing import Any
 import torch
 
 from lesa_core import distributed
-from lesa_core.assembly import Assembly, ConfigLike, assemble, find_transformer
+from lesa_core.assembly import Assembly, Binding, bind, find_transformer, model_device
 from lesa_core.bundle import save_bundle
-from lesa_core.composite import build_predictor
-from lesa_core.config import RunConfig, load_config
 from lesa_core.errors import TrainingError
-from lesa_core.interfaces import ForecastInput, Predictor
-from lesa_core.interfaces.predictor import PredictorConfig
+from lesa_core.interfaces import StageRouter
 from lesa_core.plugins import PluginHost, get_plugin_host
+from lesa_core.run import ConfigLike, ResolvedRun, resolve_run
 from lesa_core.trainer.collect import collect
 from lesa_core.trainer.fit import Trainer, TrainReport, history_indices, latent_loss_head
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
@@ -39,91 +42,81 @@ __all__ = [
     "Trainer",
     "TrajectoryRunner",
     "TrajectoryStore",
+    "check_trainable",
     "collect",
     "collect_trajectories",
+    "fit_router",
     "history_indices",
     "train",
+    "trainable_assembly",
+    "with_schedule",
 ]
 
 
-def _store(config: RunConfig, data_dir: str | Path | None) -> TrajectoryStore:
-    return TrajectoryStore(Path(data_dir or config.training.data_dir) / "trajectories")
+def _store(run: ResolvedRun, data_dir: str | Path | None) -> TrajectoryStore:
+    return TrajectoryStore(Path(data_dir or run.config.training.data_dir) / "trajectories")
 
 
-def collect_trajectories(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: TrajectoryRunner,
-                         data_dir: str | Path | None = None, batch_size: int = 8, host: PluginHost | None = None,
-                         rank: int | None = None, world_size: int | None = None, show_progress: bool = True,
-                         ) -> StoreMeta:
+def check_trainable(binding: Binding) -> None:
+    """Refuse, before anything is collected, a run that cannot be trained on this model: a training-free
+    predictor family, or a ``training.loss`` that cannot be measured on the tap.
+
+    :raises TrainingError: saying what to change.
+    """
+    run = binding.run
+    if not run.plugins.predictor_cls.learnable:
+        raise TrainingError(
+            f"predictor '{run.predictor.name}' is training-free: it has no parameters to fit; attach it directly "
+            "(lesa_core.attach(pipe, config), `lesa sample --config`) or choose a learnable family such as kan"
+        )
+    if run.config.training.loss == "latent":
+        latent_loss_head(binding.adapter, binding.tap)
+
+
+def collect_trajectories(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str], *,
+                         runner: TrajectoryRunner, data_dir: str | Path | None = None, batch_size: int = 8,
+                         host: PluginHost | None = None, rank: int | None = None, world_size: int | None = None,
+                         show_progress: bool = True) -> StoreMeta:
     """Collect the full-compute tap trajectories of ``prompts`` (resumable; see :func:`collect`).
 
     ``rank``/``world_size`` default to the initialised process group's (else 0 and 1): each rank
     collects the prompts ``i % world_size == rank``.
     """
+    host = host or get_plugin_host()
+    run = resolve_run(config, host=host)
+    binding = bind(find_transformer(target), run, host=host)
+    return _collect(binding, runner, prompts, data_dir=data_dir, batch_size=batch_size, rank=rank,
+                    world_size=world_size, show_progress=show_progress)
+
+
+def _collect(binding: Binding, runner: TrajectoryRunner, prompts: Sequence[str], *, data_dir: str | Path | None,
+             batch_size: int, rank: int | None = None, world_size: int | None = None,
+             show_progress: bool = True) -> StoreMeta:
     if not prompts:
         raise TrainingError("no prompts to collect trajectories for; give at least one prompt (training.prompts, "
                             "a prompt file, or a model source with default prompts)")
     if batch_size < 1:
         raise TrainingError(f"batch_size must be at least 1, got {batch_size}; pass e.g. --batch-size 8")
-    host = host or get_plugin_host()
-    model = find_transformer(target)
-    run = load_config(config)
-    assembly = _collection_assembly(model, run, host)
-    return collect(assembly, runner, _store(run, data_dir), prompts, num_steps=run.training.num_steps,
-                   seed=run.training.seed, token_subsample=run.training.token_subsample, batch_size=batch_size,
+    training = binding.run.config.training
+    return collect(binding, runner, _store(binding.run, data_dir), prompts, num_steps=training.num_steps,
+                   seed=training.seed, token_subsample=training.token_subsample, batch_size=batch_size,
                    rank=rank, world_size=world_size, show_progress=show_progress)
 
 
-class _CollectionOnly(Predictor):
-    """Stands in for the run's predictor while collecting (every step computes; nothing is forecast)."""
-
-    @property
-    def history_size(self) -> int:
-        return 1
-
-    def forward(self, inputs: ForecastInput) -> torch.Tensor:
-        raise AssertionError("collection never forecasts")
-
-
-def _predictor_class(run: RunConfig, host: PluginHost) -> type[Predictor] | None:
-    """The run's predictor class, or ``None`` for an unknown name (``assemble`` reports it)."""
-    return host.predictors.get(run.predictor.name) if run.predictor.name in host.predictors else None
-
-
-def _with_schedule(run: RunConfig, cls: type[Predictor] | None, schedule: list[float]) -> RunConfig:
-    """Fill the family's ``schedule`` parameter from the collected trajectories when it takes one
-    (a schedule-bound time encoding); families or encodings that refuse it are left alone."""
+def with_schedule(run: ResolvedRun, schedule: list[float], *, host: PluginHost | None = None) -> ResolvedRun:
+    """Fill the family's ``schedule`` parameter from the collected trajectories when it takes one and the
+    run leaves it unset (a schedule-bound time encoding); families or encodings that refuse it are left
+    alone."""
     from pydantic import ValidationError
 
-    if cls is None:
-        return run
-    fields = getattr(cls.Config, "model_fields", {})
-    if "schedule" not in fields or run.predictor.params.get("schedule") is not None:
+    config_cls = run.plugins.predictor_cls.Config
+    if "schedule" not in config_cls.model_fields or run.predictor.params.get("schedule") is not None:
         return run
     try:
-        cls.Config.model_validate({**run.predictor.params, "schedule": schedule})
+        config_cls.model_validate({**run.predictor.params, "schedule": schedule})
     except ValidationError:
         return run
-    data = run.to_dict()
-    data["predictor"] = {**data["predictor"], "schedule": schedule}
-    return load_config(data)
-
-
-def _collection_assembly(model: torch.nn.Module, run: RunConfig, host: PluginHost) -> Assembly:
-    """``run`` assembled before any trajectory exists: collection never forecasts, so the predictor is a
-    stand-in, and a schedule-bound family's schedule (known only after collection) is filled with a
-    placeholder so that its config validates."""
-    steps = run.training.num_steps
-    validated = _with_schedule(run, _predictor_class(run, host), [1.0 - i / steps for i in range(steps + 1)])
-    return assemble(model, validated, host=host, predictor=_CollectionOnly(PredictorConfig()))
-
-
-def _check_loss(model: torch.nn.Module, run: RunConfig, host: PluginHost) -> None:
-    """Refuse, before anything is collected, a ``training.loss`` that cannot be measured on this model's
-    tap."""
-    if run.training.loss != "latent":
-        return
-    assembly = _collection_assembly(model, run, host)
-    latent_loss_head(assembly.adapter, assembly.tap)
+    return run.derive(predictor={**run.predictor.as_dict(), "schedule": schedule}, host=host)
 
 
 def tap_change_per_step(taps: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -135,36 +128,28 @@ def tap_change_per_step(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([change[:1], change])
 
 
-def fit_router(run: RunConfig, taps: dict[str, torch.Tensor], schedule: list[float], *,
-               host: PluginHost | None = None) -> RunConfig:
+def fit_router(run: ResolvedRun, taps: dict[str, torch.Tensor], schedule: list[float], *,
+               host: PluginHost | None = None) -> ResolvedRun:
     """Let a data-driven router place its boundaries from the collected trajectories; the fitted
-    boundaries go into the returned config (and so into the bundle)."""
-    from lesa_core.config import resolve_plugins
-    from lesa_core.interfaces import StageRouter
-
-    router = resolve_plugins(run, host or get_plugin_host()).router
+    boundaries go into the returned run (and so into the bundle)."""
+    router = run.plugins.router
     if type(router).fit is StageRouter.fit:
         return run
     num_steps = len(schedule) - 1
     router.fit(torch.tensor(schedule[:num_steps]), tap_change_per_step(taps))
-    data = run.to_dict()
-    data["router"] = {"name": run.router.name, **router.state()}
-    return load_config(data)
+    return run.derive(router={"name": run.router.name, **router.state()}, host=host)
 
 
-def trainable_assembly(model: torch.nn.Module, run: RunConfig, schedule: list[float], *,
-                       host: PluginHost | None = None) -> Assembly:
-    """Assemble ``run`` with a freshly initialised (seeded) predictor ready for training."""
-    host = host or get_plugin_host()
-    run = _with_schedule(run, _predictor_class(run, host), schedule)
-    base = assemble(model, run, host=host)
-    torch.manual_seed(run.training.seed)
-    predictor = build_predictor(base.plugins.predictor_cls, base.plugins.predictor_config, base.plugins.router,
-                                base.adapter.tap_channels(base.tap))
-    return assemble(model, run, host=host, predictor=predictor.float().train())
+def trainable_assembly(binding: Binding, schedule: list[float], *, host: PluginHost | None = None) -> Assembly:
+    """The binding's run completed with the collected ``schedule``, with a freshly initialised predictor
+    (seeded with ``training.seed``, float32, train mode) ready for training."""
+    run = with_schedule(binding.run, schedule, host=host)
+    binding = Binding(run, binding.adapter, binding.tap)
+    torch.manual_seed(run.config.training.seed)
+    return binding.with_predictor(binding.build_predictor().float().train())
 
 
-def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: TrajectoryRunner,
+def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str], *, runner: TrajectoryRunner,
           out: str | Path, data_dir: str | Path | None = None, stages: Sequence[int] = (1, 2),
           checkpoint_dir: str | Path | None = None, batch_size: int = 8, host: PluginHost | None = None,
           show_progress: bool = True) -> tuple[Path, TrainReport]:
@@ -180,26 +165,18 @@ def train(target: Any, config: ConfigLike, prompts: Sequence[str], *, runner: Tr
     """
     host = host or get_plugin_host()
     model = find_transformer(target)
-    run = load_config(config)
-    cls = _predictor_class(run, host)
-    if cls is not None and not cls.learnable:
-        raise TrainingError(
-            f"predictor '{run.predictor.name}' is training-free: it has no parameters to fit; attach it directly "
-            "(lesa_core.attach(pipe, config), `lesa sample --config`) or choose a learnable family such as kan"
-        )
-    _check_loss(model, run, host)
-    root = Path(data_dir or run.training.data_dir)
-    meta = collect_trajectories(model if runner is None else target, run, prompts, runner=runner,
-                                data_dir=root, batch_size=batch_size, host=host, show_progress=show_progress)
+    binding = bind(model, resolve_run(config, host=host), host=host)
+    check_trainable(binding)
+    root = Path(data_dir or binding.run.config.training.data_dir)
+    meta = _collect(binding, runner, prompts, data_dir=root, batch_size=batch_size, show_progress=show_progress)
     assert meta.schedule is not None
-    taps = _store(run, root).load()
-    run = _with_schedule(run, _predictor_class(run, host), meta.schedule)
-    run = fit_router(run, taps, meta.schedule, host=host)
-    assembly = trainable_assembly(model, run, meta.schedule, host=host)
-    device = next(iter(model.parameters())).device
+    taps = _store(binding.run, root).load()
+    run = fit_router(with_schedule(binding.run, meta.schedule, host=host), taps, meta.schedule, host=host)
+    assembly = trainable_assembly(Binding(run, binding.adapter, binding.tap), meta.schedule, host=host)
+    device = model_device(model)
     assembly.predictor.to(device)
     checkpoints = Path(checkpoint_dir) if checkpoint_dir else root / "checkpoint"
-    trainer = Trainer(assembly, meta, {k: v.to(device) for k, v in taps.items()}, run.training, checkpoints,
+    trainer = Trainer(assembly, meta, {k: v.to(device) for k, v in taps.items()}, run.config.training, checkpoints,
                       show_progress=show_progress)
     report = trainer.fit(runner, stages=stages)
     predictor = assembly.predictor.eval().requires_grad_(False)

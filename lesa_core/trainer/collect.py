@@ -10,14 +10,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lesa_core import distributed
-from lesa_core.assembly import Assembly
-from lesa_core.interfaces import AlwaysCompute, PluginConfig, RuntimeComponents, StepEvent
+from lesa_core.assembly import Binding
+from lesa_core.interfaces import (
+    AlwaysCompute,
+    ForecastInput,
+    PluginConfig,
+    Predictor,
+    RuntimeComponents,
+    StepEvent,
+)
+from lesa_core.interfaces.predictor import PredictorConfig
 from lesa_core.progress import progress_bar
 from lesa_core.trainer.runner import TrajectoryRunner
 from lesa_core.trainer.store import StoreMeta, TrajectoryStore
+
+
+class _CollectionOnly(Predictor):
+    """Stands in for the run's predictor while collecting (every step computes; nothing is forecast)."""
+
+    @property
+    def history_size(self) -> int:
+        return 1
+
+    def forward(self, inputs: ForecastInput) -> Tensor:
+        raise AssertionError("collection never forecasts")
 
 
 @dataclass
@@ -41,7 +60,7 @@ def choose_token_index(num_tokens: int, keep: int | None, seed: int) -> list[int
 
 
 def collect(
-    assembly: Assembly,
+    binding: Binding,
     runner: TrajectoryRunner,
     store: TrajectoryStore,
     prompts: Sequence[str],
@@ -66,8 +85,8 @@ def collect(
     world_size = distributed.world_size() if world_size is None else world_size
     group = distributed.is_distributed()
     meta = StoreMeta(
-        model_class=assembly.adapter.model_class(), model_fingerprint=assembly.adapter.fingerprint(),
-        tap=assembly.tap, num_steps=num_steps, schedule=None, token_index=None, prompts=list(prompts),
+        model_class=binding.adapter.model_class(), model_fingerprint=binding.adapter.fingerprint(),
+        tap=binding.tap, num_steps=num_steps, schedule=None, token_index=None, prompts=list(prompts),
         seed=seed, call=runner.settings,
     )
     if group and rank != 0:
@@ -79,8 +98,8 @@ def collect(
     assert current is not None
     todo = [i for i in range(len(prompts)) if i % world_size == rank and not store.has(i)]
     components = RuntimeComponents(
-        predictor=assembly.predictor, make_policy=lambda: AlwaysCompute(PluginConfig()), router=assembly.plugins.router,
-        tap=assembly.tap, guard_non_finite=False,
+        predictor=_CollectionOnly(PredictorConfig()), make_policy=lambda: AlwaysCompute(PluginConfig()),
+        router=binding.run.plugins.router, tap=binding.tap, guard_non_finite=False,
     )
     token_index = current.token_index
     schedule = current.schedule
@@ -88,7 +107,7 @@ def collect(
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         recorder = _Recorder()
-        attachment = assembly.adapter.attach(RuntimeComponents(**{**components.__dict__, "observer": recorder}))
+        attachment = binding.adapter.attach(RuntimeComponents(**{**components.__dict__, "observer": recorder}))
         try:
             with torch.no_grad():
                 runner.run([prompts[i] for i in batch], [seed + i for i in batch], num_steps)
@@ -123,8 +142,3 @@ def collect(
     assert final is not None
     return final
 
-
-def model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")

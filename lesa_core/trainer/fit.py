@@ -214,7 +214,7 @@ class Trainer:
         self.forecast_steps = [s for s, d in enumerate(self.decisions) if d is Decision.FORECAST]
         params = [p for p in self.predictor.parameters() if p.requires_grad]
         if not params:
-            raise TrainingError(f"predictor '{assembly.config.predictor.name}' has no trainable parameters")
+            raise TrainingError(f"predictor '{assembly.run.predictor.name}' has no trainable parameters")
         self.optimizer = torch.optim.AdamW(params, lr=training.stage1.lr, weight_decay=training.weight_decay)
         self.key = run_key(assembly.config.to_dict(), meta.identity(), meta.schedule)
         self.report = TrainReport(losses={"stage1": [], "stage2": []})

@@ -68,7 +68,8 @@ class TimeScaledConfig(PredictorConfig):
         the history's mean spacing); ``relative`` encoding only, ``spacing`` is refused with ``schedule``
         (see the module docstring).
     :ivar schedule: the S + 1 flow times of the training schedule, descending, terminal 0 included;
-        required by ``time_encoding: schedule`` and refused otherwise.
+        ``time_encoding: schedule`` only (refused otherwise). ``lesa train`` fills it from the collected
+        trajectories when the config leaves it out; a predictor cannot be built without it.
     :ivar schedule_atol: how far a runtime time may be from ``schedule[step]`` before
         :meth:`~TimeScaledLinearPredictor.check_time` refuses it.
     :ivar hidden: hidden widths of the time network (paper: ``[256, 256]``; default ``[32, 32]``: α is a
@@ -106,11 +107,6 @@ class TimeScaledConfig(PredictorConfig):
             raise ValueError(
                 f"relative_units '{self.relative_units}' only applies to time_encoding 'relative' (the "
                 "'schedule' encoding's offsets are always flow time); remove it or set time_encoding: relative"
-            )
-        if self.time_encoding == "schedule" and self.schedule is None:
-            raise ValueError(
-                "time_encoding 'schedule' needs `schedule`: the S + 1 flow times of the "
-                "training schedule (terminal 0 included)"
             )
         if self.time_encoding == "relative" and self.schedule is not None:
             raise ValueError(
@@ -153,6 +149,13 @@ class TimeScaledLinearPredictor(LinearPredictor):
             init[-1], init[-2] = 1.0, -1.0
         self.weight = nn.Parameter(init.reshape(k, *([1] * len(shape))).repeat(1, *shape))
         self.bias = nn.Parameter(torch.zeros(shape))
+        if config.time_encoding == "schedule" and config.schedule is None:
+            raise ConfigError(
+                "time_encoding 'schedule' needs `schedule`: the S + 1 flow times of the training schedule "
+                "(terminal 0 included); `lesa train` fills it in from the collected trajectories, so give it "
+                "only to build a predictor by hand",
+                path="predictor.schedule",
+            )
         if config.schedule is not None:
             self.register_buffer(
                 "schedule", torch.tensor(config.schedule, dtype=torch.float32), persistent=False

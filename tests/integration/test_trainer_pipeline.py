@@ -126,7 +126,8 @@ def test_latent_loss_measures_the_guided_output_error(pipe, tmp_path: Path) -> N
     gets no gradient, and the loss is the dσ-weighted, guidance-combined error through ``proj_out``."""
     from einops import rearrange
 
-    from lesa_core.config import load_config
+    from lesa_core.assembly import bind
+    from lesa_core.run import resolve_run
     from lesa_core.trainer import Trainer, trainable_assembly
 
     scale = 3.0
@@ -145,7 +146,7 @@ def test_latent_loss_measures_the_guided_output_error(pipe, tmp_path: Path) -> N
     store = TrajectoryStore(tmp_path / "data" / "trajectories")
     meta, taps = store.read_meta(), store.load()
     assert sorted(taps) == ["cond", "uncond"] and meta.call["true_cfg_scale"] == scale
-    assembly = trainable_assembly(pipe.transformer, load_config(config), meta.schedule)
+    assembly = trainable_assembly(bind(pipe.transformer, resolve_run(config)), meta.schedule)
     trainer = Trainer(assembly, meta, taps, assembly.config.training, tmp_path / "ck", show_progress=False)
     span, rows = trainer.spans[0], torch.tensor([0, 2])
     with torch.no_grad():

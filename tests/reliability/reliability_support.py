@@ -75,12 +75,12 @@ def plugin_modules() -> list[object]:
     import lesa_predictors.kan
     import lesa_predictors.mlp
     import lesa_predictors.taylor
-    import lesa_schedulers.change_points
-    import lesa_schedulers.interval
-    import lesa_schedulers.threshold
+    import lesa_schedulers.policies.interval
+    import lesa_schedulers.routers.change_points
+    import lesa_schedulers.routers.threshold
 
-    return [lesa_predictors.taylor, lesa_predictors.kan, lesa_predictors.mlp, lesa_schedulers.interval,
-            lesa_schedulers.threshold, lesa_schedulers.change_points, lesa_adapters.flux, lesa_adapters.qwen_image,
+    return [lesa_predictors.taylor, lesa_predictors.kan, lesa_predictors.mlp, lesa_schedulers.policies.interval,
+            lesa_schedulers.routers.threshold, lesa_schedulers.routers.change_points, lesa_adapters.flux, lesa_adapters.qwen_image,
             lesa_adapters.hunyuan_video]
 
 

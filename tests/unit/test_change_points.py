@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from lesa_core.config import load_config
+from lesa_core.run import resolve_run
 from lesa_core.trainer import fit_router, tap_change_per_step
-from lesa_schedulers.change_points import ChangePointConfig, ChangePointRouter, segment
+from lesa_schedulers.routers.change_points import ChangePointConfig, ChangePointRouter, segment
 
 
 def test_segment_finds_the_steps_where_the_level_changes() -> None:
@@ -27,18 +27,18 @@ def test_fit_places_boundaries_between_regimes() -> None:
 
 
 def test_trainer_writes_fitted_boundaries_into_the_run_config(plugin_host) -> None:
-    import lesa_schedulers.change_points
+    import lesa_schedulers.routers.change_points
 
-    plugin_host.register(lesa_schedulers.change_points)
+    plugin_host.register(lesa_schedulers.routers.change_points)
     schedule = torch.linspace(1.0, 0.0, 21).tolist()
     level = torch.tensor([1.0] * 5 + [0.05] * 10 + [0.4] * 5)
     steps = torch.cumsum(level, 0)
     taps = {"cond": (1.0 + steps).view(1, 20, 1, 1).expand(2, 20, 3, 4).clone()}
     change = tap_change_per_step(taps)
     assert change.shape == (20,)
-    run = load_config({"router": {"name": "change_points", "num_stages": 3}})
+    run = resolve_run({"router": {"name": "change_points", "num_stages": 3}}, host=plugin_host)
     fitted = fit_router(run, taps, schedule, host=plugin_host)
     assert fitted.router.name == "change_points"
     assert len(fitted.router.params["boundaries"]) == 2
-    untouched = load_config({"router": {"name": "threshold"}})
+    untouched = resolve_run({"router": {"name": "threshold"}}, host=plugin_host)
     assert fit_router(untouched, taps, schedule, host=plugin_host) == untouched

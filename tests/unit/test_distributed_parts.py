@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lesa_core import distributed
-from lesa_core.cli._common import CALL_DEFAULTS_FILE, PretrainedPipelineSource
+from lesa_core.sources import CALL_DEFAULTS_FILE, PretrainedPipelineSource
 from lesa_core.errors import ConfigError
 
 

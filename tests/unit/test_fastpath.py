@@ -199,7 +199,7 @@ def test_coefficients_never_read_device_values_on_the_host(family: str) -> None:
     from lesa_core.composite import StageAwarePredictor, build_predictor
     from lesa_predictors.kan import KANConfig, KANPredictor
     from lesa_predictors.taylor import TaylorConfig, TaylorPredictor
-    from lesa_schedulers.threshold import ThresholdConfig, ThresholdRouter
+    from lesa_schedulers.routers.threshold import ThresholdConfig, ThresholdRouter
 
     router = ThresholdRouter(ThresholdConfig(boundaries=(0.9, 0.5)))
     if family == "kan":
@@ -225,7 +225,7 @@ def test_coefficients_never_read_device_values_on_the_host(family: str) -> None:
 def test_cuda_graph_coefficients_match_eager() -> None:
     from lesa_core.composite import build_predictor
     from lesa_predictors.kan import KANConfig, KANPredictor
-    from lesa_schedulers.threshold import ThresholdConfig, ThresholdRouter
+    from lesa_schedulers.routers.threshold import ThresholdConfig, ThresholdRouter
 
     router = ThresholdRouter(ThresholdConfig(boundaries=(0.9, 0.5)))
     predictor = build_predictor(KANPredictor, KANConfig(), router, None).cuda().eval().requires_grad_(False)

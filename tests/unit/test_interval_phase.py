@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lesa_core.interfaces import Decision
-from lesa_schedulers.interval import IntervalConfig, IntervalPolicy
+from lesa_schedulers.policies.interval import IntervalConfig, IntervalPolicy
 
 
 def full_steps(config: IntervalConfig, n: int) -> list[int]:

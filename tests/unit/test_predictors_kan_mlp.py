@@ -23,7 +23,7 @@ from lesa_predictors.kan import KANConfig, KANPredictor
 from lesa_predictors.kan.layers import KAN, BSplineKANLinear, bspline_bases, uniform_knots
 from lesa_predictors.mlp import MLPConfig, MLPPredictor
 from lesa_predictors.taylor import TaylorConfig, TaylorPredictor
-from lesa_schedulers.threshold import ThresholdConfig, ThresholdRouter
+from lesa_schedulers.routers.threshold import ThresholdConfig, ThresholdRouter
 
 FAMILIES = [pytest.param(KANPredictor, id="kan"), pytest.param(MLPPredictor, id="mlp")]
 C = 8
@@ -254,6 +254,16 @@ def test_schedule_encoding_is_bound_to_its_schedule(cls: type[TimeScaledLinearPr
     relative.check_time(3, 0.123)
 
 
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_schedule_encoding_without_a_schedule_validates_but_does_not_build(
+        cls: type[TimeScaledLinearPredictor]) -> None:
+    """A training config may leave the schedule to the trainer (it fills in the collected one); building a
+    predictor without one says so."""
+    config = cls.Config.model_validate({"time_encoding": "schedule", "taps": 4})
+    with pytest.raises(ConfigError, match="fills it in from the collected trajectories"):
+        cls(config)
+
+
 # ----------------------------------------------------------------------------- config
 
 
@@ -266,7 +276,6 @@ BAD_PARAMS: list[dict[str, Any]] = [
     {"taps": 2.5},
     {"hidden": [0]},
     {"time_encoding": "absolute"},
-    {"time_encoding": "schedule"},  # no schedule
     {"schedule": [1.0, 0.0]},  # schedule with the relative encoding
     {"time_encoding": "schedule", "schedule": [0.0, 0.5, 1.0]},  # ascending
     {"time_encoding": "schedule", "schedule": [1.0]},
@@ -321,16 +330,16 @@ def test_families_register_through_entry_points_and_resolve_from_a_run_config() 
     assert names.get("kan") == "lesa_predictors.kan" and names.get("mlp") == "lesa_predictors.mlp"
     import lesa_predictors.kan
     import lesa_predictors.mlp
-    import lesa_schedulers.interval
-    import lesa_schedulers.threshold
+    import lesa_schedulers.policies.interval
+    import lesa_schedulers.routers.threshold
 
     host = PluginHost.create(
         autoload=False,
         plugins=[
             lesa_predictors.kan,
             lesa_predictors.mlp,
-            lesa_schedulers.interval,
-            lesa_schedulers.threshold,
+            lesa_schedulers.policies.interval,
+            lesa_schedulers.routers.threshold,
         ],
     )
     run = load_config({"predictor": {"name": "kan", "taps": [4, 8, 8], "hidden": [16]}})

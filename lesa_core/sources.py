@@ -1,0 +1,113 @@
+"""Model sources: what the workflow commands run on — a registered :class:`ModelSource` by name, or any
+local diffusers pipeline folder.
+
+``resolve_model_source(None)`` gives the registered default model source (the distribution that
+registered one with ``default=True``; the core names none).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from lesa_core.config import TrainingConfig
+from lesa_core.errors import ConfigError
+from lesa_core.interfaces.model import ModelSource
+
+if TYPE_CHECKING:
+    from lesa_core.plugins import PluginHost
+
+__all__ = ["CALL_DEFAULTS_FILE", "PretrainedPipelineSource", "read_prompts", "resolve_model_source", "training_prompts"]
+
+CALL_DEFAULTS_FILE = "lesa_call.json"
+"""Optional file in a pipeline folder: the pipeline call's keyword arguments (see
+:class:`PretrainedPipelineSource`)."""
+
+
+class PretrainedPipelineSource(ModelSource):
+    """Any local diffusers pipeline folder (``DiffusionPipeline.from_pretrained``).
+
+    The pipeline is called with its own defaults unless the folder holds ``lesa_call.json``: a JSON
+    object of call keyword arguments (e.g. ``{"height": 512, "width": 512, "guidance_scale": 3.5,
+    "max_sequence_length": 256}``) used by ``lesa collect``, ``train``, ``sample`` and ``demo``. They are
+    recorded with the collected trajectories, so collection and closed-loop training agree.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.description = f"diffusers pipeline at {path}"
+
+    def call_defaults(self) -> dict[str, Any]:
+        """The keyword arguments of ``lesa_call.json`` in the pipeline folder, else none.
+
+        :raises ConfigError: if the file is not a JSON object.
+        """
+        file = Path(self.path) / CALL_DEFAULTS_FILE
+        if not file.is_file():
+            return {}
+        try:
+            data = json.loads(file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{file}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: expected a JSON object of pipeline call arguments, got {type(data).__name__}")
+        return data
+
+    def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
+        from diffusers import DiffusionPipeline
+
+        pipe = DiffusionPipeline.from_pretrained(self.path, torch_dtype=dtype)
+        return pipe.to(device)
+
+
+def resolve_model_source(name: str | None, *, host: PluginHost | None = None) -> tuple[str, ModelSource]:
+    """A registered model source by name (the registered default for ``None``), or a pipeline folder by
+    path; returned with the name it goes by.
+
+    :raises ConfigError: listing the registered model sources when neither fits.
+    """
+    if host is None:
+        from lesa_core.plugins import get_plugin_host
+
+        host = get_plugin_host()
+    registered = ", ".join(host.models.names()) or "none installed"
+    if name is None:
+        name = host.models.default
+        if name is None:
+            raise ConfigError(f"no model is named and no installed model source is the default (registered: "
+                              f"{registered}); pass --model with a model source or a pipeline folder")
+    if name in host.models:
+        return name, host.models.get(name)()
+    if Path(name).is_dir():
+        if not (Path(name) / "model_index.json").is_file():
+            raise ConfigError(
+                f"model folder '{name}' holds no model_index.json, so it is not a diffusers pipeline; pass a folder "
+                "written by the pipeline's save_pretrained() (or a registered model source)"
+            )
+        return name, PretrainedPipelineSource(name)
+    raise ConfigError(
+        f"model '{name}' is neither a registered model source ({registered}) nor a local pipeline folder; "
+        "pass --model with one of those"
+    )
+
+
+def read_prompts(value: list[str] | str | None, fallback: list[str]) -> list[str]:
+    """Prompts from a list, a text file (one per line), or the fallback."""
+    if value is None:
+        return list(fallback)
+    if isinstance(value, list):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"prompt file '{value}' not found; give a text file with one prompt per line")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def training_prompts(training: TrainingConfig, source: ModelSource) -> list[str]:
+    """A run's training prompts: ``training.prompts`` (a list or a file) or the model source's own, cut to
+    ``training.num_prompts``."""
+    prompts = read_prompts(training.prompts, source.train_prompts())
+    return prompts[: training.num_prompts] if training.num_prompts else prompts
