@@ -33,9 +33,19 @@ def _python_files(*folders: str) -> list[Path]:
     return files
 
 
+# The one exception, until the benchmarks leave lesa_core for their own distribution (issue #13): the
+# speed bench drives diffusers' own TaylorSeer cache through lesa_adapters' public helpers, imported
+# inside the functions that use them (never at import time), so that only the adapters' engine reads
+# diffusers' hook internals.
+LAZY_PLUGIN_IMPORTS = {"lesa_core/bench/methods.py": {"lesa_adapters"}}
+
+
 def test_lesa_core_source_never_imports_plugin_packages() -> None:
     for path in _python_files("lesa_core"):
         tree = ast.parse(path.read_text(), filename=str(path))
+        allowed = LAZY_PLUGIN_IMPORTS.get(path.relative_to(ROOT).as_posix(), set())
+        in_functions = {id(inner) for node in ast.walk(tree)
+                        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) for inner in ast.walk(node)}
         for node in ast.walk(tree):
             names: list[str] = []
             if isinstance(node, ast.Import):
@@ -43,6 +53,8 @@ def test_lesa_core_source_never_imports_plugin_packages() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
+                if id(node) in in_functions and name.split(".")[0] in allowed:
+                    continue
                 assert name.split(".")[0] not in PLUGIN_PACKAGES, f"{path}: imports {name}"
 
 

@@ -114,11 +114,10 @@ def temporaries(*folders: Path) -> list[str]:
 
 
 def _hooks(model: nn.Module) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    from lesa_adapters import hook_names
+
+    out: dict[str, Any] = {f"{name}:diffusers": sorted(hooks) for name, hooks in hook_names(model).items()}
     for name, module in model.named_modules():
-        registry = getattr(module, "_diffusers_hook", None)
-        if registry is not None and registry.hooks:
-            out[f"{name}:diffusers"] = sorted(registry.hooks)
         for kind in ("_forward_hooks", "_forward_pre_hooks"):
             if getattr(module, kind):
                 out[f"{name}:{kind}"] = len(getattr(module, kind))
