@@ -177,8 +177,10 @@ class DiffusersAttachment(Attachment):
 
     def _decide(self, args: tuple[Any, ...], kwargs: dict[str, Any], owned: bool, started: float) -> Call:
         """Decide one step: the named steps below, in order, each on the call's :class:`Call` record."""
-        call = self._open(owned, started)
-        self._read_step(call, args, kwargs)
+        context = self.leader.context()
+        assert context is not None  # set by the caller, or by _begin
+        call = self._open(context, owned, started)
+        self._read_step(call, context, args, kwargs)
         self._restart_if_new_trajectory(call)
         self._ask_policy(call)
         if call.decision is Decision.FORECAST:
@@ -188,16 +190,15 @@ class DiffusersAttachment(Attachment):
         self._arm(call, args, kwargs)
         return call
 
-    def _open(self, owned: bool, started: float) -> Call:
-        """A fresh :class:`Call` on the current context's trajectory (named after the context)."""
+    def _open(self, context: CacheContext, owned: bool, started: float) -> Call:
+        """A fresh :class:`Call` on the trajectory of ``context`` (named after it)."""
         state = self.leader.state()
         if state.name is None:
-            context = self.leader.context()
-            assert context is not None
             state.name = context.name
         return Call(state, owned, started)
 
-    def _read_step(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _read_step(self, call: Call, context: CacheContext, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> None:
         """Read the latent, the step's time (on the host too when that needs no sync) and the cache
         context's step information into ``call``.
 
@@ -212,8 +213,6 @@ class DiffusersAttachment(Attachment):
                 f"{type(timestep).__name__}; pass both, as the model's pipeline does, or remove LESA "
                 "(handle.remove()) to call the model some other way"
             )
-        context = self.leader.context()
-        assert context is not None
         call.device = device = latent.device
         t_dev = self.adapter.step_time(timestep)
         if context.sigma is not None:

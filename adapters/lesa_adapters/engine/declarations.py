@@ -28,7 +28,8 @@ from lesa_core.interfaces import BackboneAdapter, RuntimeComponents, TapSpec
 if TYPE_CHECKING:
     from lesa_adapters.engine.attachment import DiffusersAttachment
 
-__all__ = ["BlockIO", "BodyOutputTap", "DiffusersBackbone", "ModelOutputTap", "ModuleOutputTap", "standard_taps"]
+__all__ = ["BlockIO", "BodyOutputTap", "DiffusersBackbone", "ModelOutputTap", "ModuleOutputTap",
+           "standard_taps"]
 
 
 @dataclass(frozen=True)

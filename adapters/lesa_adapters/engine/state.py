@@ -65,8 +65,8 @@ class Call:
     :ivar output: the model's return value when the whole forward is skipped (model-output tap).
     """
 
-    __slots__ = ("decision", "device", "fallback", "forecast", "given_index", "given_steps", "host_t", "index",
-                 "inputs", "key", "output", "owned", "started", "state", "step_dev", "t_dev")
+    __slots__ = ("decision", "device", "fallback", "forecast", "given_index", "given_steps", "host_t",
+                 "index", "inputs", "key", "output", "owned", "started", "state", "step_dev", "t_dev")
 
     def __init__(self, state: ContextState, owned: bool, started: float) -> None:
         self.state = state
