@@ -71,7 +71,8 @@ def environment(log: Log) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "sources": {rel: _sha(root / rel) for rel in (
             "lesa_core/interfaces/coefficients.py", "lesa_core/composite.py", "lesa_core/interfaces/predictor.py",
-            "lesa_core/bench/timing.py", "adapters/lesa_adapters/_diffusers.py")},
+            "workflows/lesa_workflows/bench/timing.py", "adapters/lesa_adapters/engine/attachment.py",
+            "adapters/lesa_adapters/engine/hooks.py")},
     }
     log(f"environment: {json.dumps(env)}")
     return env

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from lesa_adapters._diffusers import BlockIO, DiffusersBackbone, standard_taps
+from lesa_adapters.engine.declarations import BlockIO, DiffusersBackbone, standard_taps
 from lesa_core import hookimpl
 from lesa_core.registry import Registry
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import torch
 
-from lesa_core.run import resolve_run
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces.model import ModelSource
+from lesa_core.run import resolve_run
 from lesa_core.testing.tiny import tiny_flux_pipeline
 from lesa_workflows.bench.quality import ablation_variants, paired_difference, run_quality_bench
 

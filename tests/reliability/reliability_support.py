@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lesa_adapters import hook_names
 from lesa_core.errors import LesaError
 
 ACTION = re.compile(
@@ -114,11 +115,8 @@ def temporaries(*folders: Path) -> list[str]:
 
 
 def _hooks(model: nn.Module) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {f"{name}:diffusers": sorted(hooks) for name, hooks in hook_names(model).items()}
     for name, module in model.named_modules():
-        registry = getattr(module, "_diffusers_hook", None)
-        if registry is not None and registry.hooks:
-            out[f"{name}:diffusers"] = sorted(registry.hooks)
         for kind in ("_forward_hooks", "_forward_pre_hooks"):
             if getattr(module, kind):
                 out[f"{name}:{kind}"] = len(getattr(module, kind))

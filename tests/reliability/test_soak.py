@@ -18,6 +18,7 @@ import torch
 from reliability_support import Outcome, record
 
 import lesa_core
+from lesa_adapters import LEADER_HOOK, hook_states
 from lesa_core.plugins import PluginHost
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -77,7 +78,7 @@ def test_a_thousand_mixed_calls_equal_fresh_attachments(host: PluginHost) -> Non
             stats = handle.stats()
             assert set(stats) <= {"cond", "uncond"} and len(stats["cond"]["decisions"]) == key[1]
             # bounded state: one per context, at most K = order + 1 taps each
-            states = list(attachment.state_manager._state_cache.values())
+            states = list(hook_states(pipe.transformer, LEADER_HOOK))
             assert len(states) <= 2 and all(len(s.features) <= 3 for s in states)
             assert len(attachment._finished) <= 2
     finally:

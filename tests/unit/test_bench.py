@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from lesa_adapters import hook_names
 from lesa_workflows.bench import PolicySpec, build_model, run_speed_bench
 from lesa_workflows.bench.methods import make_method, reachable_tensor_bytes
 from lesa_workflows.bench.timing import Trajectory, _run_once
@@ -45,7 +46,7 @@ def test_full_passes_are_counted_on_the_first_block(tiny, name: str) -> None:  #
         method.close()
     assert passes == (STEPS if name == "full" else 5)
     assert (cache is None) == (name == "full")
-    assert not hasattr(tiny.transformer, "_diffusers_hook") or not tiny.transformer._diffusers_hook.hooks
+    assert hook_names(tiny.transformer) == {}  # every method detached all of its hooks
 
 
 def test_lesa_cache_is_k_taps_of_the_tapped_feature(tiny) -> None:  # type: ignore[no-untyped-def]

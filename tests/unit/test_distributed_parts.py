@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lesa_core import distributed
-from lesa_core.sources import CALL_DEFAULTS_FILE, PretrainedPipelineSource
 from lesa_core.errors import ConfigError
+from lesa_core.sources import CALL_DEFAULTS_FILE, PretrainedPipelineSource
 
 
 def test_session_without_torchrun_is_a_single_process(monkeypatch: pytest.MonkeyPatch) -> None:

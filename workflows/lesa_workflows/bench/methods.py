@@ -36,7 +36,6 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,18 +246,15 @@ class DiffusersTaylorSeer(Method):
         return model
 
     def before_trajectory(self) -> None:
-        self.model._reset_stateful_cache()
+        from lesa_adapters import reset_stateful_hooks
 
-    def _states(self) -> Iterator[Any]:
-        for module in self.model.modules():
-            registry = getattr(module, "_diffusers_hook", None)
-            hook = registry.get_hook(_TAYLORSEER_HOOK) if registry is not None else None
-            if hook is not None:
-                yield from hook.state_manager._state_cache.values()
+        reset_stateful_hooks(self.model)
 
     def cache_bytes(self) -> int | None:
         """Bytes of every stored Taylor factor of every hooked module."""
-        return reachable_tensor_bytes([state.taylor_factors for state in self._states()])
+        from lesa_adapters import hook_states
+
+        return reachable_tensor_bytes([state.taylor_factors for state in hook_states(self.model, _TAYLORSEER_HOOK)])
 
     def detach(self) -> None:
         if self.model is not None:

@@ -1,0 +1,137 @@
+"""LESA's hooks, built on diffusers' ``ModelHook``: one on the transformer (the leader), one on every body
+block, on the skipped stem modules and on a tapped module.
+
+This module imports diffusers at its top; the attachment imports it only when it attaches, so that
+``import lesa_adapters`` stays light. The hooks hold no logic of their own beyond routing: the leader
+hands every call to the attachment, the others read the :class:`StepFlags` it sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from diffusers.hooks.hooks import CacheContext, HookRegistry, ModelHook, StateManager
+from torch import nn
+
+from lesa_adapters.engine.arguments import first_argument
+from lesa_adapters.engine.declarations import BlockIO
+from lesa_adapters.engine.registries import manager_states
+from lesa_adapters.engine.state import ContextState, StepFlags
+
+__all__ = ["BlockHook", "CacheContext", "LeaderHook", "StemHook", "TapHook", "registry"]
+
+Forward = Callable[..., Any]
+RunCall = Callable[[Forward, tuple[Any, ...], dict[str, Any]], Any]
+"""The attachment's per-call entry: ``(original_forward, args, kwargs) -> output``."""
+
+
+def registry(module: nn.Module) -> HookRegistry:
+    """``module``'s hook registry, created if it has none."""
+    return HookRegistry.check_if_exists_or_initialize(module)
+
+
+class _Hook(ModelHook):
+    """A hook that replaces its module's ``forward`` (``new_forward``) and may call the original."""
+
+    @property
+    def original_forward(self) -> Forward:
+        """The forward this hook wraps (set by diffusers when the hook is registered)."""
+        return cast(Forward, self.fn_ref.original_forward)
+
+
+class LeaderHook(_Hook):
+    """On the transformer: every call goes to the attachment, which decides, forecasts and keeps the
+    history; the per-context :class:`ContextState` s live in this hook's ``StateManager``.
+
+    :param run: the attachment's per-call entry.
+    :param state_kwargs: the arguments of :class:`ContextState` (the ``StateManager`` makes one per
+        cache context).
+    """
+
+    _is_stateful = True
+
+    def __init__(self, run: RunCall, state_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.run = run
+        # diffusers annotates the state class as an instance of ``BaseState``
+        self.state_manager = StateManager(ContextState, init_kwargs=state_kwargs)  # type: ignore[arg-type]
+
+    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return self.run(self.original_forward, args, kwargs)
+
+    def reset_state(self, module: nn.Module) -> nn.Module:
+        self.state_manager.reset()
+        return module
+
+    # -- the state manager, for the attachment -----------------------------------------------------
+    def context(self) -> CacheContext | None:
+        """The cache context of the call in progress, or ``None`` if the caller set none."""
+        return self.state_manager._context
+
+    def set_context(self, context: CacheContext | None) -> None:
+        self.state_manager.set_context(context)
+
+    def state(self) -> ContextState:
+        """The trajectory of the current cache context (created on first use)."""
+        state: ContextState = self.state_manager.get_state()
+        return state
+
+    def states(self) -> list[ContextState]:
+        """The trajectory of every cache context seen since the last reset."""
+        return manager_states(self.state_manager)
+
+    def reset(self) -> None:
+        """Forget every context's trajectory (their statistics are kept as a snapshot)."""
+        self.state_manager.reset()
+
+
+class BlockHook(_Hook):
+    """On every body block: pass the inputs through on forecast steps; the last block also taps
+    (``hidden``) and substitutes the forecast."""
+
+    def __init__(self, shared: StepFlags, io: BlockIO, tail: bool) -> None:
+        super().__init__()
+        self.shared = shared
+        self.io = io
+        self.tail = tail
+
+    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        shared = self.shared
+        if not shared.skip_body:
+            output = self.original_forward(*args, **kwargs)
+            if self.tail and shared.active:
+                shared.recorded = self.io.hidden_output(output)
+            return output
+        hidden = shared.forecast if self.tail else self.io.hidden_input(args, kwargs)
+        return self.io.passthrough(hidden, args, kwargs)
+
+
+class StemHook(_Hook):
+    """On a stem module whose output only feeds the body: skipped on forecast steps."""
+
+    def __init__(self, shared: StepFlags) -> None:
+        super().__init__()
+        self.shared = shared
+
+    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if self.shared.skip_body:
+            return first_argument(args, kwargs)
+        return self.original_forward(*args, **kwargs)
+
+
+class TapHook(_Hook):
+    """On the module of a :class:`ModuleOutputTap`: records its output, or returns the forecast."""
+
+    def __init__(self, shared: StepFlags) -> None:
+        super().__init__()
+        self.shared = shared
+
+    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        shared = self.shared
+        if shared.skip_body:
+            return shared.forecast
+        output = self.original_forward(*args, **kwargs)
+        if shared.active:
+            shared.recorded = output
+        return output
