@@ -38,7 +38,10 @@ class StageAwarePredictor(Predictor):
         self.experts = nn.ModuleList(experts)
         self.router = router
         self._mode: HistoryMode = experts[0].history_mode
-        self._linear = all(isinstance(e, LinearPredictor) for e in experts)
+        # coefficients are selected on the device when every expert is linear with coefficients of one
+        # shape; otherwise every expert forecasts and the forecast is selected
+        shapes = {e.coefficient_shape for e in experts if isinstance(e, LinearPredictor)}
+        self._linear = all(isinstance(e, LinearPredictor) for e in experts) and len(shapes) == 1
         self.register_buffer(
             "boundaries", torch.tensor(router.boundaries, dtype=torch.float64), persistent=False
         )
@@ -69,9 +72,7 @@ class StageAwarePredictor(Predictor):
 
     def forward(self, inputs: ForecastInput) -> Tensor:
         if self._linear:
-            coefficients = fast_coefficients(self, self._selected_coefficients, inputs)
-            if self._linear:  # still: the experts' coefficient shapes agree
-                return combine(inputs.features, *coefficients)
+            return combine(inputs.features, *fast_coefficients(self, self._selected_coefficients, inputs))
         n = len(inputs.features)
         outputs = [e(inputs.last(min(e.history_size, n))) for e in self.expert_list]
         return torch.index_select(torch.stack(outputs), 0, self.stage_of(inputs.t).reshape(1))[0]
@@ -90,8 +91,11 @@ class StageAwarePredictor(Predictor):
             coefs.append(coef)
             biases.append(bias)
         if len({c.shape for c in coefs}) != 1 or len({b.shape for b in biases}) != 1:
-            self._linear = False  # experts of different shapes: forecast with each, select the output
-            return coefs[0], biases[0]
+            raise ValueError(
+                f"the experts' coefficients differ in shape ({sorted({tuple(c.shape) for c in coefs})}) although "
+                "their coefficient_shape agrees; a LinearPredictor's coefficient_shape must match what "
+                "coefficients() returns"
+            )
         stage = self.stage_of(inputs.t).reshape(1)
         return (torch.index_select(torch.stack(coefs), 0, stage)[0],
                 torch.index_select(torch.stack(biases), 0, stage)[0])

@@ -144,8 +144,14 @@ class LinearPredictor(Predictor):
 
     @abstractmethod
     def coefficients(self, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
-        """Return ``(coef, bias)``: ``coef`` of shape ``(len(inputs.features),)`` or
-        ``(len(inputs.features), C)`` for per-channel weights, ``bias`` of shape ``()`` or ``(C,)``."""
+        """Return ``(coef, bias)``: ``coef`` of shape ``(len(inputs.features), *coefficient_shape)``,
+        ``bias`` of shape ``coefficient_shape``."""
+
+    @property
+    def coefficient_shape(self) -> tuple[int, ...]:
+        """The per-entry shape of the coefficients: ``()`` for scalar weights (the default), ``(C,)`` for
+        per-channel ones. Fixed for the predictor's lifetime."""
+        return ()
 
     def forward(self, inputs: ForecastInput) -> Tensor:
         coef, bias = fast_coefficients(self, self.coefficients, inputs)

@@ -184,6 +184,10 @@ class TimeScaledLinearPredictor(LinearPredictor):
         return self.taps
 
     @property
+    def coefficient_shape(self) -> tuple[int, ...]:
+        return tuple(self.bias.shape)
+
+    @property
     def num_steps(self) -> int | None:
         """S for the ``schedule`` encoding, ``None`` for ``relative``."""
         return None if self.config.schedule is None else len(self.config.schedule) - 1

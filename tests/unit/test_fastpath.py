@@ -240,3 +240,38 @@ def test_cuda_graph_coefficients_match_eager() -> None:
                 for a, b in zip(fast, eager, strict=True):
                     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert len(predictor.__dict__["_lesa_fast_state"].graphs) == 3
+
+
+class _PerChannel(_Counting):
+    """Per-channel coefficients ``(K, C)`` and bias ``(C,)``."""
+
+    @property
+    def coefficient_shape(self) -> tuple[int, ...]:
+        return (4,)
+
+    def coefficients(self, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
+        coef, bias = super().coefficients(inputs)
+        return coef[:, None].expand(-1, 4), bias.expand(4)
+
+
+def test_experts_with_different_coefficient_shapes_forecast_each_and_select_without_state() -> None:
+    """The composite decides at construction whether it can select coefficients; its forward mutates
+    nothing (predictors are pure)."""
+    from lesa_core.composite import StageAwarePredictor
+    from lesa_core.interfaces import StageRouter
+
+    class _TwoStages(StageRouter):
+        @property
+        def boundaries(self) -> tuple[float, ...]:
+            return (0.5,)
+
+    same = StageAwarePredictor([_Counting(), _Counting()], _TwoStages(PredictorConfig()))
+    mixed = StageAwarePredictor([_Counting(), _PerChannel()], _TwoStages(PredictorConfig()))
+    assert same._linear and not mixed._linear
+    inputs = make_forecast_input(3, shape=(2, 6, 4))
+    before = dict(vars(mixed))
+    with torch.no_grad():
+        out = mixed(inputs)
+    assert vars(mixed).keys() == before.keys() and all(vars(mixed)[k] is v for k, v in before.items())
+    expert = mixed.expert_list[int(mixed.stage_of(inputs.t))]
+    torch.testing.assert_close(out, _eager(expert, inputs))  # type: ignore[arg-type]
