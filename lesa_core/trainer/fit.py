@@ -62,7 +62,7 @@ from lesa_core.interfaces import (
     StepEvent,
 )
 from lesa_core.progress import progress_bar
-from lesa_core.trainer.checkpoint import Progress, load_checkpoint, run_key, save_checkpoint
+from lesa_core.trainer.checkpoint import TrainState, load_checkpoint, run_key, save_checkpoint
 from lesa_core.trainer.runner import TrajectoryRunner
 from lesa_core.trainer.store import StoreMeta
 
@@ -285,7 +285,7 @@ class Trainer:
         """This rank's contiguous slice of a global batch's rows."""
         return torch.tensor_split(rows, self.world)[self.rank]
 
-    def _checkpoint(self, progress: Progress) -> None:
+    def _checkpoint(self, progress: TrainState) -> None:
         if self.rank == 0:
             save_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer, progress)
         distributed.barrier()
@@ -345,7 +345,7 @@ class Trainer:
             total += size
         return None if drift is None else drift / max(total, 1e-12)
 
-    def stage1(self, progress: Progress) -> None:
+    def stage1(self, progress: TrainState) -> None:
         """Teacher forcing: one update per (unit, row batch) — see :meth:`_stage1_batches`; the loss is
         the mean absolute error of the unit (the tap's, or the span's latent error)."""
         phase = self.training.stage1
@@ -397,7 +397,7 @@ class Trainer:
         self.report.seconds["stage1"] = time.perf_counter() - start
 
     # -- stage 2 ----------------------------------------------------------------------------
-    def stage2(self, progress: Progress, runner: TrajectoryRunner) -> None:
+    def stage2(self, progress: TrainState, runner: TrajectoryRunner) -> None:
         phase = self.training.stage2
         prompts = self.meta.prompts
         token_index = (torch.tensor(self.meta.token_index) if self.meta.token_index is not None else None)
@@ -536,7 +536,7 @@ class Trainer:
         bar.close()
         self.report.seconds["stage2"] = time.perf_counter() - start
 
-    def _check_same_start(self, progress: Progress) -> None:
+    def _check_same_start(self, progress: TrainState) -> None:
         """Every rank must start from the same checkpoint (also a barrier: rank 0 writes none before);
         the parameters are then broadcast from rank 0, as DDP does, so the replicas start identical."""
         import torch.distributed as dist
@@ -558,7 +558,7 @@ class Trainer:
     # -- both ---------------------------------------------------------------------------------
     def fit(self, runner: TrajectoryRunner | None, *, stages: Sequence[int] = (1, 2)) -> TrainReport:
         """Run the requested stages, resuming from a matching checkpoint."""
-        progress = Progress(key=self.key)
+        progress = TrainState(key=self.key)
         restored = load_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer, self.key)
         if restored is not None:
             progress = restored
