@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lesa_core import distributed
 from lesa_core.assembly import Assembly
@@ -123,8 +123,3 @@ def collect(
     assert final is not None
     return final
 
-
-def model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")

@@ -578,10 +578,3 @@ class Trainer:
         self.report.updates = progress.updates
         return self.report
 
-
-def finalize_predictor(predictor: Predictor) -> Predictor:
-    """Switch a trained predictor to inference (eval mode, no gradients)."""
-    return predictor.eval().requires_grad_(False)
-
-
-ProgressCallback = Callable[[str, float], None]
