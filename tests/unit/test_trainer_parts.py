@@ -10,7 +10,8 @@ import torch
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import Decision
 from lesa_core.trainer.checkpoint import TrainState, load_checkpoint, run_key, save_checkpoint
-from lesa_core.trainer.fit import forecast_spans, guidance_weights, history_indices
+from lesa_core.trainer.losses import guidance_weights
+from lesa_core.trainer.schedule import forecast_spans, history_indices
 from lesa_core.trainer.store import StoreMeta, TrajectoryStore
 
 
