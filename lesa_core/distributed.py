@@ -10,7 +10,7 @@ the same behaviour.
 
 What is distributed (see ``docs/scale-out.md``): collection shards the prompts ``i % world == rank``;
 training is data parallel with the rows of every global batch split across ranks and the gradients
-summed (:func:`lesa_core.trainer.fit.all_reduce_gradients`); rank 0 alone writes checkpoints and the
+summed (:func:`lesa_core.trainer.sync.all_reduce_gradients`); rank 0 alone writes checkpoints and the
 bundle.
 
 Environment: ``LESA_DIST_TIMEOUT`` (seconds, default 1800) bounds how long a collective waits for a

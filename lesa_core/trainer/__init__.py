@@ -31,8 +31,10 @@ from lesa_core.interfaces import StageRouter
 from lesa_core.plugins import PluginHost, get_plugin_host
 from lesa_core.run import ConfigLike, ResolvedRun, resolve_run
 from lesa_core.trainer.collect import collect
-from lesa_core.trainer.fit import Trainer, TrainReport, history_indices, latent_loss_head
+from lesa_core.trainer.fit import Trainer, TrainReport
+from lesa_core.trainer.losses import latent_loss_head
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
+from lesa_core.trainer.schedule import history_indices
 from lesa_core.trainer.store import StoreMeta, TrajectoryStore
 
 __all__ = [

@@ -1,7 +1,8 @@
 """Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
 A checkpoint holds the predictor's parameters, the AdamW state (moments and step counts), and the
-progress (phase, finished epochs, update count, loss history). It is written atomically after every
+:class:`TrainState` (phase, finished epochs, update count, loss history; under the JSON key
+``progress``, as checkpoints have always stored it). It is written atomically after every
 epoch, so a killed run resumes from the last finished epoch and — the data order being a function of
 (seed, phase, epoch) — ends bit-identical to an uninterrupted run.
 """
@@ -26,7 +27,7 @@ CHECKPOINT_STATE = "checkpoint.json"
 
 
 @dataclass
-class Progress:
+class TrainState:
     """Where training stands. ``phase`` 1 or 2; ``epoch`` = epochs finished in that phase;
     ``stage2_updates`` = optimizer updates stage 2 took so far (its learning-rate schedule resumes from
     there: one per forecast step *and cache context*, so it is counted, not derived from the epoch)."""
@@ -44,7 +45,8 @@ def run_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.Optimizer, progress: Progress) -> None:
+def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.Optimizer, train_state: TrainState,
+                    ) -> None:
     """Write the checkpoint atomically (both files replaced together via a fresh folder)."""
     from safetensors.torch import save_file
 
@@ -63,7 +65,7 @@ def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         save_file(tensors, str(tmp / CHECKPOINT_TENSORS))
-        state = {"progress": asdict(progress), "param_groups": opt_state["param_groups"], "scalars": scalars}
+        state = {"progress": asdict(train_state), "param_groups": opt_state["param_groups"], "scalars": scalars}
         (tmp / CHECKPOINT_STATE).write_text(json.dumps(state))
         for name in (CHECKPOINT_TENSORS, CHECKPOINT_STATE):
             with (tmp / name).open("rb") as fh:
@@ -82,7 +84,8 @@ def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
         raise
 
 
-def load_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.Optimizer, key: str) -> Progress | None:
+def load_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.Optimizer, key: str,
+                    ) -> TrainState | None:
     """Restore predictor and optimizer from ``folder`` if it holds a checkpoint of run ``key``.
 
     A run killed while replacing the checkpoint leaves the previous one as ``.<name>.old``; it is
@@ -100,13 +103,13 @@ def load_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
         return None
     try:
         state = json.loads((folder / CHECKPOINT_STATE).read_text())
-        progress = Progress(**state["progress"])
+        train_state = TrainState(**state["progress"])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as exc:
         raise TrainingError(
             f"{folder / CHECKPOINT_STATE} is damaged ({type(exc).__name__}: {exc}); delete the folder {folder} "
             "to start training over (the collected trajectories are kept)"
         ) from None
-    if progress.key != key:
+    if train_state.key != key:
         return None
     try:
         tensors = load_file(str(folder / CHECKPOINT_TENSORS))
@@ -126,7 +129,7 @@ def load_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
         index, field_name = name.split(".", 1)
         opt_state["state"].setdefault(int(index), {})[field_name] = value
     optimizer.load_state_dict(opt_state)
-    return progress
+    return train_state
 
 
 def _remove_stale_temporaries(folder: Path) -> None:

@@ -23,7 +23,7 @@ from lesa_core.bundle import BUNDLE_WEIGHTS_NAME
 from lesa_core.cli import main as lesa
 from lesa_core.interfaces import Decision, ForecastInput
 from lesa_core.trainer import TrajectoryStore
-from lesa_core.trainer.fit import history_indices
+from lesa_core.trainer.schedule import history_indices
 
 pytestmark = pytest.mark.integration
 
@@ -167,7 +167,7 @@ import torch
 import torch.distributed as dist
 from lesa_core import distributed
 from lesa_core.errors import TrainingError
-from lesa_core.trainer.fit import all_reduce_gradients
+from lesa_core.trainer.sync import all_reduce_gradients
 
 with distributed.session("cpu") as ctx:
     r = ctx.rank

@@ -148,9 +148,10 @@ def test_latent_loss_measures_the_guided_output_error(pipe, tmp_path: Path) -> N
     assert sorted(taps) == ["cond", "uncond"] and meta.call["true_cfg_scale"] == scale
     assembly = trainable_assembly(bind(pipe.transformer, resolve_run(config)), meta.schedule)
     trainer = Trainer(assembly, meta, taps, assembly.config.training, tmp_path / "ck", show_progress=False)
-    span, rows = trainer.spans[0], torch.tensor([0, 2])
+    assert trainer.latent_loss is not None
+    span, rows = trainer.latent_loss.units[0], torch.tensor([0, 2])
     with torch.no_grad():
-        got = trainer.latent_error(span, rows)
+        got = trainer.latent_loss.span_error(span, rows)
         proj = pipe.transformer.proj_out
         expected, total = 0.0, 0.0
         for step in span:
@@ -158,7 +159,7 @@ def test_latent_loss_measures_the_guided_output_error(pipe, tmp_path: Path) -> N
             guided = 0.0
             for name, weight in (("cond", scale), ("uncond", 1.0 - scale)):
                 gt = taps[name][rows]
-                forecast = trainer.predictor(trainer._forecast_input([gt[:, j] for j in idx], idx, step))
+                forecast = trainer.predictor(trainer.teacher.forecast_input([gt[:, j] for j in idx], idx, step))
                 guided = guided + weight * (proj(forecast) - proj(gt[:, step]))
             size = abs(meta.schedule[step + 1] - meta.schedule[step])
             expected, total = expected + size * guided, total + size

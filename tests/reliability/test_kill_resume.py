@@ -156,24 +156,24 @@ def test_checkpoint_killed_between_its_two_renames_is_recovered(tmp_path: Path) 
     """save_checkpoint moves the old checkpoint aside, then the new one in; a kill between the two
     renames leaves only ``.checkpoint.old`` (and the new temporary folder): the next run uses the old
     one and cleans up."""
-    from lesa_core.trainer.checkpoint import Progress, load_checkpoint, save_checkpoint
+    from lesa_core.trainer.checkpoint import TrainState, load_checkpoint, save_checkpoint
 
     folder = tmp_path / "checkpoint"
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(net.parameters())
     net(torch.ones(1, 3)).sum().backward()
     opt.step()
-    save_checkpoint(folder, net, opt, Progress(key="k", phase=1, epoch=2, updates=5))
+    save_checkpoint(folder, net, opt, TrainState(key="k", phase=1, epoch=2, updates=5))
     saved = {k: v.clone() for k, v in net.state_dict().items()}
     os.replace(folder, tmp_path / ".checkpoint.old")  # the state right after the first rename...
     (tmp_path / ".checkpoint.x1y2z3").mkdir()  # ...with the new checkpoint's temporary folder
     (tmp_path / ".checkpoint.x1y2z3" / "checkpoint.safetensors").write_bytes(b"half")
 
     fresh = torch.nn.Linear(3, 2)
-    progress = load_checkpoint(folder, fresh, torch.optim.AdamW(fresh.parameters()), "k")
-    assert progress is not None and (progress.phase, progress.epoch, progress.updates) == (1, 2, 5)
+    train_state = load_checkpoint(folder, fresh, torch.optim.AdamW(fresh.parameters()), "k")
+    assert train_state is not None and (train_state.phase, train_state.epoch, train_state.updates) == (1, 2, 5)
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in saved.items())
-    save_checkpoint(folder, fresh, opt, progress)  # the next epoch's checkpoint
+    save_checkpoint(folder, fresh, opt, train_state)  # the next epoch's checkpoint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
     _record("checkpoint-killed-between-renames", temporaries(tmp_path), True)
 

@@ -9,8 +9,9 @@ import torch
 
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import Decision
-from lesa_core.trainer.checkpoint import Progress, load_checkpoint, run_key, save_checkpoint
-from lesa_core.trainer.fit import forecast_spans, guidance_weights, history_indices
+from lesa_core.trainer.checkpoint import TrainState, load_checkpoint, run_key, save_checkpoint
+from lesa_core.trainer.losses import guidance_weights
+from lesa_core.trainer.schedule import forecast_spans, history_indices
 from lesa_core.trainer.store import StoreMeta, TrajectoryStore
 
 
@@ -62,8 +63,8 @@ def test_checkpoint_round_trip_is_exact(tmp_path: Path) -> None:
         opt.zero_grad()
         model(torch.randn(4, 3)).pow(2).mean().backward()
         opt.step()
-    progress = Progress(key=run_key("x"), phase=1, epoch=2, updates=3)
-    save_checkpoint(tmp_path / "ckpt", model, opt, progress)
+    train_state = TrainState(key=run_key("x"), phase=1, epoch=2, updates=3)
+    save_checkpoint(tmp_path / "ckpt", model, opt, train_state)
 
     clone = torch.nn.Linear(3, 2)
     clone_opt = torch.optim.AdamW(clone.parameters(), lr=1e-2)
