@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN_PACKAGES = ("lesa_adapters", "lesa_predictors", "lesa_schedulers", "lesa_example_plugin",
-                   "lesa_example_wan")
+PLUGIN_PACKAGES = ("lesa_adapters", "lesa_predictors", "lesa_schedulers", "lesa_embedded",
+                   "lesa_example_plugin", "lesa_example_wan")
 
 
 def test_importing_lesa_core_loads_no_plugin_package_and_no_diffusers() -> None:
