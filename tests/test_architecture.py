@@ -114,8 +114,8 @@ def test_no_pickle_loading_anywhere() -> None:
     """Weights never load from pickle: no pickle-family imports, every torch.load passes
     weights_only=True (under any alias), numpy.load never allows pickles (see :func:`pickle_loads`)."""
     found: list[str] = []
-    for path in _python_files("lesa_core", "adapters", "predictors", "schedulers", "docs/examples", "benchmarks",
-                              "tests", "scripts"):
+    for path in _python_files("lesa_core", "adapters", "predictors", "schedulers", "embedded", "docs/examples",
+                              "benchmarks", "tests", "scripts", "tools"):
         found += pickle_loads(path.read_text(), str(path.relative_to(ROOT)))
     assert found == []
 
@@ -163,7 +163,8 @@ def test_the_pickle_check_passes_safe_loads(snippet: str) -> None:
 
 def test_nothing_patches_a_class() -> None:
     """No assignment to ``<something>.__class__.<attr>`` or ``type(x).<attr>`` in project code."""
-    for path in _python_files("lesa_core", "adapters", "predictors", "schedulers", "docs/examples"):
+    for path in _python_files("lesa_core", "adapters", "predictors", "schedulers", "embedded", "docs/examples",
+                              "tools"):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, (ast.Assign, ast.AugAssign)):
