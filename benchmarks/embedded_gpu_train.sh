@@ -3,12 +3,15 @@
 #
 # Run from the repository root on a CUDA machine that has torch, transformers and safetensors, with
 #   * a diffusers 0.42.1 wheel in .whl/ (the offline GPU image has no diffusers), and
-#   * the skeleton written by `python -m lesa_adapters.embedded.build skeleton --out .embedded-work/skeleton`
-#     (it needs open-clip-torch at build time, which is why it is built beforehand and carried).
+#   * the skeleton written by `python -m tools.embedded.flux.build skeleton --out .embedded-work/skeleton`
+#     (it needs open-clip-torch at build time, tools/embedded/requirements.txt, which is why it is built
+#     beforehand and carried).
+# The training tool is tools/embedded/flux/train.py; it imports lesa_embedded.flux from embedded/ of
+# this checkout (put on PYTHONPATH below), whose package imports neither lesa_core nor pydantic.
 # Writes the trained weights (fp16 safetensors, one file per network), meta.json and losses.csv to
 # $OUT/weights and the console log to $OUT/train.log.  Re-assemble the pipeline folder afterwards with
-#   python -m lesa_adapters.embedded.build assemble --skeleton .embedded-work/skeleton \
-#       --weights <OUT>/weights --out adapters/lesa_adapters/embedded/pipeline
+#   python -m tools.embedded.flux.build assemble --skeleton .embedded-work/skeleton \
+#       --weights <OUT>/weights --out embedded/lesa_embedded/flux/pipeline
 # AMP: bf16 autocast crashed in the first flow backward on the H200 image (torch 2.11+cu130,
 # CUBLAS_STATUS_EXECUTION_FAILED in a bf16 cublasGemmEx, twice), so the default is AMP=fp32 (TF32
 # matmuls).  With AMP=bf16, a crash in stage 2 restarts once in fp32 from the saved VAE with the
@@ -31,17 +34,9 @@ if ! python3 -c "import diffusers" 2>/dev/null; then
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/train.log"
-# lesa_adapters/__init__.py may import lesa_core (and pydantic), which the GPU image lacks: register a
-# bare package object for lesa_adapters so that only lesa_adapters.embedded.* is imported.
+export PYTHONPATH=$PWD/embedded${PYTHONPATH:+:$PYTHONPATH}
 train() {
-  python3 - "$@" <<'PY' 2>&1 | tee -a "$OUT/train.log"
-import sys, types
-pkg = types.ModuleType("lesa_adapters")
-pkg.__path__ = ["adapters/lesa_adapters"]
-sys.modules["lesa_adapters"] = pkg
-from lesa_adapters.embedded.train import main
-main(sys.argv[1:])
-PY
+  python3 -m tools.embedded.flux.train "$@" 2>&1 | tee -a "$OUT/train.log"
 }
 START=$SECONDS
 train --skeleton "$SKELETON" --out "$OUT/weights" --device cuda --budget-seconds "$BUDGET" --seed "$SEED" \

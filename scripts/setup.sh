@@ -2,7 +2,7 @@
 # Set up a development environment from nothing, in ./.venv of this checkout:
 #   torch first and pinned (LESA_TORCH, default torch==2.13.0: the CPU build on the team's machines;
 #   pip must never resolve a bare `torch`, which would pull a multi-GB CUDA build), then the project's
-#   distributions (lesa-core, lesa-adapters, lesa-predictors, lesa-schedulers, lesa-workflows) and the
+#   distributions (lesa-core, lesa-adapters, lesa-predictors, lesa-schedulers, lesa-workflows, lesa-embedded) and the
 #   example plugins, all editable. Safe to re-run: it only installs what is missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +20,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "==> installing $TORCH_SPEC"
   pip install -q "$TORCH_SPEC"
 fi
-echo "==> installing lesa-core, lesa-adapters, lesa-predictors, lesa-schedulers, lesa-workflows and the examples (editable)"
+echo "==> installing lesa-core, lesa-adapters, lesa-predictors, lesa-schedulers, lesa-workflows, lesa-embedded and the examples (editable)"
 examples=()
 for dir in docs/examples/*/; do
   [ -f "$dir/pyproject.toml" ] && examples+=(-e "$dir")
 done
-pip install -q -e ".[dev,diffusers]" -e ./predictors -e ./schedulers -e ./adapters -e ./workflows "${examples[@]}"
+pip install -q -e ".[dev,diffusers]" -e ./predictors -e ./schedulers -e ./adapters -e ./workflows -e ./embedded "${examples[@]}"
 echo "==> ready: $(.venv/bin/python -c 'import torch, diffusers; print("torch", torch.__version__, "| diffusers", diffusers.__version__)')"

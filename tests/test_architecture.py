@@ -155,7 +155,7 @@ def test_the_pickle_check_passes_safe_loads(snippet: str) -> None:
 def test_nothing_patches_a_class() -> None:
     """No assignment to ``<something>.__class__.<attr>`` or ``type(x).<attr>`` in project code."""
     for path in _python_files("lesa_core", "adapters", "predictors", "schedulers", "workflows", "embedded",
-                              "docs/examples"):
+                              "tools", "docs/examples"):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, (ast.Assign, ast.AugAssign)):
@@ -163,3 +163,20 @@ def test_nothing_patches_a_class() -> None:
                 for target in targets:
                     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute):
                         assert target.value.attr != "__class__", f"{path}:{node.lineno} patches a class"
+
+
+DIFFUSERS_HOOK_INTERNALS = ("_diffusers_hook", "_state_cache", "_reset_stateful_cache", "state_manager._")
+
+
+def test_only_the_engine_reads_diffusers_hook_internals() -> None:
+    """diffusers' hook internals are read in one package, the adapters' engine (pinned to the diffusers
+    versions it was written against); everything else goes through its public helpers."""
+    engine = ROOT / "adapters" / "lesa_adapters" / "engine"
+    found = []
+    for path in _python_files("lesa_core", "adapters", "predictors", "schedulers", "workflows", "embedded",
+                              "tools", "benchmarks", "docs/examples"):
+        if engine in path.parents:
+            continue
+        text = path.read_text()
+        found += [f"{path.relative_to(ROOT)}: {name}" for name in DIFFUSERS_HOOK_INTERNALS if name in text]
+    assert found == []

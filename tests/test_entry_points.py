@@ -13,6 +13,7 @@ def test_builtin_entry_points_are_installed() -> None:
     assert names.get("taylor") == "lesa_predictors.taylor"
     assert names.get("interval") == "lesa_schedulers.policies.interval"
     assert names.get("threshold") == "lesa_schedulers.routers.threshold"
+    assert names.get("embedded") == "lesa_embedded.flux.source"
 
 
 def test_lesa_plugins_json_lists_builtins_and_example() -> None:
@@ -23,5 +24,6 @@ def test_lesa_plugins_json_lists_builtins_and_example() -> None:
     assert rows["predictor", "taylor"]["distribution"] == "lesa-predictors"
     assert rows["policy", "interval"]["distribution"] == "lesa-schedulers"
     assert rows["router", "threshold"]["distribution"] == "lesa-schedulers"
+    assert rows["model", "embedded"]["distribution"] == "lesa-embedded"
     assert rows["predictor", "damped"]["distribution"] == "lesa-example-plugin"
     assert rows["router", "uniform"]["distribution"] == "lesa-example-plugin"

@@ -26,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     if not infos:
-        print("(no plugins: install lesa-adapters, lesa-predictors, lesa-schedulers)")
+        print("(no plugins: install lesa-adapters, lesa-predictors, lesa-schedulers, lesa-embedded)")
     return 0

@@ -2,7 +2,7 @@
 
 A model source loads a ready pipeline and knows how to call it (resolution, guidance, sequence
 length), which prompts to train and evaluate on, and — if it can — how to score whether an image
-matches its prompt. The embedded default model is one (``embedded``, in ``lesa-adapters``); a user
+matches its prompt. The embedded default model is one (``embedded``, in ``lesa-embedded``); a user
 registers their own checkpoints the same way.
 """
 

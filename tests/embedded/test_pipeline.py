@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from lesa_adapters.embedded import (
+from lesa_embedded.flux import (
     EMBEDDED_CALL_DEFAULTS,
     EMBEDDED_PIPELINE_DIR,
     heldout_prompts,
@@ -91,7 +91,7 @@ def test_heldout_captions_at_50_steps_follow_the_prompt(pipe) -> None:
 
 
 def test_hidden_tap_trajectory_varies_by_stage(pipe) -> None:
-    from lesa_adapters.embedded.evaluate import trajectory
+    from tools.embedded.flux.evaluate import trajectory
 
     traj = trajectory(pipe, heldout_prompts(2))
     t, rc = traj["t"], traj["rel_change"][1:]
@@ -102,7 +102,7 @@ def test_hidden_tap_trajectory_varies_by_stage(pipe) -> None:
 
 @pytest.mark.slow
 def test_heldout_adherence_at_least_80_percent(pipe) -> None:
-    from lesa_adapters.embedded.evaluate import sample
+    from tools.embedded.flux.evaluate import sample
 
     caps = heldout_prompts(96)
     res = score_adherence(sample(pipe, caps), caps)

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from lesa_adapters.embedded import EMBEDDED_PIPELINE_DIR
+from lesa_embedded.flux import EMBEDDED_PIPELINE_DIR
 
 
 @pytest.mark.slow
 def test_shortened_retrain_loss_falls(tmp_path) -> None:
-    from lesa_adapters.embedded.train import main
+    from tools.embedded.flux.train import main
 
     out = tmp_path / "weights"
     # the shipped folder doubles as a skeleton: train.py reads only its configs and tokenizers

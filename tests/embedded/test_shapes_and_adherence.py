@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lesa_adapters.embedded import HELDOUT_PROMPTS, TRAIN_PROMPTS, heldout_prompts, shapes
-from lesa_adapters.embedded.adherence import score_adherence
+from lesa_embedded.flux import HELDOUT_PROMPTS, TRAIN_PROMPTS, heldout_prompts, shapes
+from lesa_embedded.flux.adherence import score_adherence
 
 
 def test_generator_is_deterministic_from_a_seed() -> None:

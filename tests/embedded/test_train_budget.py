@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lesa_adapters.embedded.train import steps_in_budget
+from tools.embedded.flux.train import steps_in_budget
 
 
 def test_steps_fill_the_budget_left_after_the_untimed_warm_up() -> None:

@@ -5,7 +5,7 @@ A real ``diffusers.FluxPipeline`` (``FluxTransformer2DModel`` 2 double + 6 singl
 tokenizer; ``T5EncoderModel`` + ``T5TokenizerFast``) trained with rectified flow on procedurally
 generated, captioned shape images (:mod:`.shapes`).  See ``docs/embedded-model.md``.
 
->>> from lesa_adapters.embedded import load_embedded_pipeline, EMBEDDED_CALL_DEFAULTS, heldout_prompts
+>>> from lesa_embedded.flux import load_embedded_pipeline, EMBEDDED_CALL_DEFAULTS, heldout_prompts
 >>> pipe = load_embedded_pipeline()
 >>> images = pipe(heldout_prompts(4), **EMBEDDED_CALL_DEFAULTS, output_type="pt").images
 

@@ -2,12 +2,12 @@
 
 ::
 
-    python -m lesa_adapters.embedded.evaluate --n 96 --json /tmp/embedded-eval.json \\
+    python -m tools.embedded.flux.evaluate --n 96 --json /tmp/embedded-eval.json \\
         --grid docs/img/embedded-samples.png --trajectory docs/img/embedded-trajectory.png
 
 * Adherence: ``n`` held-out captions (spread evenly over the 302), seed ``i`` for caption ``i``,
   ``EMBEDDED_CALL_DEFAULTS`` (50 steps, true CFG 4, full compute), scored by
-  :func:`.adherence.score_adherence`.
+  :func:`lesa_embedded.flux.adherence.score_adherence`.
 * Trajectory: a forward hook on the last ``single_transformer_block`` records its image-token
   output (the ``hidden`` tap, before ``norm_out``) at every step; per step ``s`` the relative change
   ``||h_s − h_{s−1}|| / ||h_{s−1}||`` and the cosine similarity of ``h_s`` and ``h_{s−1}`` are
@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from . import EMBEDDED_CALL_DEFAULTS, EMBEDDED_PIPELINE_DIR, heldout_prompts
-from .adherence import score_adherence
+from lesa_embedded.flux import EMBEDDED_CALL_DEFAULTS, EMBEDDED_PIPELINE_DIR, heldout_prompts
+from lesa_embedded.flux.adherence import score_adherence
 
 
 def load(path: str | Path):

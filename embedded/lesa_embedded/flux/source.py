@@ -4,7 +4,7 @@ Registered through the ``lesa`` entry point ``embedded`` so the workflow command
 ``collect``, ``train``, ``sample``) run on it by default, offline. Training prompts are a fixed,
 seeded shuffle of the generator's training captions; evaluation prompts the same for the held-out
 caption combinations (never seen in training). Prompt adherence is the analytic detector of
-:mod:`lesa_adapters.embedded.adherence`.
+:mod:`lesa_embedded.flux.adherence`.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ class EmbeddedModelSource(ModelSource):
     description = "the project's small trained FLUX-class text-to-image model (shipped, offline)"
 
     def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
-        from lesa_adapters.embedded import load_embedded_pipeline
+        from lesa_embedded.flux import load_embedded_pipeline
 
         return load_embedded_pipeline(device=device, dtype=dtype)
 
     def call_defaults(self) -> dict[str, Any]:
-        from lesa_adapters.embedded import EMBEDDED_CALL_DEFAULTS
+        from lesa_embedded.flux import EMBEDDED_CALL_DEFAULTS
 
         return {k: v for k, v in EMBEDDED_CALL_DEFAULTS.items() if k != "num_inference_steps"}
 
@@ -65,17 +65,17 @@ class EmbeddedModelSource(ModelSource):
         }
 
     def train_prompts(self) -> list[str]:
-        from lesa_adapters.embedded.shapes import train_captions
+        from lesa_embedded.flux.shapes import train_captions
 
         return _shuffled(train_captions())
 
     def eval_prompts(self) -> list[str]:
-        from lesa_adapters.embedded.shapes import heldout_captions
+        from lesa_embedded.flux.shapes import heldout_captions
 
         return _shuffled(heldout_captions())
 
     def score_adherence(self, images: Tensor, prompts: list[str]) -> Tensor | None:
-        from lesa_adapters.embedded.adherence import score_adherence
+        from lesa_embedded.flux.adherence import score_adherence
 
         return score_adherence(images, prompts).match.float()
 

@@ -18,9 +18,9 @@ Tokenizers (both real ``transformers`` classes, saved as ``tokenizer.json`` so n
 
 Usage::
 
-    python -m lesa_adapters.embedded.build skeleton --out /tmp/embedded-skeleton
-    python -m lesa_adapters.embedded.build assemble --skeleton /tmp/embedded-skeleton \\
-        --weights /tmp/embedded-weights --out adapters/lesa_adapters/embedded/pipeline
+    python -m tools.embedded.flux.build skeleton --out /tmp/embedded-skeleton
+    python -m tools.embedded.flux.build assemble --skeleton /tmp/embedded-skeleton \\
+        --weights /tmp/embedded-weights --out embedded/lesa_embedded/flux/pipeline
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from .shapes import ALL_COMBOS
+from lesa_embedded.flux.shapes import ALL_COMBOS
 
 # ------------------------------------------------------------------ architecture
 

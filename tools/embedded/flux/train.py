@@ -2,9 +2,9 @@
 
 ::
 
-    python -m lesa_adapters.embedded.build skeleton --out SKELETON
-    python -m lesa_adapters.embedded.train --skeleton SKELETON --out WEIGHTS --device cuda --budget-seconds 330
-    python -m lesa_adapters.embedded.build assemble --skeleton SKELETON --weights WEIGHTS --out PIPELINE
+    python -m tools.embedded.flux.build skeleton --out SKELETON
+    python -m tools.embedded.flux.train --skeleton SKELETON --out WEIGHTS --device cuda --budget-seconds 330
+    python -m tools.embedded.flux.build assemble --skeleton SKELETON --weights WEIGHTS --out PIPELINE
 
 Stage 1 (VAE, ``--vae-fraction`` of the budget): ``AutoencoderKL`` on shapes images in [-1, 1], loss
 L1 + MSE + 1e-6 · KL.  Then the latent mean/std of 4,096 training images set the VAE's
@@ -21,7 +21,7 @@ clip 1.0, EMA of the weights (0.999) is what is saved.  bf16 autocast on CUDA, f
 
 Budget: with ``--budget-seconds`` the step counts are fixed after timing the first steps and are
 written to the log (``vae_steps``, ``steps``): passing them back as ``--vae-steps``/``--steps``
-repeats the run exactly on the same device type.  All data come from :mod:`.shapes` with fixed seeds.
+repeats the run exactly on the same device type.  All data come from :mod:`lesa_embedded.flux.shapes` with fixed seeds.
 
 Outputs in ``--out``: ``vae.safetensors``, ``transformer.safetensors``, ``text_encoder.safetensors``,
 ``text_encoder_2.safetensors`` (fp16), ``meta.json`` (VAE factors, arguments, step counts,
@@ -42,7 +42,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import shapes
+from lesa_embedded.flux import shapes
+
 from .build import NETWORKS, TEXT_TOKENS, load_skeleton, make_pipeline
 
 
@@ -402,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 @torch.no_grad()
 def evaluate(comps: dict[str, Any], dev: torch.device, n: int, batch: int = 64) -> dict[str, Any]:
     """Sample ``n`` held-out captions at 50 steps (seed i for caption i) and score adherence."""
-    from .adherence import score_adherence
+    from lesa_embedded.flux.adherence import score_adherence
 
     for k in NETWORKS:
         comps[k].eval()
