@@ -106,7 +106,7 @@ class ResolvedRun:
         for key, value in changes.items():
             data[key] = value.as_dict() if isinstance(value, PluginSpec) else value
         config = load_config(data)
-        keeps_weights = all(getattr(config, k) == getattr(self.config, k) for k in ("predictor", "router"))
+        keeps_weights = all(getattr(config, k) == getattr(self.config, k) for k in _TRAINED_KINDS)
         bundle = self.bundle if keeps_weights else None
         if bundle is None:
             config = config.model_copy(update={"bundle": None})
@@ -191,10 +191,14 @@ def bundle_run_config(meta: BundleMetadata, bundle_dir: Path) -> RunConfig:
         ) from None
 
 
+_TRAINED_KINDS = ("predictor", "router")
+"""The plugin kinds a bundle's weights were trained as."""
+
+
 def _check_bundle_kinds(trained: RunConfig, merged: RunConfig, user_layers: list[Mapping[str, Any]],
                         origin: str | None) -> None:
     """Refuse a higher layer that changes the predictor or router a bundle's weights were trained as."""
-    for kind in ("predictor", "router"):
+    for kind in _TRAINED_KINDS:
         if any(kind in layer for layer in user_layers) and getattr(merged, kind) != getattr(trained, kind):
             spec = getattr(trained, kind)
             raise ConfigError(
@@ -238,16 +242,18 @@ def resolve_run(config: ConfigLike | ResolvedRun = None, *, bundle: str | Path |
     bundle_path = flags.get("bundle") or user.get("bundle") or bundle_path
     ref: BundleRef | None = None
     trained: RunConfig | None = None
-    layers: list[Mapping[str, Any]] = [dict(model_defaults or {})]
+    merged = dict(model_defaults or {})
     if bundle_path is not None:
         folder = resolve_bundle_path(bundle_path)
         ref = BundleRef(folder, read_metadata(folder))
         trained = bundle_run_config(ref.metadata, folder)
-        layers.append({**ref.metadata.run_config, "bundle": str(bundle_path)})
+        stored = ref.metadata.run_config
+        # the bundle's predictor and router are exactly what its weights were trained as: they replace
+        # the specs below instead of merging into them
+        merged = deep_merge({k: v for k, v in merged.items() if k not in _TRAINED_KINDS},
+                            {**stored, "bundle": str(bundle_path)})
         origin = origin or str(folder)
-    layers += [user, flags]
-    merged: dict[str, Any] = {}
-    for layer in layers:
+    for layer in (user, flags):
         merged = deep_merge(merged, layer)
     run_config = load_config(merged, origin=origin)
     if trained is not None:
