@@ -1,8 +1,9 @@
 """LESA core: learned, stage-aware feature forecasting for Diffusion Transformers.
 
-The core defines the plugin interfaces, the hook specifications, the plugin host, configuration,
-bundles, the runtime front door, the trainer and sampler, metrics and the ``lesa`` command line.
-It imports no plugin package and no diffusers at import time.
+The core defines the plugin interfaces, the hook specifications, the plugin host, configuration and
+the one resolution of a run (:func:`resolve_run`), bundles, the front door (:func:`attach`), the
+trainer and sampler, metrics and the ``lesa`` command line. It imports no plugin package, no workflow
+and no diffusers at import time.
 
 Quick start::
 
