@@ -162,6 +162,12 @@ class TimeScaledLinearPredictor(LinearPredictor):
             )
         self.time_net = self.build_time_net([self.encoding_size, *config.hidden, 1], self.ALPHA_INIT_SCALE)
 
+    @classmethod
+    def check_config(cls, config: PredictorConfig, num_stages: int) -> None:
+        """Refuse a ``taps`` list whose length is not the router's stage count."""
+        if isinstance(config, TimeScaledConfig):
+            cls._taps_for_stage(config, PredictorContext(0, num_stages))
+
     @staticmethod
     def _taps_for_stage(config: TimeScaledConfig, context: PredictorContext) -> int:
         if isinstance(config.taps, int):
