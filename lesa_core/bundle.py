@@ -38,7 +38,7 @@ from lesa_core.errors import (
     OutputError,
 )
 from lesa_core.outputs import check_output_folder, check_writable, follow_umask
-from lesa_core.parsing import DocumentError, parse_json, read_text
+from lesa_core.parsing import DocumentError, parse_json, read_text, short_repr
 
 BUNDLE_CONFIG_NAME = "lesa_bundle.json"
 BUNDLE_WEIGHTS_NAME = "lesa_predictor.safetensors"
@@ -387,7 +387,15 @@ def build_and_load(path: str | Path, metadata: BundleMetadata, build: Callable[[
         probe = None
     if probe is not None:
         _check_state_fits(weights, {k: tuple(v.shape) for k, v in probe.state_dict().items()}, found)
-    predictor = build()
+    try:
+        predictor = build()
+    except LesaError:
+        raise
+    except Exception as exc:  # sizes a family cannot build (an edited config the meta build could not check)
+        raise BundleCorruptError(
+            f"{Path(path) / BUNDLE_CONFIG_NAME}: the predictor cannot be built from the stored run config "
+            f"({type(exc).__name__}: {short_repr(str(exc))}); the metadata was edited or written by another "
+            "predictor version — re-export or re-download the bundle") from None
     load_weights(path, predictor, metadata)
     return predictor
 

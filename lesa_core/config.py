@@ -178,7 +178,10 @@ def _is_field_part(part: str) -> bool:
 def _format_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
     problems: dict[str, list[str]] = {}
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if _is_field_part(str(p))]
+        raw = [str(p) for p in err["loc"]]
+        loc = [p for p in raw if _is_field_part(p)]
+        if err["type"] == "extra_forbidden" and raw and (not loc or loc[-1] != raw[-1]):
+            loc.append(raw[-1])  # the unknown key itself, whatever it looks like ('', ';', 'str')
         path = _bounded(".".join([prefix, *loc] if prefix else loc), 200)
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc[:-1])

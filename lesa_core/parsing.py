@@ -118,8 +118,8 @@ def check_bounds(data: Any) -> None:
                 else:
                     total += 1
             if total > MAX_NODES:
-                raise DocumentError(f"holds more than {MAX_NODES:,} values once its aliases are expanded "
-                                    "(a YAML alias bomb?)")
+                raise DocumentError(f"holds more than {MAX_NODES:,} values (YAML aliases counted wherever they "
+                                    "are used, i.e. expanded)")
             sizes[id(value)] = total
             depths[id(value)] = deepest + 1
 

@@ -69,7 +69,7 @@ class PretrainedPipelineSource(ModelSource):
         from diffusers import DiffusionPipeline
 
         try:
-            pipe = DiffusionPipeline.from_pretrained(self.path, torch_dtype=dtype)
+            pipe = DiffusionPipeline.from_pretrained(self.path, dtype=dtype)  # torch_dtype is deprecated (warns)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError, RuntimeError) as exc:
             raise ConfigError(f"the pipeline folder '{self.path}' could not be loaded ({type(exc).__name__}: "
                               f"{short_repr(str(exc))}); check that it was written by the pipeline's "

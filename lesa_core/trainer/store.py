@@ -204,8 +204,10 @@ class TrajectoryStore:
         path = self.shard_path(index)
         for stale in self.root.glob(f".{path.name}.*"):  # left by a writer that was killed (only this
             stale.unlink(missing_ok=True)                 # process writes this shard)
-        _atomic_write_bytes(self.shard_path(index),
-                            lambda tmp: save_file(tensors, tmp, metadata={"prompt": prompt, "index": str(index)}))
+        # one metadata key: safetensors orders several keys differently from run to run, and a shard must be
+        # byte-identical whenever its content is (a resumed collection equals an uninterrupted one)
+        info = json.dumps({"index": index, "prompt": prompt}, sort_keys=True)
+        _atomic_write_bytes(self.shard_path(index), lambda tmp: save_file(tensors, tmp, metadata={"shard": info}))
 
     def load(self, indices: list[int] | None = None, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
         """Load shards into memory: context → (P, S, N', C), in prompt order. Every shard is checked: it

@@ -105,7 +105,7 @@ def run_quality(args: argparse.Namespace) -> int:
     try:
         sweep = tuple(int(s) for s in args.steps_sweep.split(",") if s.strip())
     except ValueError:
-        raise ConfigError(f"--steps-sweep takes comma-separated step counts such as 30,40, got {args.steps_sweep!r}"
+        raise ConfigError(f"--steps-sweep {args.steps_sweep!r}: pass comma-separated step counts such as 30,40"
                           ) from None
     if any(s < 2 for s in sweep):
         raise ConfigError(f"--steps-sweep values must be at least 2, got {args.steps_sweep!r}; pass e.g. 30,40")
