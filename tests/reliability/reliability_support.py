@@ -111,6 +111,20 @@ def temporaries(*folders: Path) -> list[str]:
     return sorted(str(p) for folder in folders if folder.exists() for p in folder.rglob(".*"))
 
 
+def edit_bundle_meta(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
+    """A damage for a copy of a bundle: ``edit`` its ``lesa_bundle.json`` (a dict, edited in place)."""
+    import json
+
+    from lesa_core.bundle import BUNDLE_CONFIG_NAME
+
+    def apply(bundle: Path) -> None:
+        meta = json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
+        edit(meta)
+        (bundle / BUNDLE_CONFIG_NAME).write_text(json.dumps(meta))
+
+    return apply
+
+
 # ----------------------------------------------------------------------------- models
 
 

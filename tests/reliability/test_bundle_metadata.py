@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_support import expect_error
+from reliability_support import edit_bundle_meta, expect_error
 
 import lesa_core
 from lesa_core import LesaBundle
@@ -26,13 +26,7 @@ from lesa_core.plugins import PluginHost
 pytestmark = pytest.mark.integration
 
 
-def _meta(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
-    def apply(bundle: Path) -> None:
-        meta = json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
-        edit(meta)
-        (bundle / BUNDLE_CONFIG_NAME).write_text(json.dumps(meta))
-
-    return apply
+_meta = edit_bundle_meta
 
 
 def _text(edit: Callable[[str], str]) -> Callable[[Path], None]:
