@@ -65,6 +65,11 @@ class _TapRecorder:
         self.decisions.append(event.decision)
 
 
+def _step_errors(taps: dict[int, Tensor], ref: dict[int, Tensor]) -> list[float]:
+    """Relative error ``||tap - ref|| / ||ref||`` at every step."""
+    return [float((taps[s] - ref[s]).norm() / ref[s].norm().clamp_min(1e-12)) for s in sorted(taps)]
+
+
 def _images(output: Any) -> Tensor:
     images = output.images if hasattr(output, "images") else output[0]
     if isinstance(images, Tensor):
@@ -114,7 +119,8 @@ def evaluate(
         batch = list(prompts[start:start + batch_size])
         batch_seeds = list(seeds[start:start + batch_size])
         rotation = order[b % len(order):] + order[:b % len(order)]
-        taps: dict[str, dict[int, Tensor]] = {}
+        waiting: dict[str, dict[int, Tensor]] = {}  # taps of methods that ran before this batch's reference
+        ref: dict[int, Tensor] | None = None
         for name in rotation:
             base, config = bases[name], methods[name]
             recorder = _TapRecorder()
@@ -128,13 +134,17 @@ def evaluate(
                 attachment.remove()
             images[name].append(_images(output))
             passes[name].append(sum(d is Decision.COMPUTE for d in recorder.decisions))
-            taps[name] = recorder.taps
             bar.update(len(batch))
-        ref = taps[reference_name]
-        for name in order[1:]:
-            if bases[name].tap == ref_tap:  # a method forecasting another tap has no per-step error to compare
-                errors[name].append([float((taps[name][s] - ref[s]).norm() / ref[s].norm().clamp_min(1e-12))
-                                     for s in sorted(taps[name])])
+            if name == reference_name:
+                ref = recorder.taps
+                for other, taps in waiting.items():
+                    errors[other].append(_step_errors(taps, ref))
+                waiting.clear()
+            elif bases[name].tap == ref_tap:  # a method forecasting another tap has no per-step error
+                if ref is None:
+                    waiting[name] = recorder.taps
+                else:
+                    errors[name].append(_step_errors(recorder.taps, ref))
     bar.close()
     results: dict[str, EvaluatedMethod] = {}
     for name in order:
