@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lesa_core.bundle import BundleMetadata, check_fits, load_weights
+from lesa_core.bundle import BundleMetadata, build_and_load, check_fits
 from lesa_core.composite import build_predictor
 from lesa_core.config import ResolvedPlugins, RunConfig
 from lesa_core.errors import ConfigError, UnsupportedModelError
@@ -174,8 +174,9 @@ def assemble(model: nn.Module, run: ConfigLike | ResolvedRun = None, *, host: Pl
     binding = bind(model, resolve_run(run, host=host), host=host)
     if predictor is not None:
         return binding.with_predictor(predictor)
-    built = binding.build_predictor()
     bundle = binding.run.bundle
-    if bundle is not None:
-        load_weights(bundle.path, built, bundle.metadata)
+    if bundle is None:
+        built = binding.build_predictor()
+    else:  # refused before anything is allocated if the bundle's metadata asks for what its weights are not
+        built = build_and_load(bundle.path, bundle.metadata, binding.build_predictor)
     return binding.with_predictor(built.to(model_device(model)).eval().requires_grad_(False))

@@ -16,22 +16,45 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
+import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from lesa_core.errors import BundleCorruptError, BundleMismatchError, BundleNotFoundError
+from lesa_core.errors import (
+    BundleCorruptError,
+    BundleMismatchError,
+    BundleNotFoundError,
+    LesaError,
+    OutputError,
+)
+from lesa_core.outputs import check_output_folder, check_writable, follow_umask
+from lesa_core.parsing import DocumentError, parse_json, read_text, short_repr
 
 BUNDLE_CONFIG_NAME = "lesa_bundle.json"
 BUNDLE_WEIGHTS_NAME = "lesa_predictor.safetensors"
 FORMAT_VERSION = 1
+
+MAX_CHANNELS = 1 << 20
+"""Largest tap channel count a bundle may record (real DiTs have a few thousand)."""
+
+MAX_SCHEDULE_POINTS = 100_001
+"""Longest schedule a bundle may record (S + 1 flow times)."""
+
+MAX_STAGE_BOUNDARIES = 256
+"""Most stage boundaries a bundle may record."""
+
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+"""Largest safetensors header read (a predictor's header is a few KB)."""
 
 
 def lesa_version() -> str:
@@ -98,20 +121,30 @@ class BundleMetadata:
         return meta
 
 
+def _numbers(values: Any, limit: int) -> bool:
+    """A list of at most ``limit`` finite numbers (``bool`` is not a number here)."""
+    return (isinstance(values, list) and len(values) <= limit
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in values))
+
+
 def _check_types(meta: BundleMetadata, source: str) -> None:
+    """Types and sizes of every field, checked before anything is built from them."""
     checks = [
         (isinstance(meta.run_config, dict), "run_config must be an object"),
         (isinstance(meta.plugins, dict), "plugins must be an object"),
         (isinstance(meta.model_class, str), "model_class must be a string"),
         (isinstance(meta.model_fingerprint, str), "model_fingerprint must be a string"),
         (isinstance(meta.tap, str), "tap must be a string"),
-        (meta.schedule is None or (isinstance(meta.schedule, list)
-                                   and all(isinstance(x, (int, float)) for x in meta.schedule)),
-         "schedule must be null or a list of numbers"),
-        (isinstance(meta.stage_boundaries, list), "stage_boundaries must be a list"),
-        (meta.channels is None or isinstance(meta.channels, int), "channels must be null or an integer"),
-        (isinstance(meta.weights_sha256, str) and len(meta.weights_sha256) == 64,
+        (meta.schedule is None or _numbers(meta.schedule, MAX_SCHEDULE_POINTS),
+         f"schedule must be null or a list of at most {MAX_SCHEDULE_POINTS} finite numbers"),
+        (_numbers(meta.stage_boundaries, MAX_STAGE_BOUNDARIES),
+         f"stage_boundaries must be a list of at most {MAX_STAGE_BOUNDARIES} finite numbers"),
+        (meta.channels is None or (type(meta.channels) is int and 1 <= meta.channels <= MAX_CHANNELS),
+         f"channels must be null or an integer from 1 to {MAX_CHANNELS}"),
+        (isinstance(meta.weights_sha256, str) and len(meta.weights_sha256) == 64
+         and all(c in "0123456789abcdef" for c in meta.weights_sha256),
          "weights_sha256 must be a 64-character hex digest"),
+        (isinstance(meta.extra, dict), "extra must be an object"),
     ]
     for ok, message in checks:
         if not ok:
@@ -126,17 +159,38 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+BUNDLE_FILES = frozenset({BUNDLE_CONFIG_NAME, BUNDLE_WEIGHTS_NAME})
+"""The files a bundle folder holds (a folder holding anything else is not replaced)."""
+
+
+def check_bundle_destination(path: str | Path) -> None:
+    """Refuse a destination :func:`save_bundle` would not write: an existing file, a folder holding files
+    LESA did not write (anything but a previous bundle's two files), or a path that cannot be written.
+
+    :raises OutputError: saying what is there and what to do.
+    """
+    check_output_folder(path, markers={BUNDLE_CONFIG_NAME}, owned=BUNDLE_FILES, what="bundle")
+    check_writable(path, what="bundle")
+
+
 def save_bundle(path: str | Path, predictor: nn.Module, metadata: BundleMetadata) -> Path:
     """Write ``predictor``'s state dict and ``metadata`` to the folder ``path`` atomically.
 
-    An existing bundle at ``path`` is replaced only once the new one is complete.
+    ``path`` must be new, an empty folder, or a previous bundle (which is replaced only once the new one is
+    complete); the files follow the process umask.
+
+    :raises OutputError: for any other destination (nothing is written), or when writing fails (a full
+        disk: nothing is left behind, a previous bundle stays as it was).
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    check_bundle_destination(path)
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in predictor.state_dict().items()}
         weights = tmp / BUNDLE_WEIGHTS_NAME
         save_file(tensors, str(weights), metadata={"format": "pt"})  # one key: byte-stable headers
@@ -145,6 +199,7 @@ def save_bundle(path: str | Path, predictor: nn.Module, metadata: BundleMetadata
         for f in tmp.iterdir():
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
+        follow_umask(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             os.replace(path, old / "bundle")
@@ -152,8 +207,16 @@ def save_bundle(path: str | Path, predictor: nn.Module, metadata: BundleMetadata
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OutputError(f"could not write the bundle '{path}' ({reason}); nothing was written — free some "
+                          "disk space or choose another folder, then run again (collected trajectories and "
+                          "checkpoints are kept)") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 
@@ -200,11 +263,76 @@ def read_metadata(path: str | Path) -> BundleMetadata:
         raise BundleNotFoundError(f"{folder}: no {BUNDLE_CONFIG_NAME}; this folder is not a LESA bundle — pass the "
                                   "folder that `lesa train --out` wrote")
     try:
-        data = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleCorruptError(f"{meta_path}: unreadable JSON ({exc}); the file is damaged — re-download or "
-                                 "re-export the bundle") from None
+        data = parse_json(read_text(meta_path))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError, DocumentError
+        kind = "refused" if isinstance(exc, DocumentError) else "unreadable JSON"
+        raise BundleCorruptError(f"{meta_path}: {kind} ({exc}); the file is damaged or is not a LESA bundle's "
+                                 "metadata — re-download or re-export the bundle") from None
     return BundleMetadata.from_json(data, str(meta_path))
+
+
+def _weights_file(path: str | Path, metadata: BundleMetadata) -> Path:
+    """The bundle's weights file, checked against the digest its metadata records."""
+    weights = Path(path) / BUNDLE_WEIGHTS_NAME
+    if not weights.is_file():
+        raise BundleNotFoundError(f"{weights}: missing; the bundle is incomplete, re-export or re-download it")
+    digest = _sha256(weights)
+    if digest != metadata.weights_sha256:
+        raise BundleCorruptError(
+            f"{weights}: content does not match the digest in {BUNDLE_CONFIG_NAME} "
+            f"(expected {metadata.weights_sha256[:12]}…, found {digest[:12]}…); the file is truncated or was "
+            "altered — re-download or re-export the bundle"
+        )
+    return weights
+
+
+def _header_shapes(weights: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Name → (shape, safetensors dtype) from the weights file's header, without reading the tensors."""
+    damaged = (f"{weights}: not a readable safetensors file (damaged header); the file is damaged — "
+               "re-download or re-export the bundle")
+    with weights.open("rb") as fh:
+        prefix = fh.read(8)
+        if len(prefix) < 8:
+            raise BundleCorruptError(damaged)
+        (size,) = struct.unpack("<Q", prefix)
+        if size > MAX_HEADER_BYTES:
+            raise BundleCorruptError(damaged)
+        raw = fh.read(size)
+    try:
+        header = parse_json(raw.decode("utf-8"))
+        return {name: (tuple(int(d) for d in entry["shape"]), str(entry["dtype"]))
+                for name, entry in header.items() if name != "__metadata__"}
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+        raise BundleCorruptError(damaged) from None
+
+
+def _check_state_fits(weights: Path, expected: dict[str, tuple[int, ...]],
+                      found: dict[str, tuple[tuple[int, ...], str]]) -> None:
+    """Refuse weights whose keys, shapes or dtypes (float32 only) differ from the predictor's."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(found) if expected[k] != found[k][0])
+    wrong_dtype = sorted(k for k in set(expected) & set(found) if k not in wrong_shape and found[k][1] != "F32")
+    if not (missing or unexpected or wrong_shape or wrong_dtype):
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing keys {missing[:5]}{'…' if len(missing) > 5 else ''}")
+    if unexpected:
+        parts.append(f"unexpected keys {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
+    for k in wrong_shape[:5]:
+        parts.append(f"'{k}' has shape {found[k][0]} but the predictor expects {expected[k]}")
+    for k in wrong_dtype[:5]:
+        parts.append(f"'{k}' is {_DTYPE_NAMES.get(found[k][1], found[k][1])}, bundles store float32")
+    raise BundleMismatchError(
+        f"{weights}: the weights do not fit the predictor built from the bundle's config: "
+        + "; ".join(parts) + ". The bundle was written by an incompatible predictor version or edited: "
+        "re-export it with the installed predictor version, or train a new bundle"
+    )
+
+
+_DTYPE_NAMES = {"F16": "torch.float16", "BF16": "torch.bfloat16", "F64": "torch.float64", "I32": "torch.int32",
+                "I64": "torch.int64", "I8": "torch.int8", "U8": "torch.uint8", "BOOL": "torch.bool"}
 
 
 def load_weights(path: str | Path, predictor: nn.Module, metadata: BundleMetadata) -> None:
@@ -217,42 +345,14 @@ def load_weights(path: str | Path, predictor: nn.Module, metadata: BundleMetadat
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    weights = Path(path) / BUNDLE_WEIGHTS_NAME
-    if not weights.is_file():
-        raise BundleNotFoundError(f"{weights}: missing; the bundle is incomplete, re-export or re-download it")
-    digest = _sha256(weights)
-    if digest != metadata.weights_sha256:
-        raise BundleCorruptError(
-            f"{weights}: content does not match the digest in {BUNDLE_CONFIG_NAME} "
-            f"(expected {metadata.weights_sha256[:12]}…, found {digest[:12]}…); the file is truncated or was "
-            "altered — re-download or re-export the bundle"
-        )
+    weights = _weights_file(path, metadata)
+    expected = predictor.state_dict()
+    _check_state_fits(weights, {k: tuple(v.shape) for k, v in expected.items()}, _header_shapes(weights))
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise BundleCorruptError(f"{weights}: not a readable safetensors file ({exc}); the file is damaged — "
                                  "re-download or re-export the bundle") from None
-    expected = predictor.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong_shape = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
-    wrong_dtype = sorted(k for k in set(expected) & set(tensors)
-                         if k not in wrong_shape and tensors[k].dtype != torch.float32)
-    if missing or unexpected or wrong_shape or wrong_dtype:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:5]}{'…' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
-        for k in wrong_shape[:5]:
-            parts.append(f"'{k}' has shape {tuple(tensors[k].shape)} but the predictor expects {tuple(expected[k].shape)}")
-        for k in wrong_dtype[:5]:
-            parts.append(f"'{k}' is {tensors[k].dtype}, bundles store float32")
-        raise BundleMismatchError(
-            f"{weights}: the weights do not fit the predictor built from the bundle's config: "
-            + "; ".join(parts) + ". The bundle was written by an incompatible predictor version or edited: "
-            "re-export it with the installed predictor version, or train a new bundle"
-        )
     non_finite = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
     if non_finite:
         raise BundleCorruptError(
@@ -262,6 +362,42 @@ def load_weights(path: str | Path, predictor: nn.Module, metadata: BundleMetadat
     with torch.no_grad():
         for k, target in expected.items():
             target.copy_(tensors[k].to(target.dtype))
+
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def build_and_load(path: str | Path, metadata: BundleMetadata, build: Callable[[], ModuleT]) -> ModuleT:
+    """Build the predictor a bundle's weights go into and load them strictly — building it first on the
+    ``meta`` device (no memory), so that a predictor that would not fit the weights file (metadata damaged
+    or edited to ask for huge sizes) is refused *before* anything is allocated.
+
+    A family that cannot be built on the meta device is built for real and checked by :func:`load_weights`.
+
+    :raises BundleMismatchError: / :raises BundleCorruptError: as :func:`load_weights`.
+    """
+    weights = _weights_file(path, metadata)
+    found = _header_shapes(weights)
+    try:
+        with torch.device("meta"):
+            probe = build()
+    except LesaError:
+        raise
+    except Exception:  # e.g. an initialisation that reads values (``.item()``): checked after building
+        probe = None
+    if probe is not None:
+        _check_state_fits(weights, {k: tuple(v.shape) for k, v in probe.state_dict().items()}, found)
+    try:
+        predictor = build()
+    except LesaError:
+        raise
+    except Exception as exc:  # sizes a family cannot build (an edited config the meta build could not check)
+        raise BundleCorruptError(
+            f"{Path(path) / BUNDLE_CONFIG_NAME}: the predictor cannot be built from the stored run config "
+            f"({type(exc).__name__}: {short_repr(str(exc))}); the metadata was edited or written by another "
+            "predictor version — re-export or re-download the bundle") from None
+    load_weights(path, predictor, metadata)
+    return predictor
 
 
 def check_fits(metadata: BundleMetadata, *, model_class: str, fingerprint: str, tap: str, source: str) -> None:

@@ -23,8 +23,6 @@ config is :mod:`lesa_core.run`'s job.
 
 from __future__ import annotations
 
-import json
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lesa_core.errors import ConfigError, UnknownPluginError
 from lesa_core.interfaces import CachePolicy, PluginConfig, Predictor, StageRouter
 from lesa_core.interfaces.predictor import PredictorConfig
+from lesa_core.parsing import (
+    DocumentError,
+    check_bounds,
+    parse_json,
+    parse_toml,
+    parse_yaml,
+    read_text,
+    short_repr,
+)
 
 if TYPE_CHECKING:
     from lesa_core.plugins import PluginHost
@@ -135,7 +142,8 @@ class RunConfig(BaseModel):
         "here override the bundle's (e.g. another policy interval)"
     )
     adapter: str = Field("auto", description="'auto' or a registered adapter name")
-    tap: str | None = Field(None, description="tap to forecast; None = the adapter's default")
+    tap: str | None = Field(None, min_length=1, description="tap to forecast; None (or left out) = the adapter's "
+                            "default")
     predictor: PluginSpec | None = Field(None, description="the forecaster; None = the registered default predictor")
     router: PluginSpec | None = Field(None, description="time to stage; None = the registered default router")
     policy: PluginSpec | None = Field(None, description="compute or forecast; None = the registered default policy")
@@ -170,16 +178,19 @@ def _is_field_part(part: str) -> bool:
 def _format_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
     problems: dict[str, list[str]] = {}
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if _is_field_part(str(p))]
-        path = ".".join([prefix, *loc] if prefix else loc)
+        raw = [str(p) for p in err["loc"]]
+        loc = [p for p in raw if _is_field_part(p)]
+        if err["type"] == "extra_forbidden" and raw and (not loc or loc[-1] != raw[-1]):
+            loc.append(raw[-1])  # the unknown key itself, whatever it looks like ('', ';', 'str')
+        path = _bounded(".".join([prefix, *loc] if prefix else loc), 200)
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc[:-1])
-            message = f"unknown key '{loc[-1]}'; allowed keys here: {', '.join(allowed)}"
+            message = f"unknown key {short_repr(loc[-1])}; allowed keys here: {', '.join(allowed)}"
         elif err["type"] == "missing" and loc:
             hint = " with a registered plugin name (`lesa plugins` lists them)" if loc[-1] == "name" else ""
-            message = f"Field required: add the key '{loc[-1]}'{hint} (got {err.get('input')!r})"
+            message = f"Field required: add the key '{loc[-1]}'{hint} (got {short_repr(err.get('input'))})"
         else:
-            message = f"{err['msg']} (got {err.get('input')!r})"
+            message = f"{err['msg']} (got {short_repr(err.get('input'))})"
         if message not in problems.setdefault(path, []):
             problems[path].append(message)  # one line per path: the members of a union are alternatives
     return [(path, "; or ".join(messages)) for path, messages in problems.items()]
@@ -196,55 +207,72 @@ def _allowed_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
     return sorted(getattr(current, "model_fields", {}))
 
 
+MAX_LISTED_PROBLEMS = 8
+"""A validation error lists at most this many problems (the rest are counted)."""
+
+
 def _raise_from(exc: ValidationError, model: type[BaseModel], source: str | None, prefix: str = "") -> None:
     problems = _format_validation_error(exc, model, prefix)
     path, message = problems[0]
-    more = "".join(f"\n  - at '{p}': {m}" for p, m in problems[1:])
+    shown = problems[1:MAX_LISTED_PROBLEMS]
+    more = "".join(f"\n  - at '{p}': {m}" for p, m in shown)
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        more += f"\n  - and {len(problems) - MAX_LISTED_PROBLEMS} more problems"
     raise ConfigError(message + more, source=source, path=path) from None
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML, TOML or JSON file into a dict (no validation).
+CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
+"""The file extensions of run configs (any other path names a bundle folder or Hub id)."""
 
-    :raises ConfigError: if the file is missing, unreadable, malformed, or not a mapping.
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML, TOML or JSON file into a dict (no validation), strictly and within bounds
+    (:mod:`lesa_core.parsing`: duplicate keys refused, aliases bounded, nesting and size bounded).
+
+    :raises ConfigError: if the file is missing, unreadable, malformed, out of bounds, or not a mapping.
     """
     path = Path(path)
     if path.is_dir():
         raise ConfigError("this is a folder, not a file; pass the path of a .yaml, .toml or .json run config "
                           "(a bundle folder goes to `attach` or the `bundle:` key)", source=str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        raise ConfigError("this is a safetensors weights file, not a run config; pass the bundle folder that holds "
+                          "it next to its lesa_bundle.json (or a .yaml, .toml or .json run config)", source=str(path))
     if not path.is_file():
         raise ConfigError("file not found; pass the path of a .yaml, .toml or .json run config", source=str(path))
-    suffix = path.suffix.lower()
+    if suffix not in CONFIG_SUFFIXES:
+        raise ConfigError(f"unsupported extension {short_repr(suffix)}; use .yaml, .yml, .toml or .json",
+                          source=str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"the file is not UTF-8 text ({exc}); save the run config as UTF-8",
                           source=str(path)) from None
+    except DocumentError as exc:
+        raise ConfigError(f"{exc}; pass a run config, not another file", source=str(path)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the file ({exc}); check its permissions", source=str(path)) from None
+    language = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")
     try:
-        if suffix in {".yaml", ".yml"}:
-            import yaml
-
-            data = yaml.safe_load(text)
-        elif suffix == ".toml":
-            data = tomllib.loads(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise ConfigError(f"unsupported extension '{suffix}'; use .yaml, .yml, .toml or .json", source=str(path))
-    except ConfigError:
-        raise
+        data = {".toml": parse_toml, ".json": parse_json}.get(suffix, parse_yaml)(text)
+    except DocumentError as exc:
+        raise ConfigError(f"the file {exc}; fix the {language} (write each key once, spell out shared "
+                          "values)", source=str(path)) from None
     except Exception as exc:  # yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError
-        language = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")
-        raise ConfigError(f"the file does not parse: {exc}; fix the {language} syntax at that position",
-                          source=str(path)) from None
+        raise ConfigError(f"the file does not parse: {_bounded(str(exc))}; fix the {language} syntax at that "
+                          "position", source=str(path)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"the top level must be a mapping of keys, got {type(data).__name__}; write keys such as "
                           "`predictor: {name: taylor}` at the top level", source=str(path))
     return data
+
+
+def _bounded(text: str, limit: int = 400) -> str:
+    """``text`` cut to ``limit`` characters (parser messages may quote whole lines)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} characters more)"
 
 
 def load_config(source: RunConfig | Mapping[str, Any] | str | Path | None = None, *,
@@ -266,6 +294,10 @@ def load_config(source: RunConfig | Mapping[str, Any] | str | Path | None = None
         data: Mapping[str, Any] = read_config_file(source)
     elif isinstance(source, Mapping):
         data = source
+        try:
+            check_bounds(dict(data))
+        except DocumentError as exc:
+            raise ConfigError(f"the config {exc}; write a flat run config", source=origin) from None
     else:
         raise ConfigError(f"a run config must be a RunConfig, a dict or a file path, not {type(source).__name__}")
     try:
@@ -352,4 +384,10 @@ def resolve_plugins(config: RunConfig, host: PluginHost | None = None, *, source
     if config.adapter != "auto" and config.adapter not in host.adapters:
         raise ConfigError(str(UnknownPluginError("adapter", config.adapter, host.adapters.names())),
                           source=source, path="adapter")
-    return ResolvedPlugins(predictor_cls, predictor_config, router_cls(router_config), policy_cls, policy_config)
+    router = router_cls(router_config)
+    try:  # cross-field constraints between the plugins (a value per stage vs the router's stages)
+        predictor_cls.check_config(predictor_config, router.num_stages)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message} (router '{config.router.name}' has {router.num_stages} stage(s))",
+                          source=source, path=exc.path or "predictor") from None
+    return ResolvedPlugins(predictor_cls, predictor_config, router, policy_cls, policy_config)

@@ -19,7 +19,6 @@ slow or dead rank.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from lesa_core.environment import env_int
 
 __all__ = ["DistContext", "barrier", "is_distributed", "is_main_process", "rank", "session", "world_size"]
 
@@ -77,8 +78,8 @@ def barrier() -> None:
 
 
 def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+    """An integer set by ``torchrun`` or the user (validated: see :mod:`lesa_core.environment`)."""
+    return env_int(name, default, minimum=1 if name in ("WORLD_SIZE", "LESA_DIST_TIMEOUT") else 0)
 
 
 def _device_for(device: str | torch.device, local_rank: int, world: int) -> torch.device:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from lesa_core.parsing import short_repr
+
 
 class LesaError(Exception):
     """Base class of every error LESA raises deliberately."""
@@ -19,9 +21,11 @@ class ConfigError(LesaError, ValueError):
     :param message: what is wrong and what is allowed.
     :param source: the file the configuration came from, if any.
     :param path: the dotted field path of the offending value (``predictor.order``), if known.
+    :ivar message: ``message`` as given (without the source and path).
     """
 
     def __init__(self, message: str, *, source: str | None = None, path: str | None = None) -> None:
+        self.message = message
         self.source = source
         self.path = path
         where = " ".join(part for part in (f"in {source}" if source else "", f"at '{path}'" if path else "") if part)
@@ -41,7 +45,7 @@ class UnknownPluginError(LesaError, LookupError):
         listing = ", ".join(self.available) if self.available else "(none: is the plugin distribution installed?)"
         kinds = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"
         super().__init__(
-            f"unknown {kind} '{name}'. Registered {kinds}: {listing}. "
+            f"unknown {kind} {short_repr(name)}. Registered {kinds}: {listing}. "
             "Run `lesa plugins` to see every installed plugin."
         )
 
@@ -97,3 +101,12 @@ class ForwardInputError(LesaError, TypeError):
 
 class TrainingError(LesaError, RuntimeError):
     """Collection or training cannot proceed (missing data, incompatible checkpoint, ...)."""
+
+
+class OutputError(LesaError):
+    """An output folder or file cannot be written: it holds files LESA did not write (and would replace),
+    it lies inside the data it is made from, it is not writable, or its disk is too full."""
+
+
+class UsageError(LesaError, ValueError):
+    """A command-line argument or a ``LESA_*`` environment variable has a value LESA cannot use."""

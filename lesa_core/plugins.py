@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,9 +28,11 @@ from typing import Any
 import pluggy
 
 from lesa_core import hookspecs
+from lesa_core.environment import env_flag, env_module_list, env_name_list
 from lesa_core.errors import InvalidPluginError, LesaError, PluginLoadError, UnsupportedModelError
 from lesa_core.interfaces import BackboneAdapter, CachePolicy, Predictor, StageRouter
 from lesa_core.interfaces.model import ModelSource
+from lesa_core.parsing import short_repr
 from lesa_core.registry import Registry
 
 ENTRY_POINT_GROUP = "lesa"
@@ -64,14 +65,6 @@ class PluginInfo:
                 "version": self.version, "default": self.default}
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _env_list(name: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
-
-
 class PluginHost:
     """Typed facade over a pluggy ``PluginManager`` for the ``lesa`` project.
 
@@ -100,21 +93,24 @@ class PluginHost:
         """
         pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         pm.add_hookspecs(hookspecs)
-        if _env_flag("LESA_TRACE_PLUGINS"):
-            _install_tracing(pm)
-        for blocked in _env_list("LESA_DISABLED_PLUGINS"):
-            pm.set_blocked(blocked)
+        trace = env_flag("LESA_TRACE_PLUGINS")
+        blocked_names = env_name_list("LESA_DISABLED_PLUGINS")
+        extra_modules = env_module_list("LESA_PLUGINS")
         if autoload is None:
-            autoload = not _env_flag("LESA_DISABLE_PLUGIN_AUTOLOAD")
+            autoload = not env_flag("LESA_DISABLE_PLUGIN_AUTOLOAD")
+        if trace:
+            _install_tracing(pm)
+        for blocked in blocked_names:
+            pm.set_blocked(blocked)
         if autoload:
             _load_entry_points(pm)
-        for module_name in _env_list("LESA_PLUGINS"):
+        for module_name in extra_modules:
             try:
                 module = importlib.import_module(module_name)
-            except ImportError as exc:
+            except Exception as exc:  # ImportError, or whatever the module raises while it is imported
                 raise PluginLoadError(
-                    f"LESA_PLUGINS names '{module_name}', which cannot be imported: {exc}. "
-                    "Fix the module path or remove it from LESA_PLUGINS."
+                    f"LESA_PLUGINS names '{module_name}', which cannot be imported ({type(exc).__name__}: "
+                    f"{short_repr(str(exc))}). Fix the module path or remove it from LESA_PLUGINS."
                 ) from exc
             if pm.is_registered(module) or pm.is_blocked(module_name):
                 continue

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lesa_core.bundle import BundleMetadata, load_weights, save_bundle
+from lesa_core.bundle import BundleMetadata, build_and_load, save_bundle
 from lesa_core.composite import build_predictor
 from lesa_core.config import RunConfig
 from lesa_core.handle import LesaHandle, attach
@@ -69,12 +69,14 @@ class LesaBundle:
         run = resolve_run(bundle=name_or_path, host=host)
         assert run.bundle is not None
         plugins, meta = run.plugins, run.bundle.metadata
-        predictor = build_predictor(plugins.predictor_cls, plugins.predictor_config, plugins.router, meta.channels)
-        load_weights(run.bundle.path, predictor, meta)
+        predictor = build_and_load(  # sizes checked against the weights file before anything is allocated
+            run.bundle.path, meta,
+            lambda: build_predictor(plugins.predictor_cls, plugins.predictor_config, plugins.router, meta.channels))
         return cls(predictor.eval().requires_grad_(False), run)
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write the bundle to ``path`` (atomically; an existing bundle there is replaced)."""
+        """Write the bundle to ``path`` (atomically; a previous bundle there is replaced, any other existing
+        folder refused with :class:`~lesa_core.errors.OutputError`)."""
         return save_bundle(path, self.predictor, self.metadata)
 
     def attach(self, target: Any, **overrides: Any) -> LesaHandle:

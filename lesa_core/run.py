@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from lesa_core.bundle import BUNDLE_CONFIG_NAME, BundleMetadata, is_bundle, read_metadata, resolve_bundle_path
 from lesa_core.config import (
+    CONFIG_SUFFIXES,
     PLUGIN_KINDS,
     PluginSpec,
     ResolvedPlugins,
@@ -172,8 +173,17 @@ def _explicit_fields(config: RunConfig) -> dict[str, Any]:
 
 
 def _looks_like_bundle(config: Any) -> bool:
-    """A path that is a bundle folder, or has no file extension (a folder or Hub id, not a config file)."""
-    return isinstance(config, (str, Path)) and (is_bundle(config) or not Path(config).suffix)
+    """A path that names a bundle rather than a config file: a bundle folder, or a path without a run-config
+    (or weights-file) extension that is not an existing file — a folder, a missing folder such as
+    ``kan-v1.2``, a Hub id ``owner/name``."""
+    if not isinstance(config, (str, Path)):
+        return False
+    path = Path(config)
+    if is_bundle(path):
+        return True
+    if path.suffix.lower() in (*CONFIG_SUFFIXES, ".safetensors"):
+        return False
+    return not path.is_file()
 
 
 def bundle_run_config(meta: BundleMetadata, bundle_dir: Path) -> RunConfig:

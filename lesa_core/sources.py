@@ -7,7 +7,6 @@ registered one with ``default=True``; the core names none).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ import torch
 from lesa_core.config import TrainingConfig
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces.model import ModelSource
+from lesa_core.parsing import parse_json, read_text, short_repr
 
 if TYPE_CHECKING:
     from lesa_core.plugins import PluginHost
@@ -48,18 +48,32 @@ class PretrainedPipelineSource(ModelSource):
         file = Path(self.path) / CALL_DEFAULTS_FILE
         if not file.is_file():
             return {}
+        fix = ("write it as a JSON object of the pipeline's call arguments, e.g. {\"height\": 512, \"width\": 512}, "
+               "or delete it")
         try:
-            data = json.loads(file.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{file}: not valid JSON ({exc})") from None
+            data = parse_json(read_text(file))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError, DocumentError
+            raise ConfigError(f"{file}: not valid JSON ({short_repr(str(exc))}); {fix}") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"{file}: expected a JSON object of pipeline call arguments, got {type(data).__name__}")
+            raise ConfigError(f"{file}: expected a JSON object of pipeline call arguments, got {type(data).__name__}; "
+                              f"{fix}")
+        bad = [key for key in data if not key.isidentifier()]
+        if bad:
+            raise ConfigError(f"{file}: {short_repr(bad[0])} is not a call argument name; {fix}")
+        if "prompt" in data or "num_inference_steps" in data or "generator" in data:
+            raise ConfigError(f"{file}: prompt, num_inference_steps and generator are set by LESA (prompts, "
+                              "training.num_steps, seeds); remove them from the file")
         return data
 
     def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
         from diffusers import DiffusionPipeline
 
-        pipe = DiffusionPipeline.from_pretrained(self.path, torch_dtype=dtype)
+        try:
+            pipe = DiffusionPipeline.from_pretrained(self.path, dtype=dtype)  # torch_dtype is deprecated (warns)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError, RuntimeError) as exc:
+            raise ConfigError(f"the pipeline folder '{self.path}' could not be loaded ({type(exc).__name__}: "
+                              f"{short_repr(str(exc))}); check that it was written by the pipeline's "
+                              "save_pretrained() and is complete") from None
         return pipe.to(device)
 
 
@@ -103,7 +117,12 @@ def read_prompts(value: list[str] | str | None, fallback: list[str]) -> list[str
     path = Path(value)
     if not path.is_file():
         raise ConfigError(f"prompt file '{value}' not found; give a text file with one prompt per line")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = read_text(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"prompt file '{value}' cannot be read ({short_repr(str(exc))}); give a UTF-8 text file "
+                          "with one prompt per line") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def training_prompts(training: TrainingConfig, source: ModelSource) -> list[str]:

@@ -26,3 +26,15 @@ def test_documented_hooks_exist() -> None:
     text = (DOCS / "plugin-hooks.md").read_text()
     documented = [line[3:].strip() for line in text.splitlines() if line.startswith("## lesa_")]
     assert sorted(documented) == sorted(n for n in dir(hookspecs) if n.startswith("lesa_"))
+
+
+def test_every_test_named_in_the_reliability_doc_exists() -> None:
+    """docs/reliability.md lists each promise with the test that guards it: each named test must exist."""
+    import re
+
+    text = (DOCS / "reliability.md").read_text()
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
+    assert len(named) >= 30, "docs/reliability.md names too few tests"
+    missing = [f"{path}::{name}" for path, name in named
+               if f"def {name}(" not in (DOCS.parent / path).read_text()]
+    assert missing == [], f"docs/reliability.md names tests that do not exist: {missing}"

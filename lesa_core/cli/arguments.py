@@ -15,31 +15,53 @@ Public for plugin commands (``lesa_register_commands``)::
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from lesa_core.cli.values import default_device, device_name, int_at_least
 from lesa_core.config import read_config_file
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.run import ResolvedRun, deep_merge, resolve_run
 from lesa_core.sources import resolve_model_source, training_prompts
 
-__all__ = ["CommandRun", "add_common_arguments", "resolve_command_run"]
+__all__ = ["CommandRun", "add_batch_size_argument", "add_common_arguments", "note_batch_size", "resolve_command_run"]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--config``, ``--model``, ``--device``, ``--data-dir``, ``--quiet``."""
+    """``--config``, ``--model``, ``--device``, ``--data-dir``, ``--threads``, ``--quiet`` (each value checked
+    when parsed: :mod:`lesa_core.cli.values`; ``--threads`` and ``--quiet`` applied by
+    :func:`lesa_core.cli.runtime.prepare_command` before the command runs)."""
     parser.add_argument("--config", metavar="FILE", help="run config (YAML/TOML/JSON), merged over the model's own")
     parser.add_argument("--model", metavar="NAME|PATH",
                         help="a registered model source (see `lesa plugins`) or a local diffusers pipeline folder; "
                              "default: the config's `model`, else the registered default model")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="torch device (under torchrun, 'cuda' means cuda:LOCAL_RANK)")
+    parser.add_argument("--device", type=device_name, default=default_device(),
+                        help="torch device: cpu, cuda, cuda:N, mps (under torchrun, 'cuda' means cuda:LOCAL_RANK)")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="trajectories and checkpoints (sets training.data_dir over the config)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=int_at_least(1), metavar="N",
+                        help="torch CPU threads (default: torch's, or 1 when a quick test shows the machine is too "
+                             "busy for more)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (diffusers' and transformers' included)")
+
+
+def add_batch_size_argument(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size``, kept so that existing scripts still run: collection samples each prompt in a call
+    of its own (its trajectory then does not depend on batch-mates), so the value changes nothing."""
+    parser.add_argument("--batch-size", type=int_at_least(1), metavar="N",
+                        help="deprecated and ignored: each prompt is sampled on its own, so that trajectories do "
+                             "not depend on their batch-mates")
+
+
+def note_batch_size(args: argparse.Namespace) -> None:
+    """Say once, on stderr, that ``--batch-size`` no longer changes anything (if it was given)."""
+    if getattr(args, "batch_size", None) is not None:
+        print("lesa: note: --batch-size is deprecated and ignored: each prompt is sampled on its own, so that "
+              "trajectories do not depend on their batch-mates", file=sys.stderr)
 
 
 @dataclass(frozen=True)

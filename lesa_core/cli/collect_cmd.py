@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lesa_core.cli.arguments import add_common_arguments, resolve_command_run
+from lesa_core.cli.arguments import (
+    add_batch_size_argument,
+    add_common_arguments,
+    note_batch_size,
+    resolve_command_run,
+)
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("collect", help="record full-compute tap trajectories for training")
     add_common_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts sampled together")
+    add_batch_size_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -20,12 +25,12 @@ def run(args: argparse.Namespace) -> int:
     from lesa_core import distributed
     from lesa_core.trainer import PipelineRunner, collect_trajectories
 
+    note_batch_size(args)
     command = resolve_command_run(args)
     with distributed.session(args.device) as dist:
         pipe = command.load_pipeline(dist.device)
         meta = collect_trajectories(pipe, command.run, command.training_prompts(),
-                                    runner=PipelineRunner(pipe, **command.call), batch_size=args.batch_size,
-                                    show_progress=not args.quiet)
+                                    runner=PipelineRunner(pipe, **command.call), show_progress=not args.quiet)
         if dist.is_main:
             print(f"collected {len(meta.prompts)} trajectories × {meta.num_steps} steps of tap '{meta.tap}' "
                   f"into {command.run.config.training.data_dir}"

@@ -5,35 +5,48 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lesa_core.cli.arguments import add_common_arguments, resolve_command_run
+from lesa_core.cli.arguments import (
+    add_batch_size_argument,
+    add_common_arguments,
+    note_batch_size,
+    resolve_command_run,
+)
+
+
+def stages_value(value: str) -> tuple[int, ...]:
+    """An ``argparse`` type: ``1``, ``2`` or ``1,2``."""
+    try:
+        stages = tuple(int(s) for s in value.split(",") if s.strip())
+    except ValueError:
+        stages = ()
+    if not stages or any(s not in (1, 2) for s in stages):
+        raise argparse.ArgumentTypeError(f"--stages {value!r}: use '1', '2' or '1,2'")
+    return tuple(sorted(set(stages)))
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("train", help="train a predictor bundle (collects trajectories first if needed)")
     add_common_arguments(parser)
-    parser.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
-    parser.add_argument("--stages", default="1,2", help="which stages to run: '1', '2' or '1,2' (default)")
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts sampled together while collecting")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="bundle folder to write: new, empty, or a previous bundle (never inside --data-dir)")
+    parser.add_argument("--stages", type=stages_value, default=(1, 2),
+                        help="which stages to run: '1', '2' or '1,2' (default)")
+    add_batch_size_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train; under ``torchrun`` collection is sharded, training data parallel, rank 0 writes the bundle."""
     from lesa_core import distributed
-    from lesa_core.errors import ConfigError
     from lesa_core.trainer import PipelineRunner, train
 
-    try:
-        stages = tuple(int(s) for s in args.stages.split(",") if s.strip())
-    except ValueError:
-        stages = ()
-    if not stages or any(s not in (1, 2) for s in stages):
-        raise ConfigError(f"--stages {args.stages!r}: use '1', '2' or '1,2'")
+    note_batch_size(args)
+    stages = args.stages
     command = resolve_command_run(args)
     with distributed.session(args.device) as dist:
         pipe = command.load_pipeline(dist.device)
         path, report = train(pipe, command.run, command.training_prompts(), runner=PipelineRunner(pipe, **command.call),
-                             out=args.out, stages=stages, batch_size=args.batch_size, show_progress=not args.quiet)
+                             out=args.out, stages=stages, show_progress=not args.quiet)
         if dist.is_main:
             last = {k: (v[-1] if v else None) for k, v in report.losses.items()}
             print(f"wrote bundle {path} ({report.updates} updates; final L1 stage 1: {last.get('stage1')}, "

@@ -35,12 +35,13 @@ import contextvars
 import dataclasses
 import itertools
 import logging
-import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+
+from lesa_core.environment import env_flag
 
 if TYPE_CHECKING:
     from lesa_core.interfaces.predictor import ForecastInput
@@ -49,11 +50,10 @@ __all__ = ["MEMO_SIZE", "cuda_graphs", "cuda_graphs_enabled", "fast_coefficients
 
 logger = logging.getLogger("lesa")
 
-_CUDA_GRAPHS: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "lesa_cuda_graphs",
-    default=os.environ.get("LESA_CUDA_GRAPHS", "1").strip().lower() not in ("0", "false", "no", "off"),
-)
-"""Whether coefficient computations on CUDA are captured into graphs (default: ``LESA_CUDA_GRAPHS``)."""
+_CUDA_GRAPHS: contextvars.ContextVar[bool | None] = contextvars.ContextVar("lesa_cuda_graphs", default=None)
+"""Whether coefficient computations on CUDA are captured into graphs (``None``: ``LESA_CUDA_GRAPHS``)."""
+_ENV_CUDA_GRAPHS: list[bool] = []
+"""``LESA_CUDA_GRAPHS``, read (and validated) on first use, not at import."""
 MEMO_SIZE = 4096
 """The most memoised host-input coefficient sets kept per predictor (oldest dropped first)."""
 
@@ -114,8 +114,16 @@ def _version_key(module: nn.Module) -> tuple[Any, ...] | None:
 
 
 def cuda_graphs_enabled() -> bool:
-    """Whether forecasts on CUDA replay their coefficients from a CUDA graph here and now."""
-    return _CUDA_GRAPHS.get()
+    """Whether forecasts on CUDA replay their coefficients from a CUDA graph here and now.
+
+    :raises UsageError: if ``LESA_CUDA_GRAPHS`` is set to something that is not a flag.
+    """
+    enabled = _CUDA_GRAPHS.get()
+    if enabled is not None:
+        return enabled
+    if not _ENV_CUDA_GRAPHS:
+        _ENV_CUDA_GRAPHS.append(env_flag("LESA_CUDA_GRAPHS", default=True))
+    return _ENV_CUDA_GRAPHS[0]
 
 
 @contextlib.contextmanager
@@ -150,7 +158,7 @@ def fast_coefficients(module: nn.Module, fn: CoefficientFn, inputs: ForecastInpu
     device = inputs.t.device
     if inputs.scalars is not None or device.type == "cpu":
         return _memoised(module, fn, inputs)
-    if device.type == "cuda" and _CUDA_GRAPHS.get():
+    if device.type == "cuda" and cuda_graphs_enabled():
         return _graphed(module, fn, inputs)
     return fn(inputs)
 

@@ -109,6 +109,14 @@ class Predictor(nn.Module, ABC):
         """``"steps"`` or ``"full"`` (from the config)."""
         return self.config.history
 
+    @classmethod
+    def check_config(cls, config: PredictorConfig, num_stages: int) -> None:
+        """Refuse a config that cannot be built for a router of ``num_stages`` stages (a value per stage
+        given for another number of stages, say) with a :class:`~lesa_core.errors.ConfigError` naming the
+        field. Called by the one resolution of a run (:func:`lesa_core.run.resolve_run`), so that
+        ``lesa config validate``, ``attach`` and ``train`` refuse it before any work; the model (and so
+        the tap's channel count) is not known yet. The default accepts any."""
+
     @property
     @abstractmethod
     def history_size(self) -> int:

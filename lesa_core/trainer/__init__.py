@@ -13,11 +13,17 @@ boundaries (:meth:`~lesa_core.run.ResolvedRun.derive`) — and then the predicto
 
 Under an initialised process group (``torchrun``; see :mod:`lesa_core.distributed`) the same calls
 collect the prompts sharded over the ranks and train data parallel; rank 0 writes the bundle.
+
+Before any work, :func:`train` checks where it will write (the bundle folder must be new, empty or a
+previous bundle, outside the data folder, and writable; see :mod:`lesa_core.outputs`) and takes the data
+folder's lock (:mod:`lesa_core.trainer.lock`); the free disk space is checked during collection (from the
+size of the first shard) and before training (from the predictor's size).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +31,20 @@ import torch
 
 from lesa_core import distributed
 from lesa_core.assembly import Assembly, Binding, bind, find_transformer, model_device
-from lesa_core.bundle import save_bundle
+from lesa_core.bundle import check_bundle_destination, save_bundle
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import StageRouter
+from lesa_core.outputs import check_free_space, check_not_nested, check_output_folder, check_writable
 from lesa_core.plugins import PluginHost, get_plugin_host
 from lesa_core.run import ConfigLike, ResolvedRun, resolve_run
+from lesa_core.trainer.checkpoint import CHECKPOINT_STATE, CHECKPOINT_TENSORS, stage1_checkpoint
 from lesa_core.trainer.collect import collect
 from lesa_core.trainer.fit import Trainer, TrainReport
+from lesa_core.trainer.lock import data_dir_lock
 from lesa_core.trainer.losses import latent_loss_head
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
 from lesa_core.trainer.schedule import history_indices
-from lesa_core.trainer.store import StoreMeta, TrajectoryStore
+from lesa_core.trainer.store import STORE_META, StoreMeta, TrajectoryStore
 
 __all__ = [
     "PipelineRunner",
@@ -76,33 +85,77 @@ def check_trainable(binding: Binding) -> None:
 
 
 def collect_trajectories(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str], *,
-                         runner: TrajectoryRunner, data_dir: str | Path | None = None, batch_size: int = 8,
+                         runner: TrajectoryRunner, data_dir: str | Path | None = None, batch_size: int | None = None,
                          host: PluginHost | None = None, rank: int | None = None, world_size: int | None = None,
                          show_progress: bool = True) -> StoreMeta:
-    """Collect the full-compute tap trajectories of ``prompts`` (resumable; see :func:`collect`).
+    """Collect the full-compute tap trajectories of ``prompts`` (resumable; see :func:`collect`), holding
+    the data folder's lock.
 
     ``rank``/``world_size`` default to the initialised process group's (else 0 and 1): each rank
     collects the prompts ``i % world_size == rank``.
+
+    :param batch_size: deprecated and ignored: each prompt is sampled in a call of its own, so that its
+        trajectory does not depend on batch-mates (:mod:`lesa_core.trainer.collect`).
     """
+    _deprecated_batch_size(batch_size)
     host = host or get_plugin_host()
     run = resolve_run(config, host=host)
     binding = bind(find_transformer(target), run, host=host)
-    return _collect(binding, runner, prompts, data_dir=data_dir, batch_size=batch_size, rank=rank,
-                    world_size=world_size, show_progress=show_progress)
+    _check_prompts(prompts)
+    root = Path(data_dir or run.config.training.data_dir)
+    _check_data_dir(root)
+    with data_dir_lock(root, enabled=distributed.is_main_process()):
+        return _collect(binding, runner, prompts, data_dir=root, rank=rank, world_size=world_size,
+                        show_progress=show_progress)
 
 
-def _collect(binding: Binding, runner: TrajectoryRunner, prompts: Sequence[str], *, data_dir: str | Path | None,
-             batch_size: int, rank: int | None = None, world_size: int | None = None,
-             show_progress: bool = True) -> StoreMeta:
+def _deprecated_batch_size(batch_size: int | None) -> None:
+    if batch_size is None:
+        return
+    if batch_size < 1:
+        raise TrainingError(f"batch_size must be at least 1, got {batch_size}; leave it out (it is deprecated: "
+                            "collection samples one prompt per call)")
+    warnings.warn("batch_size is deprecated and ignored: collection samples each prompt in a call of its own, so "
+                  "that trajectories do not depend on batch-mates", DeprecationWarning, stacklevel=3)
+
+
+def _check_prompts(prompts: Sequence[str]) -> None:
     if not prompts:
         raise TrainingError("no prompts to collect trajectories for; give at least one prompt (training.prompts, "
                             "a prompt file, or a model source with default prompts)")
-    if batch_size < 1:
-        raise TrainingError(f"batch_size must be at least 1, got {batch_size}; pass e.g. --batch-size 8")
+
+
+def _check_data_dir(root: Path) -> None:
+    """Refuse a data folder that cannot be written or whose ``trajectories`` folder holds foreign files."""
+    check_writable(root, what="data folder")
+    store = root / "trajectories"
+    check_output_folder(store, markers={STORE_META}, what="trajectory store")
+
+
+def _collect(binding: Binding, runner: TrajectoryRunner, prompts: Sequence[str], *, data_dir: str | Path | None,
+             rank: int | None = None, world_size: int | None = None, show_progress: bool = True) -> StoreMeta:
+    _check_prompts(prompts)
     training = binding.run.config.training
-    return collect(binding, runner, _store(binding.run, data_dir), prompts, num_steps=training.num_steps,
-                   seed=training.seed, token_subsample=training.token_subsample, batch_size=batch_size,
-                   rank=rank, world_size=world_size, show_progress=show_progress)
+    store = _store(binding.run, data_dir)
+    return collect(binding, runner, store, prompts, num_steps=training.num_steps,
+                   seed=training.seed, token_subsample=training.token_subsample, rank=rank,
+                   world_size=world_size, show_progress=show_progress, before_each=_space_check(store))
+
+
+def _space_check(store: TrajectoryStore) -> Callable[[int, int], None]:
+    """Before each prompt: refuse to go on when the disk cannot hold the remaining shards (estimated from
+    the size of a shard already written)."""
+    shard: list[int] = []
+
+    def check(done: int, remaining: int) -> None:
+        if not shard:
+            written = next(iter(sorted(store.root.glob("traj_*.safetensors"))), None)
+            if written is None:
+                return
+            shard.append(written.stat().st_size)
+        check_free_space(store.root, shard[0] * remaining, what=f"trajectory store ({remaining} prompts to go)")
+
+    return check
 
 
 def with_schedule(run: ResolvedRun, schedule: list[float], *, host: PluginHost | None = None) -> ResolvedRun:
@@ -153,41 +206,68 @@ def trainable_assembly(binding: Binding, schedule: list[float], *, host: PluginH
 
 def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str], *, runner: TrajectoryRunner,
           out: str | Path, data_dir: str | Path | None = None, stages: Sequence[int] = (1, 2),
-          checkpoint_dir: str | Path | None = None, batch_size: int = 8, host: PluginHost | None = None,
+          checkpoint_dir: str | Path | None = None, batch_size: int | None = None, host: PluginHost | None = None,
           show_progress: bool = True) -> tuple[Path, TrainReport]:
     """Collect (or reuse) trajectories, train both stages and write the bundle to ``out``.
 
     Under a process group: collection is sharded over the ranks, training is data parallel, and rank 0
     writes the bundle while the others wait; every rank returns the same path.
 
+    :param out: the bundle folder: new, empty, or a previous bundle (replaced once the new one is complete);
+        never inside or around ``data_dir``.
     :param data_dir: trajectories go to ``data_dir/trajectories`` (default ``training.data_dir``).
     :param checkpoint_dir: per-epoch checkpoints (default ``data_dir/checkpoint``); give each run that shares
         one ``data_dir`` its own, so that they resume independently.
+    :param stages: the stages to run; a finished run asked for stage 1 only returns the weights stage 1
+        ended with (see :meth:`Trainer.fit`).
+    :param batch_size: deprecated and ignored (see :func:`collect_trajectories`).
     :return: the bundle folder and a :class:`TrainReport` (losses per epoch, timings, resume point).
+    :raises OutputError: for a bundle folder that would replace files LESA did not write, lies inside the
+        data folder, cannot be written, or would not fit on its disk — before any work.
+    :raises TrainingError: for bad inputs, another process on the data folder, or a run that diverges (NaN or
+        infinite loss, weights or trajectories; no bundle is written then).
     """
+    _deprecated_batch_size(batch_size)
     host = host or get_plugin_host()
     model = find_transformer(target)
     binding = bind(model, resolve_run(config, host=host), host=host)
     check_trainable(binding)
+    _check_prompts(prompts)
     root = Path(data_dir or binding.run.config.training.data_dir)
-    meta = _collect(binding, runner, prompts, data_dir=root, batch_size=batch_size, show_progress=show_progress)
-    assert meta.schedule is not None
-    taps = _store(binding.run, root).load()
-    run = fit_router(with_schedule(binding.run, meta.schedule, host=host), taps, meta.schedule, host=host)
-    assembly = trainable_assembly(Binding(run, binding.adapter, binding.tap), meta.schedule, host=host)
-    device = model_device(model)
-    assembly.predictor.to(device)
     checkpoints = Path(checkpoint_dir) if checkpoint_dir else root / "checkpoint"
-    trainer = Trainer(assembly, meta, {k: v.to(device) for k, v in taps.items()}, run.config.training, checkpoints,
-                      show_progress=show_progress)
-    report = trainer.fit(runner, stages=stages)
-    predictor = assembly.predictor.eval().requires_grad_(False)
-    metadata = assembly.bundle_metadata(
-        host, schedule=meta.schedule,
-        extra={"losses": report.losses, "updates": report.updates, "num_prompts": len(meta.prompts)},
-    )
-    path = Path(out)
-    if distributed.is_main_process():
-        path = save_bundle(out, predictor, metadata)
-    distributed.barrier()
+    check_not_nested(out, root)
+    check_bundle_destination(out)
+    _check_data_dir(root)
+    for folder in (checkpoints, stage1_checkpoint(checkpoints)):  # replaced whole by every checkpoint
+        check_output_folder(folder, markers={CHECKPOINT_STATE}, owned={CHECKPOINT_STATE, CHECKPOINT_TENSORS},
+                            what="checkpoint")
+    with data_dir_lock(root, enabled=distributed.is_main_process()):
+        meta = _collect(binding, runner, prompts, data_dir=root, show_progress=show_progress)
+        assert meta.schedule is not None
+        taps = _store(binding.run, root).load()
+        run = fit_router(with_schedule(binding.run, meta.schedule, host=host), taps, meta.schedule, host=host)
+        assembly = trainable_assembly(Binding(run, binding.adapter, binding.tap), meta.schedule, host=host)
+        _check_space_for_training(assembly, checkpoints, Path(out))
+        device = model_device(model)
+        assembly.predictor.to(device)
+        trainer = Trainer(assembly, meta, {k: v.to(device) for k, v in taps.items()}, run.config.training,
+                          checkpoints, show_progress=show_progress)
+        report = trainer.fit(runner, stages=stages)
+        predictor = assembly.predictor.eval().requires_grad_(False)
+        metadata = assembly.bundle_metadata(
+            host, schedule=meta.schedule,
+            extra={"losses": report.losses, "updates": report.updates, "num_prompts": len(meta.prompts)},
+        )
+        path = Path(out)
+        if distributed.is_main_process():
+            path = save_bundle(out, predictor, metadata)
+        distributed.barrier()
     return path, report
+
+
+def _check_space_for_training(assembly: Assembly, checkpoints: Path, out: Path) -> None:
+    """Refuse to train when the checkpoints (weights and two AdamW moments, old and new while replaced) or
+    the bundle would not fit on their disks."""
+    size = sum(p.numel() * 4 for p in assembly.predictor.state_dict().values())
+    check_free_space(checkpoints, 6 * size + (1 << 20), what="checkpoint")
+    check_free_space(out, 2 * size + (1 << 20), what="bundle")

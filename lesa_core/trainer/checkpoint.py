@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lesa_core.errors import TrainingError
+from lesa_core.errors import OutputError, TrainingError
+from lesa_core.outputs import follow_umask
+from lesa_core.parsing import parse_json, read_text
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
@@ -40,6 +42,11 @@ class TrainState:
     losses: dict[str, list[float]] = field(default_factory=lambda: {"stage1": [], "stage2": []})
 
 
+def stage1_checkpoint(folder: Path) -> Path:
+    """Where the checkpoint of stage 1's end is kept once stage 2 starts (next to ``folder``)."""
+    return folder.with_name(f"{folder.name}-stage1")
+
+
 def run_key(*parts: Any) -> str:
     """A digest identifying a training run (config + data); a checkpoint resumes only the same run."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -47,7 +54,11 @@ def run_key(*parts: Any) -> str:
 
 def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.Optimizer, train_state: TrainState,
                     ) -> None:
-    """Write the checkpoint atomically (both files replaced together via a fresh folder)."""
+    """Write the checkpoint atomically (both files replaced together via a fresh folder).
+
+    :raises OutputError: if the disk is full or the folder not writable (the previous checkpoint is kept).
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -62,14 +73,16 @@ def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
             else:
                 scalars[f"{index}.{name}"] = value
     _remove_stale_temporaries(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp: Path | None = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         save_file(tensors, str(tmp / CHECKPOINT_TENSORS))
         state = {"progress": asdict(train_state), "param_groups": opt_state["param_groups"], "scalars": scalars}
         (tmp / CHECKPOINT_STATE).write_text(json.dumps(state))
         for name in (CHECKPOINT_TENSORS, CHECKPOINT_STATE):
             with (tmp / name).open("rb") as fh:
                 os.fsync(fh.fileno())
+        follow_umask(tmp)  # mkdtemp made it 0700
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
@@ -79,8 +92,15 @@ def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
         os.replace(tmp, folder)
         if old is not None:
             _rmtree(old)
+    except (OSError, SafetensorError) as exc:
+        if tmp is not None:
+            _rmtree(tmp)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OutputError(f"could not write the checkpoint {folder} ({reason}); the previous checkpoint is kept — "
+                          "free some disk space, then run again (training resumes from it)") from None
     except BaseException:
-        _rmtree(tmp)
+        if tmp is not None:
+            _rmtree(tmp)
         raise
 
 
@@ -101,35 +121,52 @@ def load_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
         os.replace(previous, folder)  # killed between the two renames of save_checkpoint
     if not (folder / CHECKPOINT_STATE).is_file() or not (folder / CHECKPOINT_TENSORS).is_file():
         return None
+
+    def damaged(name: str, exc: BaseException) -> TrainingError:
+        return TrainingError(
+            f"{folder / name} is damaged ({type(exc).__name__}: {exc}); delete the folder {folder} to start "
+            "training over (the collected trajectories are kept)"
+        )
+
     try:
-        state = json.loads((folder / CHECKPOINT_STATE).read_text())
-        train_state = TrainState(**state["progress"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as exc:
-        raise TrainingError(
-            f"{folder / CHECKPOINT_STATE} is damaged ({type(exc).__name__}: {exc}); delete the folder {folder} "
-            "to start training over (the collected trajectories are kept)"
-        ) from None
+        state = parse_json(read_text(folder / CHECKPOINT_STATE))
+        train_state = _train_state(state["progress"])
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise damaged(CHECKPOINT_STATE, exc) from None
     if train_state.key != key:
         return None
     try:
         tensors = load_file(str(folder / CHECKPOINT_TENSORS))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise TrainingError(
-            f"{folder / CHECKPOINT_TENSORS} is damaged ({exc}); delete the folder {folder} to start training "
-            "over (the collected trajectories are kept)"
-        ) from None
-    predictor.load_state_dict({k.removeprefix("predictor."): v for k, v in tensors.items()
-                               if k.startswith("predictor.")}, strict=True)
-    opt_state: dict[str, Any] = {"state": {}, "param_groups": state["param_groups"]}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, index, field_name = name.split(".", 2)
+        raise damaged(CHECKPOINT_TENSORS, exc) from None
+    try:
+        predictor.load_state_dict({k.removeprefix("predictor."): v for k, v in tensors.items()
+                                   if k.startswith("predictor.")}, strict=True)
+        opt_state: dict[str, Any] = {"state": {}, "param_groups": state["param_groups"]}
+        for name, value in tensors.items():
+            if name.startswith("optim."):
+                _, index, field_name = name.split(".", 2)
+                opt_state["state"].setdefault(int(index), {})[field_name] = value
+        for name, value in state["scalars"].items():
+            index, field_name = name.split(".", 1)
             opt_state["state"].setdefault(int(index), {})[field_name] = value
-    for name, value in state["scalars"].items():
-        index, field_name = name.split(".", 1)
-        opt_state["state"].setdefault(int(index), {})[field_name] = value
-    optimizer.load_state_dict(opt_state)
+        optimizer.load_state_dict(opt_state)
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise damaged(f"{CHECKPOINT_STATE} / {CHECKPOINT_TENSORS}", exc) from None
     return train_state
+
+
+def _train_state(progress: Any) -> TrainState:
+    """A :class:`TrainState` from the checkpoint's ``progress`` object, its field types checked."""
+    if not isinstance(progress, dict):
+        raise TypeError("'progress' is not an object")
+    state = TrainState(**progress)
+    ints = (state.phase, state.epoch, state.updates, state.stage2_updates)
+    if (not isinstance(state.key, str) or any(type(v) is not int or v < 0 for v in ints) or state.phase not in (1, 2)
+            or not isinstance(state.losses, dict)
+            or not all(isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in state.losses.values())):
+        raise ValueError("'progress' holds values of the wrong type")
+    return state
 
 
 def _remove_stale_temporaries(folder: Path) -> None:

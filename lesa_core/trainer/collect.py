@@ -2,11 +2,18 @@
 
 The runtime is attached with a policy that computes every step and an observer that records the tap
 and t; each prompt's trajectory is written as one shard (see :mod:`lesa_core.trainer.store`).
+
+**Each prompt is sampled in a pipeline call of its own.** Sampled in a batch, a prompt's floats depend
+in the last bits on its batch-mates (the kernels block a batch differently), so a collection resumed
+after a kill — which samples the missing prompts in other batches — or one made with another batch size
+or number of ranks would differ from an uninterrupted one. One prompt per call makes every shard a
+function of its prompt, seed and the store's identity only: resumed, re-batched and sharded collections
+are byte-identical.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -14,6 +21,7 @@ from torch import Tensor
 
 from lesa_core import distributed
 from lesa_core.assembly import Binding
+from lesa_core.errors import TrainingError
 from lesa_core.interfaces import (
     AlwaysCompute,
     ForecastInput,
@@ -68,14 +76,16 @@ def collect(
     num_steps: int,
     seed: int = 0,
     token_subsample: int | None = None,
-    batch_size: int = 8,
     rank: int | None = None,
     world_size: int | None = None,
     show_progress: bool = True,
+    before_each: Callable[[int, int], None] | None = None,
 ) -> StoreMeta:
-    """Collect the full-compute trajectory of every prompt not yet in ``store``.
+    """Collect the full-compute trajectory of every prompt not yet in ``store``, one prompt per pipeline
+    call (see the module docstring).
 
-    Prompt ``i`` uses seed ``seed + i``. With ``world_size > 1`` this process collects the prompts
+    Prompt ``i`` uses seed ``seed + i``. ``before_each(done, remaining)`` is called before each prompt
+    (the trainer checks the free disk space there). With ``world_size > 1`` this process collects the prompts
     ``i % world_size == rank``; ``rank`` and ``world_size`` default to the initialised process group's
     (see :mod:`lesa_core.distributed`), else 0 and 1. Under a process group, rank 0 creates the store
     before the others open it, and every rank waits at a barrier for the whole collection before the
@@ -87,7 +97,7 @@ def collect(
     meta = StoreMeta(
         model_class=binding.adapter.model_class(), model_fingerprint=binding.adapter.fingerprint(),
         tap=binding.tap, num_steps=num_steps, schedule=None, token_index=None, prompts=list(prompts),
-        seed=seed, call=runner.settings,
+        seed=seed, call=runner.settings, token_subsample=token_subsample,
     )
     if group and rank != 0:
         distributed.barrier()  # rank 0 creates store.json first: no two ranks race to create it
@@ -104,8 +114,10 @@ def collect(
     token_index = current.token_index
     schedule = current.schedule
     bar = progress_bar(total=len(todo), desc="collect", unit="prompt", disable=not show_progress or rank != 0)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
+    for done, index in enumerate(todo):
+        if before_each is not None:
+            before_each(done, len(todo) - done)
+        batch = [index]  # one prompt per call: its trajectory does not depend on batch-mates
         recorder = _Recorder()
         attachment = binding.adapter.attach(RuntimeComponents(**{**components.__dict__, "observer": recorder}))
         try:
@@ -116,14 +128,18 @@ def collect(
         per_context = {ctx: torch.stack(taps) for ctx, taps in recorder.taps.items()}  # (S, B, ...)
         for ctx, stacked in per_context.items():
             if stacked.shape[0] != num_steps:
-                raise RuntimeError(f"context '{ctx}' recorded {stacked.shape[0]} steps, expected {num_steps}")
+                raise TrainingError(f"context '{ctx}' recorded {stacked.shape[0]} steps, expected {num_steps}; the "
+                                    "pipeline ran another step count — remove num_inference_steps from its call "
+                                    "arguments (training.num_steps sets it)")
         if schedule is None:
             times = next(iter(recorder.times.values()))
             schedule = [*times, 0.0]
             if token_subsample is not None:
                 sample = next(iter(per_context.values()))
                 if sample.ndim != 4:
-                    raise ValueError("token_subsample needs a (batch, tokens, channels) tap")
+                    raise TrainingError(f"training.token_subsample needs a (batch, tokens, channels) tap, and tap "
+                                        f"'{binding.tap}' is {tuple(sample.shape[1:])}; remove token_subsample "
+                                        "or choose a token tap")
                 token_index = choose_token_index(sample.shape[2], token_subsample, seed)
             store.update_meta(schedule=schedule, token_index=token_index)
         for b, i in enumerate(batch):

@@ -11,7 +11,9 @@
   in batched replays after each rollout (``update: replay``) or during it (``online``).
 
 Both use AdamW with gradient clipping (:mod:`lesa_core.trainer.optim`) and a cosine learning-rate
-decay to 10 % over the phase. The data order is a function of ``(seed, phase, epoch)``
+decay to 10 % over the phase. A run that diverges — a NaN or infinite loss or gradient, or weights that are
+no longer finite at the end of an epoch — stops with a :class:`~lesa_core.errors.TrainingError` naming the
+stage and epoch; the epoch's checkpoint is not written, nor a bundle. The data order is a function of ``(seed, phase, epoch)``
 (:mod:`lesa_core.trainer.schedule`), so a resumed run — from the per-epoch checkpoint
 (:mod:`lesa_core.trainer.checkpoint`) — matches an uninterrupted one.
 
@@ -37,7 +39,13 @@ from lesa_core.config import TrainingConfig
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import Decision
 from lesa_core.progress import progress_bar
-from lesa_core.trainer.checkpoint import TrainState, load_checkpoint, run_key, save_checkpoint
+from lesa_core.trainer.checkpoint import (
+    TrainState,
+    load_checkpoint,
+    run_key,
+    save_checkpoint,
+    stage1_checkpoint,
+)
 from lesa_core.trainer.losses import LatentSpanLoss, Stage1Loss, TapLoss, TeacherForcing
 from lesa_core.trainer.optim import PredictorOptimizer
 from lesa_core.trainer.rollout import ClosedLoopRollout, OnlineRollout, ReplayRollout
@@ -93,13 +101,39 @@ class Trainer:
                             if training.loss == "latent" else None)  # refused here, before any training
         self.show_progress = show_progress and self.sync.is_main  # one progress bar per run
 
-    def _checkpoint(self, state: TrainState) -> None:
+    def _checkpoint(self, state: TrainState, folder: Path | None = None) -> None:
         if self.sync.is_main:
-            save_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer.adamw, state)
+            save_checkpoint(folder or self.checkpoint_dir, self.predictor, self.optimizer.adamw, state)
         self.sync.barrier()
 
+    def check_finite(self, stage: str, epoch: int, losses: Sequence[float], *, weights: bool = False) -> None:
+        """Stop a diverging run: every loss of ``losses`` (NaN also when an update's gradient was not
+        finite) and, with ``weights``, every parameter must be finite.
+
+        :raises TrainingError: naming the stage, the epoch and what to change.
+        """
+        phase = self.training.stage1 if stage == "stage1" else self.training.stage2
+        what = None
+        first = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
+        if first is not None:
+            what = f"the loss (or its gradient) became {losses[first]} at update {first + 1} of the epoch"
+        elif weights:
+            bad = [name for name, p in self.predictor.named_parameters() if not bool(torch.isfinite(p).all())]
+            if bad:
+                what = f"{len(bad)} weight tensor(s) are no longer finite (e.g. '{bad[0]}')"
+        if what is None:
+            return
+        name = "stage 1 (GT-guided)" if stage == "stage1" else "stage 2 (closed loop)"
+        raise TrainingError(
+            f"training diverged in {name}, epoch {epoch + 1} of {phase.epochs}: {what}; no checkpoint of this epoch "
+            f"and no bundle were written. Lower training.{stage}.lr (now {phase.lr:g}) or "
+            "training.clip_grad_norm, and run again"
+        )
+
     def _end_epoch(self, state: TrainState, stage: str, epoch: int, losses: list[float], bar: Any) -> None:
-        """Count a finished epoch of ``stage`` (its updates and mean loss) and write the checkpoint."""
+        """Count a finished epoch of ``stage`` (its updates and mean loss), check that the weights are still
+        finite, and write the checkpoint."""
+        self.check_finite(stage, epoch, losses, weights=True)
         state.epoch = epoch + 1
         state.updates += len(losses)
         state.losses[stage].append(sum(losses) / max(len(losses), 1))
@@ -135,6 +169,8 @@ class Trainer:
                 value = self.optimizer.update(share, lr, step=unit[0])
                 assert value is not None  # stage 1 never skips
                 losses.append(value)
+                if not math.isfinite(value):
+                    self.check_finite("stage1", epoch, losses)
                 bar.update(1)
             self._end_epoch(state, "stage1", epoch, losses, bar)
         bar.close()
@@ -166,6 +202,7 @@ class Trainer:
             rollout.start_epoch()
             for b in range(batches_per_epoch):
                 rollout.run(runner, sorted(order[b * phase.batch_size:(b + 1) * phase.batch_size]), epoch, b)
+                self.check_finite("stage2", epoch, rollout.losses)
                 bar.update(1)
             state.stage2_updates = rollout.updates
             self._end_epoch(state, "stage2", epoch, rollout.losses, bar)
@@ -175,11 +212,24 @@ class Trainer:
     def fit(self, runner: TrajectoryRunner | None, *, stages: Sequence[int] = (1, 2)) -> TrainReport:
         """Run the requested stages, resuming from a matching checkpoint.
 
-        :raises TrainingError: if stage 2 is requested without a runner, or the ranks of a data-parallel
-            run resumed from different checkpoints.
+        ``stages`` is honoured on resume: asked for stage 1 only after stage 2 has started (a finished
+        ``1,2`` run, say), the run resumes from the checkpoint kept when stage 1 ended
+        (:func:`~lesa_core.trainer.checkpoint.stage1_checkpoint`), so it returns stage 1's weights.
+
+        :raises TrainingError: if stage 2 is requested without a runner, stage 1 only is asked for and its
+            checkpoint is gone, or the ranks of a data-parallel run resumed from different checkpoints.
         """
         state = TrainState(key=self.key)
         restored = load_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer.adamw, self.key)
+        if restored is not None and restored.phase == 2 and 2 not in stages:
+            snapshot = stage1_checkpoint(self.checkpoint_dir)
+            restored = load_checkpoint(snapshot, self.predictor, self.optimizer.adamw, self.key)
+            if restored is None:
+                raise TrainingError(
+                    f"{self.checkpoint_dir} holds a run that is past stage 1, and the checkpoint of stage 1's end "
+                    f"({snapshot}) is missing; run stages 1,2, or delete {self.checkpoint_dir} to train stage 1 "
+                    "again"
+                )
         if restored is not None:
             state = restored
             self.report.resumed_from = (state.phase, state.epoch)
@@ -189,7 +239,8 @@ class Trainer:
         if 2 in stages and self.training.stage2.epochs > 0:
             if runner is None:
                 raise TrainingError("stage 2 (closed loop) needs the model: pass a runner")
-            if state.phase == 1:
+            if state.phase == 1:  # keep where stage 1 ended: `--stages 1` later returns these weights
+                self._checkpoint(state, stage1_checkpoint(self.checkpoint_dir))
                 state.phase, state.epoch = 2, 0
             self.stage2(state, runner)
         self.predictor.eval()

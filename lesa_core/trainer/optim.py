@@ -4,6 +4,8 @@ update through the run's :class:`~lesa_core.trainer.sync.GradientSync`."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -31,7 +33,9 @@ class PredictorOptimizer:
         :param loss: this process's share of the batch's loss (``None``: it had no rows).
         :param step: the forecast step the update belongs to (the processes' lockstep check).
         :param skip: this process wants the update skipped (its forecast fell back to a full step).
-        :return: the batch's loss, or ``None`` if the update was skipped (on every process alike).
+        :return: the batch's loss, or ``None`` if the update was skipped (on every process alike). A
+            non-finite loss or gradient norm is returned as NaN *without* stepping (the caller stops the
+            run: see :meth:`lesa_core.trainer.fit.Trainer.check_finite`).
         """
         self.adamw.zero_grad(set_to_none=True)
         if loss is not None and not skip:
@@ -39,8 +43,12 @@ class PredictorOptimizer:
         total, skipped = self.sync.reduce(self.predictor, loss, step=step, skip=skip)
         if skipped:
             return None
+        if not math.isfinite(total):
+            return math.nan
         for group in self.adamw.param_groups:
             group["lr"] = lr
-        torch.nn.utils.clip_grad_norm_(self.predictor.parameters(), self.clip_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.predictor.parameters(), self.clip_grad_norm)
+        if not bool(torch.isfinite(norm)):
+            return math.nan  # the gradients overflowed: a step would make the weights non-finite
         self.adamw.step()
         return total

@@ -18,14 +18,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lesa_core.errors import TrainingError
+from lesa_core.errors import OutputError, TrainingError
+from lesa_core.outputs import follow_umask
+from lesa_core.parsing import parse_json, read_text
 
 STORE_META = "store.json"
 
@@ -39,6 +41,7 @@ class StoreMeta:
     :ivar token_index: the kept token positions, or ``None`` for all tokens.
     :ivar prompts: the prompts, in order; prompt i uses seed ``seed + i``.
     :ivar call: the sampling call's settings (must match between collection and closed-loop training).
+    :ivar token_subsample: ``training.token_subsample`` of the collection (tokens kept per sample).
     """
 
     model_class: str
@@ -50,25 +53,83 @@ class StoreMeta:
     prompts: list[str]
     seed: int
     call: dict[str, Any]
+    token_subsample: int | None = None
 
     def identity(self) -> dict[str, Any]:
-        """The fields that must agree for a store to be reused."""
+        """The fields that must agree for a store to be reused: every setting that changes what the shards
+        hold (the schedule and token subset are measured from the first trajectory, so they follow)."""
         data = asdict(self)
         data.pop("schedule")
         data.pop("token_index")
         return data
 
+    @classmethod
+    def from_json(cls, data: Any, source: Path) -> StoreMeta:
+        """Check the types of ``store.json``'s fields and build the metadata.
+
+        :raises TrainingError: naming the file and what to do, for any field of the wrong type.
+        """
+        if not isinstance(data, dict):
+            raise _damaged(source, "not a JSON object")
+        names = {f.name for f in fields(cls)}
+        if "token_subsample" not in data and isinstance(data.get("token_index"), list):
+            data = {**data, "token_subsample": len(data["token_index"])}  # written before the field existed
+        unknown, missing = sorted(set(data) - names), sorted(names - set(data) - {"token_subsample"})
+        if unknown or missing:
+            raise _damaged(source, f"unknown keys {unknown or 'none'}, missing keys {missing or 'none'}")
+        checks = {
+            "model_class": isinstance(data["model_class"], str), "model_fingerprint": isinstance(data["model_fingerprint"], str),
+            "tap": isinstance(data["tap"], str), "num_steps": _is_int(data["num_steps"]) and data["num_steps"] >= 1,
+            "schedule": data["schedule"] is None or (isinstance(data["schedule"], list) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in data["schedule"])),
+            "token_index": data["token_index"] is None or (isinstance(data["token_index"], list) and all(
+                _is_int(x) and x >= 0 for x in data["token_index"])),
+            "prompts": isinstance(data["prompts"], list) and all(isinstance(x, str) for x in data["prompts"]),
+            "seed": _is_int(data["seed"]), "call": isinstance(data["call"], dict),
+            "token_subsample": data.get("token_subsample") is None or _is_int(data["token_subsample"]),
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise _damaged(source, f"wrong type of {', '.join(bad)}")
+        if data["schedule"] is not None and len(data["schedule"]) != data["num_steps"] + 1:
+            raise _damaged(source, f"schedule has {len(data['schedule'])} times for {data['num_steps']} steps")
+        return cls(**data)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _damaged(source: Path, what: str) -> TrainingError:
+    return TrainingError(f"{source} is damaged ({what}); delete the folder {source.parent} and collect again "
+                         "(`lesa collect` or `lesa train` recollects it)")
+
 
 def _atomic_write_bytes(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    """Write ``path`` through a temporary file and a rename (permissions following the umask).
+
+    :raises OutputError: if the disk is full or the folder not writable (nothing is left behind).
+    """
+    from safetensors import SafetensorError
+
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        follow_umask(Path(tmp))  # mkstemp made it 0600
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OutputError(f"could not write {path} ({reason}); nothing was left half-written — free some disk space "
+                          "or choose another data folder, then run again (finished shards are kept)") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -87,9 +148,10 @@ class TrajectoryStore:
         if not self.meta_path.is_file():
             return None
         try:
-            return StoreMeta(**json.loads(self.meta_path.read_text()))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise TrainingError(f"{self.meta_path} is damaged ({exc}); delete the folder and collect again") from None
+            data = parse_json(read_text(self.meta_path))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError, DocumentError
+            raise _damaged(self.meta_path, str(exc)) from None
+        return StoreMeta.from_json(data, self.meta_path)
 
     def open(self, meta: StoreMeta) -> None:
         """Create the store, or check that an existing one holds the same collection.
@@ -142,14 +204,19 @@ class TrajectoryStore:
         path = self.shard_path(index)
         for stale in self.root.glob(f".{path.name}.*"):  # left by a writer that was killed (only this
             stale.unlink(missing_ok=True)                 # process writes this shard)
-        _atomic_write_bytes(self.shard_path(index),
-                            lambda tmp: save_file(tensors, tmp, metadata={"prompt": prompt, "index": str(index)}))
+        # one metadata key: safetensors orders several keys differently from run to run, and a shard must be
+        # byte-identical whenever its content is (a resumed collection equals an uninterrupted one)
+        info = json.dumps({"index": index, "prompt": prompt}, sort_keys=True)
+        _atomic_write_bytes(self.shard_path(index), lambda tmp: save_file(tensors, tmp, metadata={"shard": info}))
 
     def load(self, indices: list[int] | None = None, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
-        """Load shards into memory: context → (P, S, N', C), in prompt order.
+        """Load shards into memory: context → (P, S, N', C), in prompt order. Every shard is checked: it
+        must be readable, hold the steps of the store and finite values only.
 
-        :raises TrainingError: if a shard is missing (collection incomplete).
+        :raises TrainingError: if a shard is missing (collection incomplete), damaged, of another shape, or
+            holds NaN or infinite values — naming the shard and what to do.
         """
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         meta = self.read_meta()
@@ -164,6 +231,28 @@ class TrajectoryStore:
             )
         per_context: dict[str, list[Tensor]] = {}
         for i in indices:
-            for key, value in load_file(str(self.shard_path(i))).items():
+            path = self.shard_path(i)
+            redo = f"delete {path} and run `lesa collect` (or `lesa train`) again to collect prompt {i} anew"
+            try:
+                tensors = load_file(str(path))
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise TrainingError(f"trajectory shard {path} is damaged ({exc}); {redo}") from None
+            if set(per_context) and set(tensors) != {f"taps.{c}" for c in per_context}:
+                raise TrainingError(f"trajectory shard {path} holds contexts {sorted(tensors)}, unlike the other "
+                                    f"shards; {redo}")
+            for key, value in tensors.items():
+                if value.ndim < 1 or value.shape[0] != meta.num_steps:
+                    raise TrainingError(f"trajectory shard {path} holds {tuple(value.shape)} for '{key}', not "
+                                        f"{meta.num_steps} steps; {redo}")
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise TrainingError(
+                        f"trajectory shard {path} (prompt {i}, {key}) holds NaN or infinite values; training on it "
+                        f"would diverge. If the file was damaged, {redo}; if the model itself produces them for "
+                        "this prompt, remove the prompt from training.prompts"
+                    )
                 per_context.setdefault(key.removeprefix("taps."), []).append(value.to(dtype))
-        return {ctx: torch.stack(values) for ctx, values in per_context.items()}
+        try:
+            return {ctx: torch.stack(values) for ctx, values in per_context.items()}
+        except RuntimeError as exc:
+            raise TrainingError(f"{self.root}: the trajectory shards differ in shape ({exc}); delete the folder "
+                                "and collect again") from None

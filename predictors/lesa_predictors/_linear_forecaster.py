@@ -53,7 +53,12 @@ from lesa_core.errors import ConfigError, ScheduleMismatchError
 from lesa_core.interfaces import ForecastInput, LinearPredictor, PredictorContext
 from lesa_core.interfaces.predictor import HistoryMode, PredictorConfig
 
-PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+TapCount = Annotated[int, Field(strict=True, ge=1, le=64)]
+"""K: the paper uses 4 and 8; bounded so that a config (or a bundle's stored one) cannot ask for a huge model."""
+Width = Annotated[int, Field(strict=True, ge=1, le=4096)]
+"""A hidden width of the time network (the paper: 256)."""
+MAX_SCHEDULE_POINTS = 10_001
+"""The longest schedule (S + 1 flow times): at most 10 000 steps."""
 
 
 class TimeScaledConfig(PredictorConfig):
@@ -79,12 +84,12 @@ class TimeScaledConfig(PredictorConfig):
     :ivar history: ``full`` (taps of full passes only) or ``steps``.
     """
 
-    taps: PositiveInt | Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (4, 8, 8)
+    taps: TapCount | Annotated[tuple[TapCount, ...], Field(min_length=1, max_length=64)] = (4, 8, 8)
     time_encoding: Literal["relative", "schedule"] = "relative"
     relative_units: Literal["flow", "spacing"] = "flow"
-    schedule: Annotated[tuple[float, ...], Field(min_length=2)] | None = None
+    schedule: Annotated[tuple[float, ...], Field(min_length=2, max_length=MAX_SCHEDULE_POINTS)] | None = None
     schedule_atol: float = Field(1e-4, gt=0.0, allow_inf_nan=False)
-    hidden: tuple[PositiveInt, ...] = (32, 32)
+    hidden: Annotated[tuple[Width, ...], Field(max_length=16)] = (32, 32)
     per_channel: bool = Field(False, strict=True)
     history: HistoryMode = "full"
 
@@ -161,6 +166,12 @@ class TimeScaledLinearPredictor(LinearPredictor):
                 "schedule", torch.tensor(config.schedule, dtype=torch.float32), persistent=False
             )
         self.time_net = self.build_time_net([self.encoding_size, *config.hidden, 1], self.ALPHA_INIT_SCALE)
+
+    @classmethod
+    def check_config(cls, config: PredictorConfig, num_stages: int) -> None:
+        """Refuse a ``taps`` list whose length is not the router's stage count."""
+        if isinstance(config, TimeScaledConfig):
+            cls._taps_for_stage(config, PredictorContext(0, num_stages))
 
     @staticmethod
     def _taps_for_stage(config: TimeScaledConfig, context: PredictorContext) -> int:

@@ -139,7 +139,7 @@ def test_two_process_latent_loss_matches_one_process(workspace: Path, tmp_path: 
 def test_a_rank_killed_mid_collection_resumes_without_recomputing(workspace: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     log = tmp_path / "calls"
-    collect = ["collect", "--data-dir", str(data), "--batch-size", "1"]
+    collect = ["collect", "--data-dir", str(data)]
     log.mkdir()
     # rank 1 owns prompts 1 and 3: it dies after finishing prompt 1; torchrun then stops rank 0 too
     crashed = _torchrun(workspace, *collect, script=HOOK, check=False,

@@ -54,6 +54,20 @@ def kan_bundle(flux_pipe: Any, host: PluginHost, tmp_path_factory: pytest.TempPa
     return path
 
 
+@pytest.fixture(scope="session")
+def pipeline_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny FLUX pipeline saved with ``save_pretrained`` (what ``--model <folder>`` loads), with the
+    call arguments it needs in ``lesa_call.json``."""
+    import json
+
+    from lesa_core.testing.tiny import tiny_flux_pipeline
+
+    folder = tmp_path_factory.mktemp("model") / "tiny-flux"
+    tiny_flux_pipeline().save_pretrained(folder)
+    (folder / "lesa_call.json").write_text(json.dumps(CALL))
+    return folder
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not TALLY:
         return

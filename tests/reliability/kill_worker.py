@@ -11,6 +11,7 @@ It calls :func:`lesa_core.trainer.train` exactly as a user would. Two test hooks
   atomic write (``traj_00002`` = a collection shard, ``.checkpoint.`` = a training checkpoint).
 * every sampling call appends its seeds to LOG_FILE (one line per call), so the test can tell which
   prompts were collected again.
+* ``LESA_TEST_BATCH_SIZE=N`` passes the (deprecated, ignored) ``batch_size=N``, as old scripts do.
 
 On success it prints ``{"resumed_from": ...}`` as JSON.
 """
@@ -21,6 +22,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +73,11 @@ def main(argv: list[str]) -> int:
 
     pipe = tiny_flux_pipeline()
     pipe.set_progress_bar_config(disable=True)
-    _, report = train(pipe, CONFIG, PROMPTS, runner=LoggingRunner(pipe, **CALL), out=out, data_dir=data,
-                      batch_size=1, show_progress=False)
+    batch_size = int(os.environ.get("LESA_TEST_BATCH_SIZE", "0")) or None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _, report = train(pipe, CONFIG, PROMPTS, runner=LoggingRunner(pipe, **CALL), out=out, data_dir=data,
+                          batch_size=batch_size, show_progress=False)
     print(json.dumps({"resumed_from": report.resumed_from}))
     return 0
 

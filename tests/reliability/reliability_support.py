@@ -111,6 +111,20 @@ def temporaries(*folders: Path) -> list[str]:
     return sorted(str(p) for folder in folders if folder.exists() for p in folder.rglob(".*"))
 
 
+def edit_bundle_meta(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
+    """A damage for a copy of a bundle: ``edit`` its ``lesa_bundle.json`` (a dict, edited in place)."""
+    import json
+
+    from lesa_core.bundle import BUNDLE_CONFIG_NAME
+
+    def apply(bundle: Path) -> None:
+        meta = json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
+        edit(meta)
+        (bundle / BUNDLE_CONFIG_NAME).write_text(json.dumps(meta))
+
+    return apply
+
+
 # ----------------------------------------------------------------------------- models
 
 
@@ -221,3 +235,42 @@ def expect_behaviour(case: str, category: str, check: Callable[[], list[str]], *
     assert problems == [], f"{case}: {problems}"
     assert leaks == [], f"{case}: model modified: {leaks}"
 
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def cli_error_lines(stderr: str) -> list[str]:
+    """The stderr lines of a ``lesa`` run that are not ``lesa: note:`` lines (what must be exactly one
+    ``lesa: error: ...`` line for a refused command)."""
+    return [line for line in stderr.strip().splitlines() if line.strip() and not line.startswith("lesa: note:")]
+
+
+def run_cli_case(case: str, argv: list[str], words: Iterable[str], capsys: Any, folders: Iterable[Path], *,
+                 category: str = "cli", allowed_new: Callable[[str], bool] | None = None) -> str:
+    """One refused ``lesa`` command, run in-process through :func:`lesa_core.cli.main`: exit status 2,
+    stderr holding exactly one line ``lesa: error: ...`` (``lesa: note:`` lines aside: no progress bar, no
+    third-party notice, no traceback) that contains ``words`` and says what to do, and nothing written
+    under ``folders``. Returns stderr."""
+    from lesa_core.cli import main
+
+    folders = [Path(f) for f in folders]
+    before = tree(*folders)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # pragma: no cover - main() never exits by itself
+        code = exc.code
+    _out, err = capsys.readouterr()
+    new = sorted(p for p in tree(*folders) - before if not (allowed_new and allowed_new(p)))
+    lines = cli_error_lines(err)
+    line = lines[0] if len(lines) == 1 else ""
+    well_formed = code == 2 and line.startswith("lesa: error: ") and "Traceback" not in err
+    missing = [w for w in words if w.lower() not in err.lower()]
+    clear = well_formed and not missing and gives_guidance(line) and not new
+    record(Outcome(case, category, True, clear, new, [], err.strip().replace("\n", " | ")))
+    assert code == 2, (code, err)
+    assert well_formed, f"{case}: not one `lesa: error:` line: {err}"
+    assert not missing, (case, missing, err)
+    assert gives_guidance(line), f"{case}: does not say what to do: {err}"
+    assert new == [], f"{case}: files left behind: {new}"
+    return err

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from reliability_support import CALL, STEPS, expect_error
+from reliability_support import CALL, STEPS, edit_bundle_meta, expect_error
 
 import lesa_core
 from lesa_core.bundle import BUNDLE_CONFIG_NAME, BUNDLE_WEIGHTS_NAME
@@ -33,15 +33,6 @@ def _rehash(bundle: Path) -> None:
     meta = json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
     meta["weights_sha256"] = hashlib.sha256((bundle / BUNDLE_WEIGHTS_NAME).read_bytes()).hexdigest()
     (bundle / BUNDLE_CONFIG_NAME).write_text(json.dumps(meta))
-
-
-def _edit_meta(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
-    def apply(bundle: Path) -> None:
-        meta = json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
-        edit(meta)
-        (bundle / BUNDLE_CONFIG_NAME).write_text(json.dumps(meta))
-
-    return apply
 
 
 def _edit_tensors(edit: Callable[[dict[str, torch.Tensor]], Any], rehash: bool = True) -> Callable[[Path], None]:
@@ -108,17 +99,17 @@ DAMAGED: list[tuple[str, Callable[[Path], None], type[Exception], list[str]]] = 
      ["unreadable JSON", "damaged"]),
     ("metadata-is-a-list", lambda b: (b / BUNDLE_CONFIG_NAME).write_text("[]"), BundleCorruptError,
      ["must be a JSON object"]),
-    ("metadata-format-version-string", _edit_meta(lambda m: m.update(format_version="1")), BundleCorruptError,
+    ("metadata-format-version-string", edit_bundle_meta(lambda m: m.update(format_version="1")), BundleCorruptError,
      ["format_version '1' is not supported"]),
-    ("metadata-run-config-unknown-key", _edit_meta(lambda m: m["run_config"].update(turbo=True)), BundleCorruptError,
+    ("metadata-run-config-unknown-key", edit_bundle_meta(lambda m: m["run_config"].update(turbo=True)), BundleCorruptError,
      ["run_config is not a valid run config", "turbo", "re-export"]),
-    ("metadata-run-config-taps-edited", _edit_meta(lambda m: m["run_config"]["predictor"].update(taps=[2, 2, 2])),
+    ("metadata-run-config-taps-edited", edit_bundle_meta(lambda m: m["run_config"]["predictor"].update(taps=[2, 2, 2])),
      BundleMismatchError, ["has shape (3,) but the predictor expects (2,)"]),
-    ("metadata-fingerprint-edited", _edit_meta(lambda m: m.update(model_fingerprint="0" * 16)), BundleMismatchError,
+    ("metadata-fingerprint-edited", edit_bundle_meta(lambda m: m.update(model_fingerprint="0" * 16)), BundleMismatchError,
      ["different config", "train a bundle for this model"]),
-    ("metadata-model-class-edited", _edit_meta(lambda m: m.update(model_class="diffusers.OtherModel")),
+    ("metadata-model-class-edited", edit_bundle_meta(lambda m: m.update(model_class="diffusers.OtherModel")),
      BundleMismatchError, ["trained for diffusers.OtherModel"]),
-    ("metadata-needs-missing-plugin", _edit_meta(lambda m: m["run_config"]["predictor"].update(name="lesa_pro")),
+    ("metadata-needs-missing-plugin", edit_bundle_meta(lambda m: m["run_config"]["predictor"].update(name="lesa_pro")),
      ConfigError, ["unknown predictor 'lesa_pro'", "lesa plugins"]),
 ]
 

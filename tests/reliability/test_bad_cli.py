@@ -1,7 +1,8 @@
-"""``lesa`` sub-commands with bad flags and files: exit code 2 and one ``error:`` line that says what
-is wrong (a LESA error: ``lesa: error: ...`` and what to do; an argparse error: the usage line and
-``lesa <command>: error: ...``), no traceback, nothing written. Commands that load a model run on the
-tiny FLUX pipeline saved with ``save_pretrained``."""
+"""``lesa`` sub-commands with bad flags and files: exit code 2 and one line ``lesa: error: ...`` that says
+what is wrong and what to do (argument errors too: ``lesa: error: lesa <command>: argument --x: ...``),
+nothing else on stderr but ``lesa: note:`` lines (no progress bar under ``--quiet``, no third-party
+notice), no traceback, nothing written. Commands that load a model run on the tiny FLUX pipeline saved
+with ``save_pretrained``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_support import KAN_CONFIG, Outcome, gives_guidance, record, tree
+from reliability_support import KAN_CONFIG, Outcome, gives_guidance, record, run_cli_case, tree
 
 from lesa_core.bundle import BUNDLE_WEIGHTS_NAME
 from lesa_core.cli import main
@@ -22,45 +23,9 @@ pytestmark = pytest.mark.integration
 
 
 def _cli(case: str, argv: list[str], words: list[str], capsys: pytest.CaptureFixture[str], folders: list[Path],
-         *, argparse_error: bool = False) -> str:
-    before = tree(*folders)
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse exits by itself
-        code = exc.code
-    _out, err = capsys.readouterr()
-    new = sorted(tree(*folders) - before)
-    lines = err.strip().splitlines()
-    last = lines[-1] if lines else ""
-    if argparse_error:
-        well_formed = code == 2 and last.startswith("lesa") and ": error: " in last \
-            and any(line.startswith("usage: lesa") for line in lines)
-        guidance = well_formed  # the usage line shows the valid form
-    else:  # earlier stderr lines may be diffusers' loading progress bars
-        well_formed = code == 2 and last.startswith("lesa: error: ") and sum("error" in line for line in lines) == 1
-        guidance = gives_guidance(last)
-    missing = [w for w in words if w.lower() not in err.lower()]
-    clear = well_formed and guidance and not missing and "Traceback" not in err
-    record(Outcome(case, "cli", True, clear, new, [], err.strip().replace("\n", " | ")))
-    assert code == 2, (code, err)
-    assert "Traceback" not in err, err
-    assert well_formed, err
-    assert not missing, (missing, err)
-    assert guidance, f"does not say what to do: {err}"
-    assert new == [], f"files left behind: {new}"
+         *, category: str = "cli") -> str:
+    err = run_cli_case(case, argv, words, capsys, folders, category=category)
     return err
-
-
-@pytest.fixture(scope="module")
-def pipeline_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny FLUX pipeline saved with ``save_pretrained`` (what ``--model <folder>`` loads), with the
-    call arguments it needs in ``lesa_call.json``."""
-    from lesa_core.testing.tiny import tiny_flux_pipeline
-
-    folder = tmp_path_factory.mktemp("model") / "tiny-flux"
-    tiny_flux_pipeline().save_pretrained(folder)
-    (folder / "lesa_call.json").write_text(json.dumps({"height": 32, "width": 32, "max_sequence_length": 16}))
-    return folder
 
 
 def _write(path: Path, content: Any) -> Path:
@@ -90,15 +55,16 @@ def test_config_validate_wrong_extension(tmp_path: Path, capsys: pytest.CaptureF
 
 
 @pytest.mark.parametrize(("case", "argv", "words"), [
-    ("cli-batch-size-not-int", ["collect", "--batch-size", "abc"], ["--batch-size", "invalid int value: 'abc'"]),
-    ("cli-train-without-out", ["train"], ["the following arguments are required: --out"]),
+    ("cli-batch-size-not-int", ["collect", "--batch-size", "abc"], ["--batch-size", "must be an integer >= 1",
+                                                                     "'abc'"]),
+    ("cli-train-without-out", ["train"], ["the following arguments are required: --out", "lesa train --help"]),
     ("cli-unknown-command", ["nosuch"], ["invalid choice: 'nosuch'", "plugins"]),
     ("cli-plugins-unknown-flag", ["plugins", "--bogus"], ["unrecognized arguments: --bogus"]),
-    ("cli-sample-steps-not-int", ["sample", "--steps", "fifty"], ["--steps", "invalid int value"]),
+    ("cli-sample-steps-not-int", ["sample", "--steps", "fifty"], ["--steps", "must be an integer >= 1"]),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_argparse_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, argv: list[str],
                          words: list[str]) -> None:
-    _cli(case, argv, words, capsys, [tmp_path], argparse_error=True)
+    _cli(case, argv, words, capsys, [tmp_path])
 
 
 def test_train_bad_stages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,7 +96,7 @@ def test_train_batch_size_zero(tmp_path: Path, pipeline_folder: Path, capsys: py
     _cli("cli-train-batch-size-0", ["train", "--model", str(pipeline_folder), "--config", str(config), "--out",
                                     str(tmp_path / "bundle"), "--data-dir", str(tmp_path / "data"),
                                     "--batch-size", "0", "--quiet"],
-         ["batch_size must be at least 1"], capsys, [tmp_path, pipeline_folder])
+         ["--batch-size", "must be an integer >= 1, got 0"], capsys, [tmp_path, pipeline_folder])
 
 
 def test_collect_with_no_prompts(tmp_path: Path, pipeline_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:

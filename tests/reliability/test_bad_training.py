@@ -33,20 +33,21 @@ def _damage_checkpoint_tensors(data: Path) -> None:
     tensors.write_bytes(tensors.read_bytes()[:100])
 
 
-# (case id, config edits, prompts, batch size, damage to a copy of the session's data folder, words)
-CASES: list[tuple[str, dict[str, Any], list[str], int, Callable[[Path], None] | None, list[str]]] = [
-    ("train-no-prompts", {}, [], 8, None, ["no prompts", "give at least one prompt"]),
+# (case id, config edits, prompts, batch size (deprecated; None: not given), damage to a copy of the session's
+# data folder, words)
+CASES: list[tuple[str, dict[str, Any], list[str], int | None, Callable[[Path], None] | None, list[str]]] = [
+    ("train-no-prompts", {}, [], None, None, ["no prompts", "give at least one prompt"]),
     ("train-batch-size-zero", {}, PROMPTS, 0, None, ["batch_size must be at least 1"]),
-    ("train-training-free-predictor", {"predictor": {"name": "taylor", "order": 2}}, PROMPTS, 8, None,
+    ("train-training-free-predictor", {"predictor": {"name": "taylor", "order": 2}}, PROMPTS, None, None,
      ["'taylor' is training-free", "attach it directly"]),
-    ("train-data-dir-of-another-collection", {"training": {**KAN_CONFIG["training"], "num_steps": 9}}, PROMPTS, 8,
+    ("train-data-dir-of-another-collection", {"training": {**KAN_CONFIG["training"], "num_steps": 9}}, PROMPTS, None,
      lambda d: None, ["different collection", "num_steps", "use another training.data_dir"]),
-    ("train-data-dir-other-prompts", {}, ["something else entirely", *PROMPTS], 8, lambda d: None,
+    ("train-data-dir-other-prompts", {}, ["something else entirely", *PROMPTS], None, lambda d: None,
      ["different collection", "prompts"]),
-    ("train-store-metadata-damaged", {}, PROMPTS, 8, _damage_store_meta, ["store.json is damaged", "delete the folder"]),
-    ("train-checkpoint-state-damaged", {}, PROMPTS, 8, _damage_checkpoint_state,
+    ("train-store-metadata-damaged", {}, PROMPTS, None, _damage_store_meta, ["store.json is damaged", "delete the folder"]),
+    ("train-checkpoint-state-damaged", {}, PROMPTS, None, _damage_checkpoint_state,
      ["checkpoint.json is damaged", "delete the folder"]),
-    ("train-checkpoint-tensors-damaged", {}, PROMPTS, 8, _damage_checkpoint_tensors,
+    ("train-checkpoint-tensors-damaged", {}, PROMPTS, None, _damage_checkpoint_tensors,
      ["checkpoint.safetensors is damaged", "delete the folder"]),
 ]
 
@@ -54,7 +55,7 @@ CASES: list[tuple[str, dict[str, Any], list[str], int, Callable[[Path], None] | 
 @pytest.mark.parametrize(("case", "edits", "prompts", "batch_size", "damage", "words"), CASES,
                          ids=[c[0] for c in CASES])
 def test_bad_training_input(flux_pipe: Any, flux_inputs: dict[str, Any], host: PluginHost, kan_bundle: Path,
-                            tmp_path: Path, case: str, edits: dict[str, Any], prompts: list[str], batch_size: int,
+                            tmp_path: Path, case: str, edits: dict[str, Any], prompts: list[str], batch_size: int | None,
                             damage: Callable[[Path], None] | None, words: list[str]) -> None:
     data = tmp_path / "data"
     if damage is not None:  # start from the finished collection and checkpoint of the session's bundle

@@ -11,8 +11,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lesa_core.errors import OutputError
 from lesa_core.metrics import to_uint8
+from lesa_core.outputs import claim_output_folder
 from lesa_workflows.evaluate import EvaluatedMethod
+
+REPORT_MARKERS = ("report.json",)
+"""What marks a folder as holding a report LESA wrote (besides :data:`lesa_core.outputs.OUTPUT_MARKER`)."""
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -83,9 +88,25 @@ def write_report(out: Path, results: Sequence[EvaluatedMethod], *, steps: int, p
     """Write ``report.json``, ``report.md``, ``grid.png`` and ``error_per_step.png`` into ``out``.
 
     ``report.json`` lists the ``main_methods`` (default: all) under ``methods`` and any other rows under
-    ``extra_methods``; the Markdown table shows every row.
+    ``extra_methods``; the Markdown table shows every row. A measured speed-up above its method's bound
+    (steps / full passes: a forecast step is never free) is marked as timing noise.
+
+    :raises OutputError: if ``out`` holds files LESA did not write (it is new, empty, or holds a report or
+        :data:`~lesa_core.outputs.OUTPUT_MARKER`).
     """
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_folder(out, command="report", markers=REPORT_MARKERS)
+    try:
+        return _write_report_files(out, results, steps=steps, prompts=prompts, title=title, notes=notes,
+                                   schedule=schedule, boundaries=boundaries, extra=extra, main_methods=main_methods)
+    except OSError as exc:
+        raise OutputError(f"could not write the report in '{out}' ({exc.strerror or exc}); free some disk space or "
+                          "choose another --out") from None
+
+
+def _write_report_files(out: Path, results: Sequence[EvaluatedMethod], *, steps: int, prompts: Sequence[str],
+                        title: str, notes: Sequence[str], schedule: Sequence[float] | None,
+                        boundaries: Sequence[float], extra: dict[str, Any] | None,
+                        main_methods: Sequence[str] | None) -> dict[str, Path]:
     names = set(main_methods) if main_methods is not None else {r.name for r in results}
     data: dict[str, Any] = {"steps": steps, "methods": [r.row() for r in results if r.name in names]}
     others = [r.row() for r in results if r.name not in names]
@@ -97,11 +118,18 @@ def write_report(out: Path, results: Sequence[EvaluatedMethod], *, steps: int, p
              "images of the same prompt and seed (uint8 RGB, lossless).", "",
              "| method | full passes | PSNR dB | SSIM | adherence | seconds | speed-up |",
              "|---|---|---|---|---|---|---|"]
+    noisy = False
     for r in results:
         adherence = "-" if r.adherence is None else f"{r.adherence:.0%}"
         shown = "∞" if r.psnr >= 99 else f"{r.psnr:.2f}"
+        above = r.full_passes > 0 and r.speedup > 1.02 * steps / r.full_passes
+        noisy = noisy or above
         lines.append(f"| {r.name} | {r.full_passes:g} | {shown} | {r.ssim:.4f} | {adherence} | {r.seconds:.2f} | "
-                     f"{r.speedup:.2f}× |")
+                     f"{r.speedup:.2f}×{' †' if above else ''} |")
+    lines += ["", "Seconds: wall clock of the whole sampling loop, measured interleaved (batch by batch, every method "
+              "in turn), so every method sees the same machine load; the controlled measurement of speed is "
+              "`lesa bench --speed` (docs/benchmarks.md). A speed-up cannot exceed steps / full passes."
+              + (" † above that bound: timing noise on a busy machine." if noisy else "")]
     lines += ["", *notes, "", "![grid](grid.png)", "", "![error per step](error_per_step.png)", ""]
     _atomic_text(out / "report.md", "\n".join(lines))
     save_grid(out / "grid.png", results, prompts)

@@ -78,6 +78,7 @@ class DiffusersAttachment(Attachment):
                 "(handle.remove()) before attaching again"
             )
         self._installed: list[tuple[nn.Module, str, bool, bool]] = []
+        self._chain_tops: dict[int, Any] = {}  # module id -> the forward the registry's chain put on it
         try:
             if not self.skips_forward:
                 for name in adapter.forecast_skips:
@@ -111,9 +112,14 @@ class DiffusersAttachment(Attachment):
         had_registry = registry_of(module) is not None
         registry(module).register_hook(hook, name)
         self._installed.append((module, name, had_forward, had_registry))
+        self._chain_tops[id(module)] = module.__dict__["forward"]
 
     # -- Attachment ---------------------------------------------------------------------------
     def remove(self) -> None:
+        """Remove every hook this attachment installed, leaving exactly the hooks that were there: diffusers
+        hooks installed before or after it, and a wrapper that took over ``forward`` after it with the
+        ``_old_forward`` convention (accelerate's offload hooks, e.g. ``enable_model_cpu_offload`` called
+        after attaching), which keeps wrapping the model's forward."""
         if self._removed:
             return
         self._removed = True
@@ -122,17 +128,40 @@ class DiffusersAttachment(Attachment):
             registry = registry_of(module)
             if registry is None:
                 continue
+            outer = None
             if registry.get_hook(name) is not None:
-                registry.remove_hook(name, recurse=False)
+                outer = self._remove_hook(module, registry, name)
             if not registry.hooks:
-                if not had_forward and "forward" in module.__dict__:
+                if not had_forward and outer is None and "forward" in module.__dict__:
                     del module.__dict__["forward"]
                 if not had_registry and module is not self.model:
                     forget_registry(module)
         self._installed.clear()
+        self._chain_tops.clear()
         root = registry_of(self.model)
         if root is not None:
             root.invalidate_child_registries_cache()
+
+    def _remove_hook(self, module: nn.Module, registry: Any, name: str) -> Any:
+        """Remove hook ``name`` from ``module``'s registry. If a wrapper following the ``_old_forward``
+        convention (accelerate's ``add_hook_to_module``) took over ``forward`` after the registry's chain, the
+        chain is unwound beneath it and the wrapper is kept on top, now wrapping what the chain restored.
+
+        :return: that wrapper, or ``None`` when the registry's chain was on top.
+        """
+        top = self._chain_tops.get(id(module))
+        current = module.__dict__.get("forward")
+        outer = None
+        if top is not None and current is not top and module.__dict__.get("_old_forward") is top:
+            outer = current
+            setattr(module, "forward", top)  # let the registry unwind its own chain  # noqa: B010
+        registry.remove_hook(name, recurse=False)
+        below = module.__dict__.get("forward")  # the registry puts back the forward it wrapped
+        self._chain_tops[id(module)] = below
+        if outer is not None:
+            setattr(module, "_old_forward", below)  # noqa: B010
+            setattr(module, "forward", outer)  # noqa: B010
+        return outer
 
     def reset(self) -> None:
         if hasattr(self, "leader"):

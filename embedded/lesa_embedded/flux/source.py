@@ -75,8 +75,16 @@ class EmbeddedModelSource(ModelSource):
         return _shuffled(heldout_captions())
 
     def score_adherence(self, images: Tensor, prompts: list[str]) -> Tensor | None:
+        """Whether each image shows its caption; ``None`` when a prompt is not a caption of the shapes data
+        set (``lesa sample --prompt "anything"``): the analytic scorer reads only those."""
         from lesa_embedded.flux.adherence import score_adherence
+        from lesa_embedded.flux.shapes import parse_caption
 
+        try:
+            for prompt in prompts:
+                parse_caption(prompt)
+        except ValueError:
+            return None
         return score_adherence(images, prompts).match.float()
 
 

@@ -26,8 +26,8 @@ class KANConfig(TimeScaledConfig):
     :ivar scale_spline: Kaiming gain factor of the standalone spline scalers at init (LESA: 0.2).
     """
 
-    grid_size: int = Field(5, strict=True, ge=1)
-    spline_order: int = Field(3, strict=True, ge=1)
+    grid_size: int = Field(5, strict=True, ge=1, le=1024)
+    spline_order: int = Field(3, strict=True, ge=1, le=16)
     grid_range: tuple[float, float] = (-3.0, 3.0)
     scale_noise: _Scale = 0.02
     scale_base: _Scale = 1.0

@@ -23,11 +23,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
-def uniform_knots(grid_size: int, spline_order: int, grid_range: tuple[float, float]) -> Tensor:
+def uniform_knots(grid_size: int, spline_order: int, grid_range: tuple[float, float],
+                  device: torch.device | str | None = None) -> Tensor:
     """The ``G + 2k + 1`` knots ``lo + h·j`` for ``j = −k … G + k``, ``h = (hi − lo) / G`` (float32)."""
     lo, hi = grid_range
     h = (hi - lo) / grid_size
-    j = torch.arange(-spline_order, grid_size + spline_order + 1, dtype=torch.float32)
+    j = torch.arange(-spline_order, grid_size + spline_order + 1, dtype=torch.float32, device=device)
     return j * h + lo
 
 
@@ -77,7 +78,7 @@ class BSplineKANLinear(nn.Module):
         self.register_buffer("grid", knots.expand(in_features, -1).contiguous(), persistent=False)
         # the forward's closed form for a uniform grid (see uniform_bases)
         self._inv_h = grid_size / (grid_range[1] - grid_range[0])
-        self._first_knot = float(knots[0])
+        self._first_knot = float(uniform_knots(grid_size, spline_order, grid_range, device="cpu")[0])
         self.register_buffer("interval_index", torch.arange(grid_size + 2 * spline_order, dtype=torch.float32),
                              persistent=False)
         self._inv_factorial = 1.0 / math.factorial(spline_order)
@@ -88,6 +89,8 @@ class BSplineKANLinear(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, *, scale_noise: float, scale_base: float, scale_spline: float) -> None:
+        if self.base_weight.is_meta:  # built on the meta device to learn its shapes: no values to set
+            return
         nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5) * scale_base)
         # values at the G + 1 interior grid points, then least-squares spline coefficients through them
         points = self.grid[:, self.spline_order : -self.spline_order]  # (in, G + 1)

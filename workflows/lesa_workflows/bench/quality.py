@@ -26,6 +26,7 @@ from typing import Any
 
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces.model import ModelSource
+from lesa_core.outputs import claim_output_folder
 from lesa_core.run import ResolvedRun
 from lesa_core.sources import training_prompts
 
@@ -225,8 +226,7 @@ def run_quality_bench(
     if extra_interval and "interval" not in policy:
         raise ConfigError(f"extra_interval needs an interval policy, but the run's policy is '{policy['name']}'; "
                           "pass extra_interval=None (--extra-interval 0)", path="policy")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_folder(out, command="lesa bench --quality", markers=("quality.json",))
     data = Path(data_dir) if data_dir else out / "data"
     pipe = source.load(device)
     for variant in variants:  # fail fast (an unknown tap or plugin) before any collection or training

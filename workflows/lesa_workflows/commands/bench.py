@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
+
+from lesa_core.cli.values import device_name, int_at_least
 
 
 def register(subparsers: Any) -> None:
@@ -28,33 +31,35 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model",
                         help="--speed: backbone cpu-bench (CPU, fp32; the default), flux-dev-shapes (CUDA, bf16) or "
                              "tiny; --quality: a model source or pipeline folder (default: the config's, else embedded)")
-    parser.add_argument("--device", help="torch device (default: the model's: cpu for cpu-bench/tiny, cuda otherwise)")
-    parser.add_argument("--steps", type=int, default=50, help="denoising steps per trajectory (default: 50)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed trajectories per method (default: 3)")
+    parser.add_argument("--device", type=device_name,
+                        help="torch device (default: the model's: cpu for cpu-bench/tiny, cuda otherwise)")
+    parser.add_argument("--steps", type=int_at_least(1), default=50, help="denoising steps per trajectory (default: 50)")
+    parser.add_argument("--repeats", type=int_at_least(1), default=3, help="timed trajectories per method (default: 3)")
     parser.add_argument("--methods", help="comma-separated subset, in this order (default: all: full,lesa,taylor1,"
                                           "diffusers-taylorseer,diffusers-taylorseer-lite,cache-dit; "
                                           "also: lesa-eager = lesa without CUDA graphs)")
-    parser.add_argument("--interval", type=int, default=7, help="N: one full step every N (default: 7)")
-    parser.add_argument("--warmup", type=int, default=3, help="E: leading full steps (default: 3)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--interval", type=int_at_least(1), default=7, help="N: one full step every N (default: 7)")
+    parser.add_argument("--warmup", type=int_at_least(0), default=3, help="E: leading full steps (default: 3)")
+    parser.add_argument("--threads", type=int_at_least(1),
+                        help="torch CPU threads (default: torch's, or 1 when a quick test shows the machine is too "
+                             "busy for more)")
     parser.add_argument("--verbose", action="store_true", help="log every timed run to stderr")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     quality = parser.add_argument_group("--quality options")
     quality.add_argument("--config", metavar="FILE", help="run config (default: the model's own)")
     quality.add_argument("--out", default="quality-out", metavar="DIR", help="report folder (default quality-out)")
     quality.add_argument("--data-dir", metavar="DIR", help="shared trajectories (default OUT/data)")
-    quality.add_argument("--eval-prompts", type=int, default=16, help="held-out prompts (default 16)")
+    quality.add_argument("--eval-prompts", type=int_at_least(1), default=16, help="held-out prompts (default 16)")
     quality.add_argument("--steps-sweep", default="30,40",
                          help="other step counts to run the trained predictor at (default 30,40; '' for none)")
     quality.add_argument("--compare-taps", default="",
                          help="also train the run's predictor on these taps, comma-separated (e.g. hidden)")
-    quality.add_argument("--extra-interval", type=int, default=10,
+    quality.add_argument("--extra-interval", type=int_at_least(0), default=10,
                          help="also compare at this interval N (default 10; 0 to skip)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from lesa_core.errors import ConfigError
     from lesa_workflows.bench import DEFAULT_METHODS, PolicySpec, run_speed_bench
@@ -65,8 +70,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.speed:
         raise ConfigError("lesa bench needs a kind of benchmark: pass --speed or --quality")
     args.model = args.model or "cpu-bench"
-    if args.steps < 1 or args.repeats < 1:
-        raise ConfigError("--steps and --repeats must be at least 1")
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else DEFAULT_METHODS
     unknown = [m for m in methods if m not in DEFAULT_METHODS + EXTRA_METHODS]
     if unknown:
@@ -76,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model not in MODELS:
         raise ConfigError(f"unknown bench model '{args.model}'; choose from {', '.join(MODELS)}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     policy = PolicySpec(interval=args.interval, warmup=args.warmup)
 
     def log(message: str) -> None:
@@ -98,18 +99,20 @@ def run_quality(args: argparse.Namespace) -> int:
 
     from lesa_core.cli.arguments import resolve_command_run
     from lesa_core.errors import ConfigError
+    from lesa_core.outputs import check_not_nested, claim_output_folder
     from lesa_workflows.bench.quality import run_quality_bench
 
     try:
         sweep = tuple(int(s) for s in args.steps_sweep.split(",") if s.strip())
     except ValueError:
-        raise ConfigError(f"--steps-sweep takes comma-separated step counts such as 30,40, got {args.steps_sweep!r}"
+        raise ConfigError(f"--steps-sweep {args.steps_sweep!r}: pass comma-separated step counts such as 30,40"
                           ) from None
-    if args.eval_prompts < 1 or any(s < 2 for s in sweep) or args.extra_interval < 0:
-        raise ConfigError("--eval-prompts must be at least 1, --steps-sweep values at least 2, --extra-interval >= 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if any(s < 2 for s in sweep):
+        raise ConfigError(f"--steps-sweep values must be at least 2, got {args.steps_sweep!r}; pass e.g. 30,40")
     command = resolve_command_run(args)
+    data = args.data_dir or str(Path(args.out) / "data")
+    check_not_nested(args.out, data, data_inside_ok=True)
+    claim_output_folder(args.out, command="lesa bench --quality", markers=("quality.json",))  # before any work
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     def log(message: str) -> None:

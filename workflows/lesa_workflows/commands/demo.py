@@ -14,28 +14,34 @@ from pathlib import Path
 from typing import Any
 
 from lesa_core.cli.arguments import add_common_arguments, resolve_command_run
+from lesa_core.cli.values import int_at_least
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="collect, train, and compare LESA with its peers on the default model")
     add_common_arguments(parser)
-    parser.add_argument("--out", default="demo-out", metavar="DIR", help="where the report goes (default demo-out)")
-    parser.add_argument("--eval-prompts", type=int, default=16, help="held-out prompts to evaluate on (default 16)")
-    parser.add_argument("--extra-interval", type=int, default=10,
+    parser.add_argument("--out", default="demo-out", metavar="DIR",
+                        help="where the report goes (default demo-out): new, empty, or a previous demo's")
+    parser.add_argument("--eval-prompts", type=int_at_least(1), default=16,
+                        help="held-out prompts to evaluate on (default 16)")
+    parser.add_argument("--extra-interval", type=int_at_least(0), default=10,
                         help="also evaluate LESA and Taylor at this interval N (0 to skip)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from lesa_core.outputs import check_not_nested, claim_output_folder
     from lesa_core.trainer import PipelineRunner, train
     from lesa_workflows.evaluate import evaluate
-    from lesa_workflows.report import write_report
+    from lesa_workflows.report import REPORT_MARKERS, write_report
 
     started = time.perf_counter()
     out = Path(args.out)
     command = resolve_command_run(args, overrides=None if args.data_dir else {"training": {"data_dir": str(out / "data")}})
     source, run = command.source, command.run
     data_dir = Path(run.config.training.data_dir)
+    check_not_nested(out, data_dir, data_inside_ok=True)  # the default data folder is OUT/data
+    claim_output_folder(out, command="lesa demo", markers=REPORT_MARKERS)  # before any work
     pipe = command.load_pipeline(args.device)
     call = command.call
     runner = PipelineRunner(pipe, **call)

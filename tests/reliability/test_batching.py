@@ -1,0 +1,112 @@
+"""Exact results under any batching: a collected trajectory depends on its prompt, its seed and the
+store's identity only — not on its batch-mates, the batch size an old script passes, the number of ranks
+sharing the collection, or where an interrupted collection resumed. (Batch size 2 and 8 once gave
+different bundles from scratch.)"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_support import CALL, KAN_CONFIG, expect_behaviour
+
+from lesa_core.bundle import BUNDLE_WEIGHTS_NAME
+from lesa_core.plugins import PluginHost
+from lesa_core.trainer import PipelineRunner, collect_trajectories, train
+
+pytestmark = pytest.mark.integration
+
+PROMPTS = ["a red circle", "a blue square", "a green triangle", "a yellow star", "a white cross"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _differences(a: dict[str, bytes], b: dict[str, bytes]) -> list[str]:
+    if sorted(a) != sorted(b):
+        return [f"files differ: {sorted(a)} vs {sorted(b)}"]
+    return [f"{name} differs" for name in a if a[name] != b[name]]
+
+
+def test_batch_size_2_and_8_give_the_same_bundle(flux_pipe: Any, host: PluginHost, tmp_path: Path) -> None:
+    def check() -> list[str]:
+        bundles, stores = {}, {}
+        for size in (2, 8):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                bundle, _ = train(flux_pipe, KAN_CONFIG, PROMPTS, runner=PipelineRunner(flux_pipe, **CALL),
+                                  out=tmp_path / f"bundle{size}", data_dir=tmp_path / f"data{size}", batch_size=size,
+                                  host=host, show_progress=False)
+            bundles[size] = (bundle / BUNDLE_WEIGHTS_NAME).read_bytes()
+            stores[size] = _files(tmp_path / f"data{size}" / "trajectories")
+        problems = _differences(stores[2], stores[8])
+        if bundles[2] != bundles[8]:
+            problems.append("the bundles differ")
+        return problems
+
+    expect_behaviour("batch-size-2-vs-8", "resume", check)
+
+
+def test_the_deprecated_batch_size_says_so(flux_pipe: Any, host: PluginHost, tmp_path: Path) -> None:
+    def check() -> list[str]:
+        with pytest.warns(DeprecationWarning, match="batch_size is deprecated and ignored"):
+            collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS[:1], runner=PipelineRunner(flux_pipe, **CALL),
+                                 data_dir=tmp_path, batch_size=4, host=host, show_progress=False)
+        return []
+
+    expect_behaviour("batch-size-deprecation-warning", "resume", check)
+
+
+def test_two_ranks_collect_what_one_process_collects(flux_pipe: Any, host: PluginHost, tmp_path: Path) -> None:
+    """Sharded over two ranks (prompt i on rank i % 2), the store is byte for byte the single process's."""
+
+    def check() -> list[str]:
+        runner = PipelineRunner(flux_pipe, **CALL)
+        collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS, runner=runner, data_dir=tmp_path / "one", host=host,
+                             show_progress=False)
+        for rank in (1, 0):
+            collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS, runner=runner, data_dir=tmp_path / "two", host=host,
+                                 rank=rank, world_size=2, show_progress=False)
+        return _differences(_files(tmp_path / "one" / "trajectories"), _files(tmp_path / "two" / "trajectories"))
+
+    expect_behaviour("two-ranks-equal-one-process", "resume", check)
+
+
+class _StopsAfter(PipelineRunner):
+    """Raises after ``limit`` sampling calls (a collection interrupted part-way)."""
+
+    def __init__(self, pipe: Any, limit: int, **kwargs: Any) -> None:
+        super().__init__(pipe, **kwargs)
+        self.limit = limit
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        if self.limit == 0:
+            raise KeyboardInterrupt
+        self.limit -= 1
+        return super().run(*args, **kwargs)
+
+
+@pytest.mark.parametrize("done", [1, 3], ids=lambda n: f"after-{n}")
+def test_interrupted_collection_resumes_to_the_same_store(done: int, flux_pipe: Any, host: PluginHost,
+                                                          tmp_path: Path) -> None:
+    def check() -> list[str]:
+        collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS, runner=PipelineRunner(flux_pipe, **CALL),
+                             data_dir=tmp_path / "whole", host=host, show_progress=False)
+        try:
+            collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS, runner=_StopsAfter(flux_pipe, done, **CALL),
+                                 data_dir=tmp_path / "resumed", host=host, show_progress=False)
+            return ["the interruption did not happen"]
+        except KeyboardInterrupt:
+            pass
+        collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS, runner=PipelineRunner(flux_pipe, **CALL),
+                             data_dir=tmp_path / "resumed", host=host, show_progress=False)
+        problems = _differences(_files(tmp_path / "whole" / "trajectories"),
+                                _files(tmp_path / "resumed" / "trajectories"))
+        if (tmp_path / "resumed" / "lesa.lock").exists():
+            problems.append("the interrupted run left its lock file")
+        return problems
+
+    expect_behaviour(f"collection-interrupted-after-{done}", "resume", check)
