@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     one line (``lesa: error: ...``, at most :data:`MAX_MESSAGE` characters) with exit code 2; anything
     else is a bug and keeps its traceback.
     """
-    from lesa_core.cli.runtime import prepare_command, silence_known_notices
+    from lesa_core.cli.setup import prepare_command, silence_known_notices
 
     args_list = list(sys.argv[1:] if argv is None else argv)
     silence_known_notices()  # before any plugin imports transformers

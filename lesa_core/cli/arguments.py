@@ -34,7 +34,7 @@ __all__ = ["CommandRun", "add_batch_size_argument", "add_common_arguments", "not
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """``--config``, ``--model``, ``--device``, ``--data-dir``, ``--threads``, ``--quiet`` (each value checked
     when parsed: :mod:`lesa_core.cli.values`; ``--threads`` and ``--quiet`` applied by
-    :func:`lesa_core.cli.runtime.prepare_command` before the command runs)."""
+    :func:`lesa_core.cli.setup.prepare_command` before the command runs)."""
     parser.add_argument("--config", metavar="FILE", help="run config (YAML/TOML/JSON), merged over the model's own")
     parser.add_argument("--model", metavar="NAME|PATH",
                         help="a registered model source (see `lesa plugins`) or a local diffusers pipeline folder; "

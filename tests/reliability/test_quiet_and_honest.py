@@ -95,7 +95,7 @@ def test_report_marks_a_speed_up_above_the_bound(tmp_path: Path) -> None:
 
 
 def test_requested_threads_are_used() -> None:
-    from lesa_core.cli.runtime import choose_threads
+    from lesa_core.cli.setup import choose_threads
 
     def check() -> list[str]:
         before = torch.get_num_threads()
@@ -112,7 +112,7 @@ def test_requested_threads_are_used() -> None:
 def test_busy_machine_gets_one_thread(capsys: pytest.CaptureFixture[str]) -> None:
     """Every core kept busy by another process: torch's default thread count would make the threads wait
     for each other; the command falls back to one thread and says so."""
-    from lesa_core.cli.runtime import choose_threads
+    from lesa_core.cli.setup import choose_threads
 
     cores = os.cpu_count() or 2
 
