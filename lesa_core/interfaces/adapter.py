@@ -109,6 +109,14 @@ class BackboneAdapter(ABC):
         pass t already in [0, 1]: 1.0; HunyuanVideo passes 0..1000: 0.001).
     :cvar latent_argument: the forward argument carrying the noisy latents.
     :cvar timestep_argument: the forward argument carrying the timestep.
+    :cvar batched_guidance: the guidance branches a pipeline concatenates along the batch, in batch order
+        (SD3, PixArt, Sana, CogVideoX: ``("uncond", "cond")``); empty if the pipeline runs each branch in a
+        call (and cache context) of its own. The runtime treats each branch's rows as a trajectory of its own
+        (its observer reports them as separate contexts), when the call's latent holds equal chunks.
+    :cvar extra_call_arguments: forward arguments whose presence makes a call an *extra* call of the step
+        (SD3's ``skip_layers`` of skip-layer guidance), each mapped to the pipeline option that causes it
+        (``skip_guidance_layers``); such calls run in a cache context of their own, and training refuses
+        a sampling call that sets the option.
     """
 
     taps: ClassVar[Mapping[str, TapSpec]] = {}
@@ -116,6 +124,8 @@ class BackboneAdapter(ABC):
     timestep_scale: ClassVar[float] = 1.0
     latent_argument: ClassVar[str] = "hidden_states"
     timestep_argument: ClassVar[str] = "timestep"
+    batched_guidance: ClassVar[tuple[str, ...]] = ()
+    extra_call_arguments: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -144,6 +154,12 @@ class BackboneAdapter(ABC):
         """
         self.check_tap(tap)
         return None
+
+    def tap_is_token_major(self, tap: str) -> bool:
+        """``True`` if the feature at ``tap`` is ``(batch, tokens, channels)`` (token subsampling and
+        ``training.loss: latent`` need it); ``False`` for a channels-first model output ``(B, C, ...)``."""
+        self.check_tap(tap)
+        return True
 
     # -- time -------------------------------------------------------------------------------
     def time_from_timestep(self, timestep: Tensor) -> Tensor:

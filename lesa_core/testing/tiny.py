@@ -27,6 +27,8 @@ __all__ = [
     "tiny_hunyuan_video_transformer",
     "tiny_qwen_image_pipeline",
     "tiny_qwen_image_transformer",
+    "tiny_sd3_pipeline",
+    "tiny_sd3_transformer",
     "tiny_wan_pipeline",
     "tiny_wan_transformer",
     "transformer_inputs",
@@ -145,6 +147,18 @@ def tiny_wan_transformer(seed: int = 0, **overrides: Any) -> Any:
     return diffusers.WanTransformer3DModel(**kwargs).eval()
 
 
+def tiny_sd3_transformer(seed: int = 0, **overrides: Any) -> Any:
+    """An ``SD3Transformer2DModel`` with 2 joint blocks, width 32 (patch 1)."""
+    diffusers = _lib("diffusers")
+
+    torch.manual_seed(seed)
+    kwargs: dict[str, Any] = dict(sample_size=32, patch_size=1, in_channels=4, num_layers=2, attention_head_dim=8,
+                                  num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32,
+                                  pooled_projection_dim=64, out_channels=4)
+    kwargs.update(overrides)
+    return diffusers.SD3Transformer2DModel(**kwargs).eval()
+
+
 def transformer_inputs(model: Any, *, batch: int = 1, height: int = 4, width: int = 4, frames: int = 1,
                        text_tokens: int = 6, t: float = 1.0, seed: int = 0) -> dict[str, Any]:
     """Keyword arguments of one forward call of a tiny transformer at flow time ``t``.
@@ -185,6 +199,11 @@ def transformer_inputs(model: Any, *, batch: int = 1, height: int = 4, width: in
         return dict(hidden_states=randn(batch, cfg.in_channels, frames, height, width),
                     timestep=torch.full((batch,), 1000.0 * t),
                     encoder_hidden_states=randn(batch, text_tokens, cfg.text_dim))
+    if name == "SD3Transformer2DModel":
+        return dict(hidden_states=randn(batch, cfg.in_channels, height, width),
+                    encoder_hidden_states=randn(batch, text_tokens, cfg.joint_attention_dim),
+                    pooled_projections=randn(batch, cfg.pooled_projection_dim),
+                    timestep=torch.full((batch,), 1000.0 * t))
     raise TypeError(f"no tiny inputs for {name}")
 
 
@@ -267,6 +286,34 @@ def tiny_hunyuan_video_pipeline(seed: int = 0) -> Any:
     return diffusers.HunyuanVideoPipeline(text_encoder=llama, tokenizer=llama_tok, transformer=transformer, vae=vae,
                                 scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=clip,
                                 tokenizer_2=_clip_tokenizer())
+
+
+def tiny_sd3_pipeline(seed: int = 0) -> Any:
+    """A ``StableDiffusion3Pipeline`` (tiny transformer, two CLIPs with projection, T5, VAE); 32×32.
+    With ``guidance_scale > 1`` it batches ``[uncond, cond]`` in one transformer call."""
+    diffusers = _lib("diffusers")
+    transformers = _lib("transformers")
+
+    transformer = tiny_sd3_transformer(seed)
+    torch.manual_seed(seed)
+
+    def clip() -> Any:
+        return transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(
+            vocab_size=514, hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+            projection_dim=32, bos_token_id=512, eos_token_id=513, pad_token_id=513))
+
+    clip_1, clip_2 = clip(), clip()
+    t5 = transformers.T5EncoderModel(transformers.T5Config(
+        vocab_size=128, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    vae = diffusers.AutoencoderKL(sample_size=32, block_out_channels=(4,), layers_per_block=1, latent_channels=4,
+                                  norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+                                  shift_factor=0.0609, scaling_factor=1.5035)
+    _eval(clip_1, clip_2, t5, vae)
+    return diffusers.StableDiffusion3Pipeline(
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=clip_1, tokenizer=_clip_tokenizer(),
+        text_encoder_2=clip_2, tokenizer_2=_clip_tokenizer(), text_encoder_3=t5, tokenizer_3=_t5_tokenizer(),
+        transformer=transformer)
 
 
 def tiny_wan_pipeline(seed: int = 0) -> Any:

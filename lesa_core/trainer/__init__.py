@@ -53,6 +53,7 @@ __all__ = [
     "Trainer",
     "TrajectoryRunner",
     "TrajectoryStore",
+    "check_collectable",
     "check_trainable",
     "collect",
     "collect_trajectories",
@@ -68,9 +69,33 @@ def _store(run: ResolvedRun, data_dir: str | Path | None) -> TrajectoryStore:
     return TrajectoryStore(Path(data_dir or run.config.training.data_dir) / "trajectories")
 
 
-def check_trainable(binding: Binding) -> None:
+def check_collectable(binding: Binding, runner: TrajectoryRunner | None = None) -> None:
+    """Refuse, before anything is collected, a collection that cannot give one trajectory per prompt and
+    context: a sampling call that makes extra calls on some steps (an option of the adapter's
+    ``extra_call_arguments``, e.g. SD3's ``skip_guidance_layers``), or ``training.token_subsample`` on a tap
+    that is not ``(batch, tokens, channels)``.
+
+    :raises TrainingError: saying what to change.
+    """
+    adapter, tap = binding.adapter, binding.tap
+    call = dict(getattr(runner, "call_kwargs", None) or (runner.settings if runner is not None else {}))
+    for argument, option in adapter.extra_call_arguments.items():
+        if call.get(option) not in (None, [], ()):
+            raise TrainingError(
+                f"the sampling call sets `{option}`, which makes extra transformer calls (`{argument}`) on some steps "
+                "only; their trajectory is not one of the run's. Remove it from the call arguments for collection and "
+                "training (the trained bundle still runs with it: the extra calls get a cache context of their own)")
+    if binding.run.config.training.token_subsample is not None and not adapter.tap_is_token_major(tap):
+        raise TrainingError(
+            f"training.token_subsample needs a (batch, tokens, channels) tap, and {type(adapter).__name__}'s tap "
+            f"'{tap}' is channels first; remove token_subsample or choose a token tap "
+            f"({', '.join(t for t in adapter.taps if adapter.tap_is_token_major(t))})")
+
+
+def check_trainable(binding: Binding, runner: TrajectoryRunner | None = None) -> None:
     """Refuse, before anything is collected, a run that cannot be trained on this model: a training-free
-    predictor family, or a ``training.loss`` that cannot be measured on the tap.
+    predictor family, a ``training.loss`` that cannot be measured on the tap, or a collection that
+    :func:`check_collectable` refuses.
 
     :raises TrainingError: saying what to change.
     """
@@ -80,6 +105,7 @@ def check_trainable(binding: Binding) -> None:
             f"predictor '{run.predictor.name}' is training-free: it has no parameters to fit; attach it directly "
             "(lesa_core.attach(pipe, config), `lesa sample --config`) or choose a learnable family such as kan"
         )
+    check_collectable(binding, runner)
     if run.config.training.loss == "latent":
         latent_loss_head(binding.adapter, binding.tap)
 
@@ -102,6 +128,7 @@ def collect_trajectories(target: Any, config: ConfigLike | ResolvedRun, prompts:
     run = resolve_run(config, host=host)
     binding = bind(find_transformer(target), run, host=host)
     _check_prompts(prompts)
+    check_collectable(binding, runner)
     root = Path(data_dir or run.config.training.data_dir)
     _check_data_dir(root)
     with data_dir_lock(root, enabled=distributed.is_main_process()):
@@ -231,7 +258,7 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
     host = host or get_plugin_host()
     model = find_transformer(target)
     binding = bind(model, resolve_run(config, host=host), host=host)
-    check_trainable(binding)
+    check_trainable(binding, runner)
     _check_prompts(prompts)
     root = Path(data_dir or binding.run.config.training.data_dir)
     checkpoints = Path(checkpoint_dir) if checkpoint_dir else root / "checkpoint"

@@ -1,7 +1,10 @@
 """Collection: full-compute sampling over a prompt set, the tap captured at every step.
 
 The runtime is attached with a policy that computes every step and an observer that records the tap
-and t; each prompt's trajectory is written as one shard (see :mod:`lesa_core.trainer.store`).
+and t; each prompt's trajectory is written as one shard (see :mod:`lesa_core.trainer.store`), one tensor
+per context. A pipeline that batches its guidance branches in one call (SD3: ``[uncond, cond]``) is
+reported by the runtime as one context per branch (see ``BackboneAdapter.batched_guidance``), so every
+row is kept, as a trajectory of its own; a call recording more rows than it has prompts is refused.
 
 **Each prompt is sampled in a pipeline call of its own.** Sampled in a batch, a prompt's floats depend
 in the last bits on its batch-mates (the kernels block a batch differently), so a collection resumed
@@ -67,6 +70,27 @@ def choose_token_index(num_tokens: int, keep: int | None, seed: int) -> list[int
     return sorted(torch.randperm(num_tokens, generator=gen)[:keep].tolist())
 
 
+def check_recorded(per_context: dict[str, Tensor], num_steps: int, rows: int) -> None:
+    """Every context recorded ``num_steps`` steps of exactly ``rows`` trajectories, ``(S, rows, ...)``.
+
+    :raises TrainingError: for another step count (the pipeline's own ``num_inference_steps``, or extra calls on
+        some steps) or batch (a pipeline batching its guidance branches in a way the adapter does not declare).
+    """
+    for ctx, stacked in per_context.items():
+        if stacked.shape[0] != num_steps:
+            raise TrainingError(f"context '{ctx}' recorded {stacked.shape[0]} steps, expected {num_steps}; the "
+                                "pipeline ran another step count, or extra calls on some steps — remove "
+                                "num_inference_steps and options such as skip-layer guidance from its call arguments "
+                                "(training.num_steps sets the step count)")
+        if stacked.ndim < 2 or stacked.shape[1] != rows:
+            batch = stacked.shape[1] if stacked.ndim > 1 else 0
+            raise TrainingError(
+                f"context '{ctx}' recorded taps of {batch} rows for {rows} prompt(s) per call: the pipeline batches "
+                "something the adapter does not declare (guidance branches concatenated along the batch: declare "
+                "`batched_guidance` on the adapter; several images per prompt: remove num_images_per_prompt) — no "
+                "row is dropped silently")
+
+
 def collect(
     binding: Binding,
     runner: TrajectoryRunner,
@@ -126,11 +150,7 @@ def collect(
         finally:
             attachment.remove()
         per_context = {ctx: torch.stack(taps) for ctx, taps in recorder.taps.items()}  # (S, B, ...)
-        for ctx, stacked in per_context.items():
-            if stacked.shape[0] != num_steps:
-                raise TrainingError(f"context '{ctx}' recorded {stacked.shape[0]} steps, expected {num_steps}; the "
-                                    "pipeline ran another step count — remove num_inference_steps from its call "
-                                    "arguments (training.num_steps sets it)")
+        check_recorded(per_context, num_steps, len(batch))
         if schedule is None:
             times = next(iter(recorder.times.values()))
             schedule = [*times, 0.0]

@@ -60,6 +60,13 @@ def latent_loss_head(adapter: BackboneAdapter, tap: str) -> Callable[[Tensor], T
 
     :raises TrainingError: if the adapter has none for ``tap``, saying which taps to use instead.
     """
+    if not adapter.tap_is_token_major(tap):
+        usable = [name for name in adapter.taps if adapter.tap_is_token_major(name) and adapter.tap_head(name)]
+        raise TrainingError(
+            f"training.loss 'latent' measures errors per token, and {type(adapter).__name__}'s tap '{tap}' is a "
+            f"channels-first model output; use a token tap with an output head ({', '.join(usable) or 'none'}), or "
+            "training.loss: tap"
+        )
     head = adapter.tap_head(tap)
     if head is None:
         usable = [name for name in adapter.taps if adapter.tap_head(name) is not None]

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from lesa_core.assembly import Assembly
 from lesa_core.config import ClosedLoopConfig
+from lesa_core.errors import TrainingError
 from lesa_core.interfaces import Decision, ForecastInput, RuntimeComponents, StepEvent
 from lesa_core.trainer.optim import PredictorOptimizer
 from lesa_core.trainer.runner import TrajectoryRunner
@@ -154,7 +155,14 @@ class ClosedLoopRollout(ABC):
             features = [f[:, self.token_index.to(device)] for f in features]
         local = ForecastInput(features, inputs.times.detach().float(), inputs.steps.detach().float(),
                               inputs.t.detach().float().reshape(()), inputs.step.detach().float().reshape(()))
-        return ForecastSample(local, self.taps[event.context][self.batch.rows, event.step_index].to(device))
+        target = self.taps[event.context][self.batch.rows, event.step_index].to(device)
+        if features[-1].shape != target.shape:
+            raise TrainingError(
+                f"stage 2: the runtime forecast {tuple(features[-1].shape)} in context '{event.context}' at step "
+                f"{event.step_index}, and the ground truth of the batch's prompts is {tuple(target.shape)}; nothing is "
+                "broadcast. The pipeline batches rows the adapter does not declare (see `batched_guidance`), or the "
+                "sampling call differs from the collection's")
+        return ForecastSample(local, target)
 
     def _update(self, sample: ForecastSample | None, step: int, *, skip: bool = False) -> None:
         """One update from ``sample``'s forecast against its ground truth (``None``: this process adds

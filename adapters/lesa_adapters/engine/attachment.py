@@ -3,6 +3,7 @@ per-step logic the leader hook hands it (see the package docstring for how one s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -70,6 +71,8 @@ class DiffusersAttachment(Attachment):
         self._timestep = (adapter.timestep_argument, positions.get(adapter.timestep_argument))
         self._return_dict = ("return_dict", positions.get("return_dict"))
         self._return_dict_default = bool(defaults.get("return_dict", True))
+        self._positions = positions
+        self._extra_arguments = tuple(adapter.extra_call_arguments)
 
         root = hooks.registry(model)
         if root.get_hook(LEADER_HOOK) is not None:
@@ -188,27 +191,47 @@ class DiffusersAttachment(Attachment):
 
     @torch.compiler.disable
     def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
-        """Enter the call's cache context (the default one if the caller set none) and decide the step;
-        if deciding fails, the context's trajectory cannot go on and is reset."""
+        """Enter the call's cache context (the default one if the caller set none; an extra call's own
+        one, see :meth:`_extra_context`) and decide the step; if deciding fails, the context's trajectory
+        cannot go on and is reset."""
         started = time.perf_counter()
         leader = self.leader
-        owned = leader.context() is None
+        previous = leader.context()
+        context = self._extra_context(previous or self._default_context, args, kwargs)
+        owned = context is not previous
         if owned:
-            leader.set_context(self._default_context)
+            leader.set_context(context)
         try:
-            return self._decide(args, kwargs, owned, started)
+            return self._decide(args, kwargs, owned, started, previous)
         except BaseException:
             self.shared.clear()
             leader.state().reset()  # the call failed: its trajectory cannot go on
             if owned:
-                leader.set_context(None)
+                leader.set_context(previous)
             raise
 
-    def _decide(self, args: tuple[Any, ...], kwargs: dict[str, Any], owned: bool, started: float) -> Call:
+    def _extra_context(self, context: CacheContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CacheContext:
+        """``context``, or for an extra call of the step (one of the adapter's ``extra_call_arguments`` is
+        set, e.g. SD3's ``skip_layers``) a context of its own, named ``<argument>`` (or
+        ``<context>:<argument>`` under a caller's context), with the same step information: the extra
+        calls form a trajectory of their own and never mix into the main one."""
+        for name in self._extra_arguments:
+            value = argument(args, kwargs, name, self._positions.get(name))
+            if value is None or (isinstance(value, (list, tuple)) and not value):
+                continue
+            label = name if context is self._default_context else f"{context.name}:{name}"
+            from lesa_adapters.engine.hooks import CacheContext
+
+            return CacheContext(label, step_index=context.step_index, num_inference_steps=context.num_inference_steps,
+                                timestep=context.timestep, sigma=context.sigma)
+        return context
+
+    def _decide(self, args: tuple[Any, ...], kwargs: dict[str, Any], owned: bool, started: float,
+                previous: CacheContext | None = None) -> Call:
         """Decide one step: the named steps below, in order, each on the call's :class:`Call` record."""
         context = self.leader.context()
         assert context is not None  # set by the caller, or by _begin
-        call = self._open(context, owned, started)
+        call = self._open(context, owned, started, previous)
         self._read_step(call, context, args, kwargs)
         self._restart_if_new_trajectory(call)
         self._ask_policy(call)
@@ -219,12 +242,12 @@ class DiffusersAttachment(Attachment):
         self._arm(call, args, kwargs)
         return call
 
-    def _open(self, context: CacheContext, owned: bool, started: float) -> Call:
+    def _open(self, context: CacheContext, owned: bool, started: float, previous: CacheContext | None) -> Call:
         """A fresh :class:`Call` on the trajectory of ``context`` (named after it)."""
         state = self.leader.state()
         if state.name is None:
             state.name = context.name
-        return Call(state, owned, started)
+        return Call(state, owned, started, previous)
 
     def _read_step(self, call: Call, context: CacheContext, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> None:
@@ -250,6 +273,7 @@ class DiffusersAttachment(Attachment):
             call.host_t = float(t_dev)
         call.t_dev = t_dev if t_dev.device == device else t_dev.to(device, non_blocking=True)
         call.key = (tuple(latent.shape), device)
+        call.latent = latent
         call.given_index = context.step_index
         call.given_steps = context.num_inference_steps
 
@@ -260,12 +284,15 @@ class DiffusersAttachment(Attachment):
             state.reset()
         if not state.steps_done:
             state.key = call.key
+            assert call.latent is not None
+            state.row_groups = self.adapter.guidance_rows(call.latent)
             if call.given_steps is not None:
                 self.predictor.check_num_steps(int(call.given_steps))
                 state.num_steps = int(call.given_steps)
 
     def _ask_policy(self, call: Call) -> None:
         """The step's index (the caller's, else the count so far) and the policy's decision for it."""
+        call.latent = None  # only the trajectory's first call reads it
         state = call.state
         call.index = int(call.given_index) if call.given_index is not None else state.steps_done
         call.decision = state.policy.decide(StepInfo(call.index, call.host_t, call.given_steps))
@@ -317,8 +344,10 @@ class DiffusersAttachment(Attachment):
     def _restart_late(self, call: Call) -> None:
         """Start over at step 0: a new loop seen only on a full step (a GPU loop without step information)."""
         state = call.state
+        groups = state.row_groups
         state.reset()
         state.key = call.key
+        state.row_groups = groups  # the same call: the same rows
         call.index = 0
         state.policy.decide(StepInfo(0, call.host_t, call.given_steps))
         assert call.device is not None
@@ -364,17 +393,31 @@ class DiffusersAttachment(Attachment):
                 keep = self.history_mode == "steps"
             state.record(call, tap, keep)
             if self.observer is not None:
-                assert call.t_dev is not None
-                self.observer(StepEvent(state.name or DEFAULT_CONTEXT, call.index, call.t_dev, call.decision,
-                                        tap, call.inputs, call.fallback))
+                self._report(call, tap)
         except BaseException:
             state.reset()
             raise
         finally:
             shared.clear()
             if call.owned:
-                self.leader.set_context(None)
+                self.leader.set_context(call.previous)
         return result
+
+    def _report(self, call: Call, tap: Tensor) -> None:
+        """Tell the observer about the step: one event, or for a batched-guidance call one per guidance
+        branch, with that branch's rows of the tap and of the forecast's history (a trajectory of its own,
+        named after the branch, or ``<context>:<branch>`` under a caller's context)."""
+        assert self.observer is not None and call.t_dev is not None
+        state = call.state
+        name = state.name or DEFAULT_CONTEXT
+        if state.row_groups is None:
+            self.observer(StepEvent(name, call.index, call.t_dev, call.decision, tap, call.inputs, call.fallback))
+            return
+        for branch, rows in state.row_groups:
+            label = branch if name == DEFAULT_CONTEXT else f"{name}:{branch}"
+            inputs = None if call.inputs is None else dataclasses.replace(
+                call.inputs, features=tuple(f[rows] for f in call.inputs.features))
+            self.observer(StepEvent(label, call.index, call.t_dev, call.decision, tap[rows], inputs, call.fallback))
 
     def _recorded_tap(self, result: Any) -> Tensor:
         """The tap of a full step, detached and contiguous (a view would keep the whole joint-stream
@@ -383,9 +426,9 @@ class DiffusersAttachment(Attachment):
             tap = self.adapter.unwrap_output(result)
         else:
             if self.shared.recorded is None:
-                raise RuntimeError(
-                    f"LESA: tap '{self.tap}' was not reached during the forward of "
-                    f"{type(self.model).__qualname__}; check the adapter's body/tap declarations"
+                raise ForwardInputError(
+                    f"LESA: tap '{self.tap}' was not reached during this forward of {type(self.model).__qualname__}"
+                    f"{self._skipped_hint()}; check the adapter's body/tap declarations"
                 )
             tap = self.shared.recorded
         tap = tap.detach()
@@ -393,10 +436,18 @@ class DiffusersAttachment(Attachment):
             tap = tap.contiguous()
         return tap
 
+    def _skipped_hint(self) -> str:
+        """Why a tap may not have been reached: an extra call that skipped the tapped block."""
+        if not self._extra_arguments:
+            return ""
+        options = ", ".join(f"`{a}` (pipeline option `{o}`)" for a, o in self.adapter.extra_call_arguments.items())
+        return (f" — an extra call with {options} may skip the block the tap '{self.tap}' reads; choose a tap after "
+                "the body (e.g. 'normed' or 'output'), or leave that block out of the option")
+
     @torch.compiler.disable
     def _abort(self, call: Call) -> None:
         """The forward raised (Ctrl-C, out of memory, ...): its trajectory cannot go on."""
         self.shared.clear()
         call.state.reset()
         if call.owned:
-            self.leader.set_context(None)
+            self.leader.set_context(call.previous)

@@ -262,6 +262,24 @@ class DiffusersBackbone(BackboneAdapter):
         spec = self.taps[self.check_tap(tap)]
         return self.output_channels() if isinstance(spec, ModelOutputTap) else self.hidden_size()
 
+    def tap_is_token_major(self, tap: str) -> bool:
+        spec = self.taps[self.check_tap(tap)]
+        return not (isinstance(spec, ModelOutputTap) and self.output_channels_first)
+
+    def guidance_rows(self, latent: Tensor) -> tuple[tuple[str, slice], ...] | None:
+        """The rows of each :attr:`batched_guidance` branch in a call whose ``latent`` holds them, else
+        ``None``: the batch must split into that many chunks that are equal bit for bit (a pipeline
+        concatenates the same latents once per branch). One comparison, on a trajectory's first call."""
+        branches = len(self.batched_guidance)
+        batch = latent.shape[0] if latent.ndim else 0
+        if branches < 2 or batch < branches or batch % branches:
+            return None
+        chunks = latent.chunk(branches)
+        if not all(torch.equal(chunks[0], chunk) for chunk in chunks[1:]):
+            return None
+        size = batch // branches
+        return tuple((name, slice(i * size, (i + 1) * size)) for i, name in enumerate(self.batched_guidance))
+
     def tap_head(self, tap: str) -> Callable[[Tensor], Tensor] | None:
         spec = self.taps[self.check_tap(tap)]
         if isinstance(spec, ModelOutputTap):

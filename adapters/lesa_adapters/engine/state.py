@@ -48,7 +48,10 @@ class Call:
     """Bookkeeping of one forward call, from :meth:`DiffusersAttachment._begin` to ``_end``.
 
     :ivar state: the trajectory of the call's cache context.
-    :ivar owned: the attachment set the (default) cache context itself and clears it at the end.
+    :ivar owned: the attachment set the cache context itself (the default one, or an extra call's) and
+        restores ``previous`` at the end.
+    :ivar previous: the caller's cache context (``None`` if it set none), restored when ``owned``.
+    :ivar latent: the latent argument, kept until the trajectory's row groups are known.
     :ivar started: ``time.perf_counter()`` when the call began.
     :ivar key: latent shape and device; a change starts a new trajectory.
     :ivar device: the latent's device (where the step's time and index live).
@@ -66,11 +69,14 @@ class Call:
     """
 
     __slots__ = ("decision", "device", "fallback", "forecast", "given_index", "given_steps", "host_t",
-                 "index", "inputs", "key", "output", "owned", "started", "state", "step_dev", "t_dev")
+                 "index", "inputs", "key", "latent", "output", "owned", "previous", "started", "state", "step_dev",
+                 "t_dev")
 
-    def __init__(self, state: ContextState, owned: bool, started: float) -> None:
+    def __init__(self, state: ContextState, owned: bool, started: float, previous: Any = None) -> None:
         self.state = state
         self.owned = owned
+        self.previous = previous
+        self.latent: Tensor | None = None
         self.started = started
         self.key: tuple[Any, ...] | None = None
         self.device: torch.device | None = None
@@ -93,6 +99,8 @@ class ContextState:
     :param make_policy: builds this context's cache policy.
     :param history_size: the most taps the history keeps (``predictor.history_size``).
     :param finished: where :meth:`reset` leaves the statistics of an ended trajectory, by context name.
+    :ivar row_groups: for a batched-guidance call (several guidance branches concatenated along the batch),
+        each branch's name and batch rows, decided at the trajectory's first call; ``None`` otherwise.
     """
 
     def __init__(self, make_policy: Callable[[], CachePolicy], history_size: int,
@@ -119,6 +127,7 @@ class ContextState:
         self.fallbacks = 0
         self.seconds = 0.0
         self.decisions: list[str] = []
+        self.row_groups: tuple[tuple[str, slice], ...] | None = None
 
     # -- trajectory boundaries --------------------------------------------------------------------
     def starts_over(self, host_t: float, given_index: int | None) -> bool:
@@ -169,6 +178,7 @@ class ContextState:
         return sum(f.numel() * f.element_size() for f in self.features)
 
     def summary(self) -> dict[str, Any]:
+        extra = {} if self.row_groups is None else {"row_groups": [name for name, _ in self.row_groups]}
         return {
             "full_steps": self.full,
             "forecast_steps": self.forecasts,
@@ -176,6 +186,7 @@ class ContextState:
             "cache_bytes": self.cache_bytes(),
             "seconds": self.seconds,
             "decisions": "".join(self.decisions),
+            **extra,
         }
 
     def reset(self, *args: Any, **kwargs: Any) -> None:
