@@ -19,7 +19,7 @@ from lesa_adapters.engine.declarations import BlockIO
 from lesa_adapters.engine.registries import manager_states
 from lesa_adapters.engine.state import ContextState, StepFlags
 
-__all__ = ["BlockHook", "CacheContext", "LeaderHook", "StemHook", "TapHook", "registry"]
+__all__ = ["BlockHook", "CacheContext", "LeaderHook", "PlaceholderHook", "StemHook", "TapHook", "registry"]
 
 Forward = Callable[..., Any]
 RunCall = Callable[[Forward, tuple[Any, ...], dict[str, Any]], Any]
@@ -135,3 +135,35 @@ class TapHook(_Hook):
         if shared.active:
             shared.recorded = output
         return output
+
+
+class _NoState:
+    """The placeholder's per-context state: nothing (its ``StateManager`` only keeps the context)."""
+
+    def reset(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class PlaceholderHook(_Hook):
+    """Where the leader will be, until the first call (the generic adapter): it keeps the caller's cache
+    context (``cache_context`` reaches it like the leader) and hands the first call over.
+
+    :param first_call: ``(original_forward, args, kwargs) -> output``.
+    """
+
+    _is_stateful = True
+
+    def __init__(self, first_call: RunCall) -> None:
+        super().__init__()
+        self.first_call = first_call
+        self.state_manager = StateManager(_NoState)  # type: ignore[arg-type]
+
+    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return self.first_call(self.original_forward, args, kwargs)
+
+    def context(self) -> CacheContext | None:
+        """The cache context the caller set, or ``None``."""
+        return self.state_manager._context
+
+    def reset_state(self, module: nn.Module) -> nn.Module:
+        return module
