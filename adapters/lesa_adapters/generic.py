@@ -4,7 +4,7 @@ Opt-in only (``adapter: generic`` in the run config; it never answers ``lesa_res
 any ``nn.Module`` whose ``forward`` takes the latent and timestep arguments and that holds a block list
 (an ``nn.ModuleList`` child). Nothing is declared by hand: on the first forward call the runtime probes the
 model, derives the body (the block lists that ran, in order), each block class's stream layout, the
-output layout, the taps (``hidden``; ``normed`` when ``norm_out`` exists, with ``proj_out`` as its head only
+output layout, the taps (``hidden``; ``normed`` when ``norm_out`` and ``proj_out`` exist, with ``proj_out`` as its head only
 when it alone reproduces the output's values; ``output``) and the timestep's units, and proves them against
 a full forward — a full step must be bit-identical and a forecast step fed the real tap must reproduce
 it — before it forecasts anything; a model that fails the proof is refused with an ``AttachError``
@@ -41,8 +41,9 @@ class GenericAdapter(DiffusersBackbone):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
-        if not isinstance(getattr(model, "norm_out", None), nn.Module):  # only offer what can be found
-            self.taps = {name: spec for name, spec in type(self).taps.items() if name != "normed"}
+        if not all(isinstance(getattr(model, name, None), nn.Module) for name in ("norm_out", "proj_out")):
+            # this instance offers fewer taps than the class: an instance attribute shadows the class's
+            vars(self)["taps"] = {name: spec for name, spec in type(self).taps.items() if name != "normed"}
 
     @classmethod
     def claims(cls, model: Any) -> bool:
@@ -63,7 +64,12 @@ class GenericAdapter(DiffusersBackbone):
     def hidden_size(self) -> int:
         config = getattr(self.model, "config", None)
         size = getattr(config, "hidden_size", None)
-        return int(size) if isinstance(size, int) else super().hidden_size()
+        if isinstance(size, int):
+            return size
+        proj = getattr(self.model, "proj_out", None)
+        if config is None and isinstance(proj, nn.Linear):
+            return int(proj.in_features)
+        return super().hidden_size()
 
     def tap_head(self, tap: str) -> Callable[[Tensor], Tensor] | None:
         spec = self.taps[self.check_tap(tap)]

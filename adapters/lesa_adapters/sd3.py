@@ -30,7 +30,9 @@ class SD3Adapter(DiffusersBackbone):
 
     model_classes = ("diffusers:SD3Transformer2DModel",)
     body = ("transformer_blocks",)
-    block_io: ClassVar[Mapping[str, BlockIO]] = {"JointTransformerBlock": BlockIO(hidden_out=1, encoder_out=0)}
+    block_io: ClassVar[Mapping[str, BlockIO]] = {
+        "JointTransformerBlock": BlockIO(hidden_out=1, encoder_out=0)
+    }
     forecast_skips = ("context_embedder", "pos_embed")
     output_channels_first = True
     taps = standard_taps()

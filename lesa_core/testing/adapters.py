@@ -12,10 +12,19 @@ Subclass :class:`AdapterConformance` and provide two fixtures::
             return {...}                                 # forward kwargs of one call (timestep included)
 
 and optionally ``adapter_host`` (a :class:`~lesa_core.plugins.PluginHost` that knows the adapter and
-the built-in ``taylor`` predictor, ``interval`` policy and ``threshold`` router; default: the
-process-wide host). The suite drives the bare model step by step, the way a sampling loop does: the
-``timestep`` argument is rewritten per step with the adapter's ``timestep_from_time``, and each call
-runs in ``model.cache_context(name, step_index=i, num_inference_steps=n)`` when the model has one.
+the built-in ``taylor`` and ``kan`` predictors, ``interval`` policy and ``threshold`` router; default: the
+process-wide host). Set the class attribute ``adapter_name`` to test a named adapter that does not claim
+models on its own (``"generic"``). The suite drives the bare model step by step, the way a sampling loop
+does: the ``timestep`` argument is rewritten per step with the adapter's ``timestep_from_time``, and each
+call runs in ``model.cache_context(name, step_index=i, num_inference_steps=n)`` when the model has one.
+
+It checks: attach/remove leaves the model bit-identical; every step full is exact; every tap forecasts;
+tap heads give the model output; cache contexts never share state — and, for an adapter declaring
+``batched_guidance``, neither do the guidance branches batched in one call (with or without
+``cache_context``); attaching twice is refused; and a **training smoke test**: two prompts collected
+(one trajectory per guidance branch), both stages trained, the bundle attached with the exact full-step
+count, and at N = 1 bit-identical to the model without LESA (:class:`~lesa_core.testing.training.TransformerRunner`
+drives the bare model).
 """
 
 from __future__ import annotations
@@ -84,18 +93,25 @@ class AdapterConformance:
     def adapter_host(self) -> PluginHost | None:
         return None
 
+    #: the registered name of the adapter under test, for one that is chosen by name only (``generic``);
+    #: ``None``: the adapter that claims the model
+    adapter_name: str | None = None
+
     @pytest.fixture
     def adapter(self, adapter_model: nn.Module, adapter_host: PluginHost | None) -> BackboneAdapter:
         from lesa_core.plugins import get_plugin_host
 
         host = adapter_host or get_plugin_host()
+        if self.adapter_name is not None:
+            return host.adapters.get(self.adapter_name)(adapter_model)
         return host.resolve_adapter(adapter_model)(adapter_model)
 
-    @staticmethod
-    def _attach(model: nn.Module, host: PluginHost | None, config: dict[str, Any],
+    def _attach(self, model: nn.Module, host: PluginHost | None, config: dict[str, Any],
                 observer: Any = None) -> Any:
         from lesa_core.assembly import assemble
 
+        if self.adapter_name is not None:
+            config = {**config, "adapter": self.adapter_name}
         assembly = assemble(model, config, host=host)
         components = dataclasses.replace(assembly.components(), observer=observer)
         return assembly.adapter.attach(components)
@@ -191,7 +207,8 @@ class AdapterConformance:
     ) -> None:
         cache_context: Any = getattr(adapter_model, "cache_context", None)
         if not callable(cache_context):
-            pytest.skip("the model has no cache_context")
+            pytest.skip("the model has no cache_context: its guidance branches can only be separated as batch rows "
+                        "(test_batched_guidance_rows_never_share_state)")
         latent = adapter_inputs[adapter.latent_argument]
         other = {**adapter_inputs, adapter.latent_argument: torch.randn_like(latent) * 2.0}
         batch = latent.shape[0]
@@ -213,6 +230,78 @@ class AdapterConformance:
             assert torch.equal(by[name, 1].tap, by[name, 0].tap)
             assert torch.equal(by[name, 3].tap, by[name, 2].tap)
             assert not torch.equal(by[name, 1].tap, by[other_name, 0].tap)
+
+    def test_batched_guidance_rows_never_share_state(
+        self, adapter_model: nn.Module, adapter: BackboneAdapter, adapter_inputs: dict[str, Any],
+        adapter_host: PluginHost | None,
+    ) -> None:
+        """The guidance branches of one batched call (the same latents once per branch, each branch its own
+        conditioning row) are separate trajectories: each is reported as its own context, and a forecast
+        reads only its own branch's history — with or without ``cache_context``."""
+        branches = adapter.batched_guidance
+        if len(branches) < 2:
+            pytest.skip("the adapter declares no batched_guidance")
+        from lesa_core.testing.training import TransformerRunner
+
+        runner = TransformerRunner(adapter_model, adapter, adapter_inputs, guidance=True)
+        events: list[StepEvent] = []
+        config = _config(order=0, interval=2, warmup=1)  # reuse after one full step: the branch's last tap
+        with self._attached(adapter_model, adapter_host, config, events.append) as attachment:
+            runner.run(["p"], [0], 4)
+            stats = attachment.stats()
+        assert {e.context for e in events} == set(branches)
+        (summary,) = stats.values()
+        assert summary["decisions"] == "FcFc" and summary.get("row_groups") == list(branches)
+        by = {(e.context, e.step_index): e for e in events}
+        for name in branches:
+            assert by[name, 0].tap.shape[0] == 1  # one row per branch
+            assert torch.equal(by[name, 1].tap, by[name, 0].tap)
+            assert torch.equal(by[name, 3].tap, by[name, 2].tap)
+            for other in branches:
+                if other != name:
+                    assert not torch.equal(by[name, 1].tap, by[other, 0].tap)
+
+    def test_training_smoke(
+        self, adapter_model: nn.Module, adapter: BackboneAdapter, adapter_inputs: dict[str, Any],
+        adapter_host: PluginHost | None, tmp_path: Any,
+    ) -> None:
+        """Collect two prompts (every guidance branch a trajectory of its own), train both stages, attach the
+        bundle: the exact full-step count, and at N = 1 the model's own output bit for bit."""
+        from lesa_core.handle import attach
+        from lesa_core.testing.training import TransformerRunner
+        from lesa_core.trainer import TrajectoryStore, train
+
+        guidance = len(adapter.batched_guidance) >= 2
+        runner = TransformerRunner(adapter_model, adapter, adapter_inputs, guidance=guidance)
+        steps = NUM_STEPS
+        config: dict[str, Any] = {
+            **_config(interval=3, warmup=2), "tap": adapter.default_tap,
+            "predictor": {"name": "kan", "taps": 2, "hidden": [4]},
+            "training": {"num_steps": steps, "seed": 0, "stage1": {"epochs": 1, "batch_size": 2, "lr": 1e-3},
+                         "stage2": {"epochs": 1, "batch_size": 2, "lr": 1e-3}},
+        }
+        if self.adapter_name is not None:
+            config["adapter"] = self.adapter_name
+        vanilla = runner.run(["a"], [7], steps)
+        bundle, report = train(adapter_model, config, ["a", "b"], runner=runner, out=tmp_path / "bundle",
+                               data_dir=tmp_path / "data", host=adapter_host, show_progress=False)
+        assert len(report.losses["stage1"]) == 1 and len(report.losses["stage2"]) == 1
+        taps = TrajectoryStore(tmp_path / "data" / "trajectories").load()
+        has_context = callable(getattr(adapter_model, "cache_context", None))
+        expected = set(adapter.batched_guidance) if guidance else {"cond" if has_context else "default"}
+        assert set(taps) == expected
+        assert all(t.shape[:2] == (2, steps) for t in taps.values())
+        with attach(adapter_model, str(bundle), host=adapter_host) as handle:
+            cached = runner.run(["a"], [7], steps)
+            (stats,) = handle.stats().values()
+        assert stats["decisions"] == "FFccFccF" and stats["full_steps"] == 4
+        assert torch.isfinite(cached).all()
+        every_step = {"bundle": str(bundle), "policy": {"name": "interval", "interval": 1, "warmup": 1,
+                                                       "force_full": []}}
+        with attach(adapter_model, every_step, host=adapter_host) as handle:
+            exact = runner.run(["a"], [7], steps)
+            (stats,) = handle.stats().values()
+        assert stats["full_steps"] == steps and torch.equal(exact, vanilla)
 
     def test_attaching_twice_is_refused(
         self, adapter_model: nn.Module, adapter_host: PluginHost | None,

@@ -16,17 +16,24 @@ from __future__ import annotations
 
 import importlib
 import string
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 __all__ = [
+    "config_inputs",
+    "register_inputs",
+    "tiny_cogview4_transformer",
     "tiny_flux_pipeline",
     "tiny_flux_transformer",
     "tiny_hunyuan_video_pipeline",
     "tiny_hunyuan_video_transformer",
+    "tiny_lumina2_transformer",
+    "tiny_pixart_transformer",
     "tiny_qwen_image_pipeline",
     "tiny_qwen_image_transformer",
+    "tiny_sana_transformer",
     "tiny_sd3_pipeline",
     "tiny_sd3_transformer",
     "tiny_wan_pipeline",
@@ -159,12 +166,137 @@ def tiny_sd3_transformer(seed: int = 0, **overrides: Any) -> Any:
     return diffusers.SD3Transformer2DModel(**kwargs).eval()
 
 
+def tiny_pixart_transformer(seed: int = 0, **overrides: Any) -> Any:
+    """A ``PixArtTransformer2DModel`` (PixArt-α/Σ) with 2 blocks, width 16 (patch 2, learned sigma)."""
+    diffusers = _lib("diffusers")
+
+    torch.manual_seed(seed)
+    kwargs: dict[str, Any] = dict(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                  num_layers=2, cross_attention_dim=16, sample_size=8, patch_size=2,
+                                  caption_channels=16, norm_num_groups=1)
+    kwargs.update(overrides)
+    return diffusers.PixArtTransformer2DModel(**kwargs).eval()
+
+
+def tiny_sana_transformer(seed: int = 0, **overrides: Any) -> Any:
+    """A ``SanaTransformer2DModel`` with 2 blocks, width 16 (patch 1)."""
+    diffusers = _lib("diffusers")
+
+    torch.manual_seed(seed)
+    kwargs: dict[str, Any] = dict(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8,
+                                  num_layers=2, num_cross_attention_heads=2, cross_attention_head_dim=8,
+                                  cross_attention_dim=16, caption_channels=16, sample_size=8, patch_size=1)
+    kwargs.update(overrides)
+    return diffusers.SanaTransformer2DModel(**kwargs).eval()
+
+
+def tiny_lumina2_transformer(seed: int = 0, **overrides: Any) -> Any:
+    """A ``Lumina2Transformer2DModel`` (Lumina-Image 2.0) with 2 layers and 1 refiner layer each, width 24."""
+    diffusers = _lib("diffusers")
+
+    torch.manual_seed(seed)
+    kwargs: dict[str, Any] = dict(sample_size=8, patch_size=2, in_channels=4, hidden_size=24, num_layers=2,
+                                  num_refiner_layers=1, num_attention_heads=2, num_kv_heads=1, multiple_of=16,
+                                  axes_dim_rope=(4, 4, 4), axes_lens=(64, 32, 32), cap_feat_dim=16)
+    kwargs.update(overrides)
+    return diffusers.Lumina2Transformer2DModel(**kwargs).eval()
+
+
+def tiny_cogview4_transformer(seed: int = 0, **overrides: Any) -> Any:
+    """A ``CogView4Transformer2DModel`` with 2 blocks, width 16 (patch 2)."""
+    diffusers = _lib("diffusers")
+
+    torch.manual_seed(seed)
+    kwargs: dict[str, Any] = dict(patch_size=2, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=8,
+                                  num_attention_heads=2, text_embed_dim=16, time_embed_dim=8, condition_dim=4,
+                                  pos_embed_max_size=16, sample_size=8, rope_axes_dim=(4, 4))
+    kwargs.update(overrides)
+    return diffusers.CogView4Transformer2DModel(**kwargs).eval()
+
+
+InputBuilder = Callable[..., dict[str, Any]]
+"""``builder(model, *, batch, height, width, frames, text_tokens, t, randn) -> forward kwargs``."""
+
+_INPUT_BUILDERS: dict[str, InputBuilder] = {}
+
+
+def register_inputs(class_name: str, builder: InputBuilder) -> None:
+    """Teach :func:`transformer_inputs` one transformer class (the hook for adapter packages whose model the
+    config-derived inputs do not fit): ``builder(model, *, batch, height, width, frames, text_tokens, t,
+    randn)`` returns the keyword arguments of one forward call, ``randn(*shape)`` drawing seeded noise."""
+    _INPUT_BUILDERS[class_name] = builder
+
+
+_TEXT_WIDTH_KEYS = ("joint_attention_dim", "caption_channels", "cross_attention_dim", "text_embed_dim", "text_dim",
+                    "cap_feat_dim", "context_dim")
+
+
+def config_inputs(model: Any, *, batch: int, height: int, width: int, frames: int, text_tokens: int, t: float,
+                  randn: Callable[..., torch.Tensor], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Forward arguments built from the model's own config and ``forward`` signature, for a class no builder
+    knows: the latent channels first (``(B, C, F, H, W)`` for a ``*3DModel``), ``timestep`` ``1000 t``, the
+    text stream as wide as the config's text width, masks of ones, pooled projections; every other argument
+    with a default is left out. ``extra`` adds (or replaces) arguments a builder knows better.
+
+    :raises TypeError: naming a required argument it cannot build (register a builder: :func:`register_inputs`).
+    """
+    import inspect
+
+    cfg = model.config
+    params = list(inspect.signature(type(model).forward).parameters.values())[1:]
+    names = {p.name for p in params}
+    text = next((int(cfg[k]) for k in _TEXT_WIDTH_KEYS if cfg.get(k) is not None), None)
+    channels = int(cfg.get("in_channels") or 4)
+    video = type(model).__name__.endswith("3DModel")
+    out: dict[str, Any] = {"hidden_states": randn(batch, channels, frames, height, width) if video
+                           else randn(batch, channels, height, width),
+                           "timestep": torch.full((batch,), 1000.0 * t)}
+    if "encoder_hidden_states" in names and text is not None:
+        out["encoder_hidden_states"] = randn(batch, text_tokens, text)
+    for mask in ("encoder_attention_mask", "encoder_hidden_states_mask"):
+        if mask in names:
+            out[mask] = torch.ones(batch, text_tokens)
+    if "pooled_projections" in names and cfg.get("pooled_projection_dim") is not None:
+        out["pooled_projections"] = randn(batch, int(cfg["pooled_projection_dim"]))
+    out.update(extra or {})
+    missing = [p.name for p in params if p.default is p.empty and p.name not in out
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if missing:
+        raise TypeError(f"no tiny inputs for {type(model).__name__}: cannot build {missing} from its config; "
+                        "register a builder with lesa_core.testing.tiny.register_inputs")
+    return {k: v for k, v in out.items() if k in names}
+
+
+def _pixart_inputs(model: Any, **kw: Any) -> dict[str, Any]:
+    return config_inputs(model, **kw, extra={"added_cond_kwargs": {"resolution": None, "aspect_ratio": None}})
+
+
+def _lumina2_inputs(model: Any, **kw: Any) -> dict[str, Any]:
+    batch, tokens = kw["batch"], kw["text_tokens"]
+    return config_inputs(model, **kw, extra={  # Lumina2 runs time the other way: 0 = noise
+        "encoder_attention_mask": torch.ones(batch, tokens, dtype=torch.bool),
+        "timestep": torch.full((batch,), 1.0 - kw["t"])})
+
+
+def _cogview4_inputs(model: Any, **kw: Any) -> dict[str, Any]:
+    size = torch.tensor([[8.0 * kw["height"], 8.0 * kw["width"]]] * kw["batch"])
+    return config_inputs(model, **kw, extra={"original_size": size, "target_size": size.clone(),
+                                             "crop_coords": torch.zeros(kw["batch"], 2)})
+
+
+register_inputs("PixArtTransformer2DModel", _pixart_inputs)
+register_inputs("Lumina2Transformer2DModel", _lumina2_inputs)
+register_inputs("CogView4Transformer2DModel", _cogview4_inputs)
+
+
 def transformer_inputs(model: Any, *, batch: int = 1, height: int = 4, width: int = 4, frames: int = 1,
                        text_tokens: int = 6, t: float = 1.0, seed: int = 0) -> dict[str, Any]:
     """Keyword arguments of one forward call of a tiny transformer at flow time ``t``.
 
     ``height``/``width`` count latent pixels (FLUX: tokens). The timestep is in the units the
-    backbone's pipeline passes (FLUX, Qwen-Image: t; HunyuanVideo, Wan: 1000 t).
+    backbone's pipeline passes (FLUX, Qwen-Image: t; HunyuanVideo, Wan: 1000 t). A class none of the
+    builders here knows gets a builder registered with :func:`register_inputs`, else inputs derived from
+    its config and ``forward`` signature (:func:`config_inputs`).
     """
     g = torch.Generator().manual_seed(seed)
     name = type(model).__name__
@@ -204,7 +336,10 @@ def transformer_inputs(model: Any, *, batch: int = 1, height: int = 4, width: in
                     encoder_hidden_states=randn(batch, text_tokens, cfg.joint_attention_dim),
                     pooled_projections=randn(batch, cfg.pooled_projection_dim),
                     timestep=torch.full((batch,), 1000.0 * t))
-    raise TypeError(f"no tiny inputs for {name}")
+    builder = next((_INPUT_BUILDERS[k.__name__] for k in type(model).__mro__ if k.__name__ in _INPUT_BUILDERS),
+                   config_inputs)
+    return builder(model, batch=batch, height=height, width=width, frames=frames, text_tokens=text_tokens, t=t,
+                   randn=randn)
 
 
 # ----------------------------------------------------------------------------- pipelines

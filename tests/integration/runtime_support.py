@@ -20,11 +20,12 @@ def plugin_modules() -> list[object]:
     import lesa_adapters.flux
     import lesa_adapters.hunyuan_video
     import lesa_adapters.qwen_image
+    import lesa_predictors.kan
     import lesa_predictors.taylor
     import lesa_schedulers.policies.interval
     import lesa_schedulers.routers.threshold
 
-    modules: list[object] = [lesa_predictors.taylor, lesa_schedulers.policies.interval, lesa_schedulers.routers.threshold,
+    modules: list[object] = [lesa_predictors.taylor, lesa_predictors.kan, lesa_schedulers.policies.interval, lesa_schedulers.routers.threshold,
                              lesa_adapters.flux, lesa_adapters.qwen_image, lesa_adapters.hunyuan_video]
     if HAS_WAN_EXAMPLE:
         import lesa_example_wan

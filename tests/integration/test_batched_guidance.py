@@ -24,8 +24,12 @@ PROMPTS = ["a red square", "a blue circle", "a green cross"]
 CONFIG: dict[str, Any] = {
     "predictor": {"name": "kan", "taps": [3, 4, 4], "hidden": [8, 8]},
     "policy": {"name": "interval", "interval": 3, "warmup": 2, "force_full": []},
-    "training": {"num_steps": STEPS, "seed": 1, "stage1": {"epochs": 2, "batch_size": 2, "lr": 0.003},
-                 "stage2": {"epochs": 1, "batch_size": 2, "lr": 0.001}},
+    "training": {
+        "num_steps": STEPS,
+        "seed": 1,
+        "stage1": {"epochs": 2, "batch_size": 2, "lr": 0.003},
+        "stage2": {"epochs": 1, "batch_size": 2, "lr": 0.001},
+    },
 }
 
 
@@ -40,14 +44,17 @@ def pipe():
 
 
 def _runner(pipe, **extra: Any) -> PipelineRunner:
-    return PipelineRunner(pipe, height=16, width=16, max_sequence_length=16, guidance_scale=SCALE,
-                          negative_prompt="", **extra)
+    return PipelineRunner(
+        pipe, height=16, width=16, max_sequence_length=16, guidance_scale=SCALE, negative_prompt="", **extra
+    )
 
 
 def _vanilla_rows(pipe, prompt: str, seed: int) -> list[torch.Tensor]:
     """The real tap input of the transformer's output norm (the ``hidden`` tap) at every step, both rows."""
     taps: list[torch.Tensor] = []
-    hook = pipe.transformer.norm_out.register_forward_pre_hook(lambda m, args: taps.append(args[0].detach().clone()))
+    hook = pipe.transformer.norm_out.register_forward_pre_hook(
+        lambda m, args: taps.append(args[0].detach().clone())
+    )
     try:
         _runner(pipe).run([prompt], [seed], STEPS)
     finally:
@@ -58,8 +65,9 @@ def _vanilla_rows(pipe, prompt: str, seed: int) -> list[torch.Tensor]:
 def test_collection_keeps_both_guidance_rows_as_trajectories(pipe, tmp_path: Path) -> None:
     from lesa_core.trainer import collect_trajectories
 
-    meta = collect_trajectories(pipe, CONFIG, PROMPTS[:2], runner=_runner(pipe), data_dir=tmp_path,
-                                show_progress=False)
+    meta = collect_trajectories(
+        pipe, CONFIG, PROMPTS[:2], runner=_runner(pipe), data_dir=tmp_path, show_progress=False
+    )
     taps = TrajectoryStore(tmp_path / "trajectories").load()
     assert sorted(taps) == ["cond", "uncond"]
     assert taps["cond"].shape[:2] == taps["uncond"].shape[:2] == (2, STEPS)
@@ -79,12 +87,21 @@ def test_batched_training_trains_each_row_on_its_own_target(pipe, tmp_path: Path
 
     def spy(self: ReplayRollout, event: StepEvent) -> ForecastSample:
         sample = original(self, event)
-        seen.append((event.context, event.step_index, ForecastSample(sample.inputs, sample.target)))  # replay merges
+        seen.append(
+            (event.context, event.step_index, ForecastSample(sample.inputs, sample.target))
+        )  # replay merges
         return sample
 
     monkeypatch.setattr(ReplayRollout, "_sample", spy)
-    bundle, report = train(pipe, CONFIG, PROMPTS, runner=_runner(pipe), out=tmp_path / "bundle",
-                           data_dir=tmp_path / "data", show_progress=False)
+    bundle, report = train(
+        pipe,
+        CONFIG,
+        PROMPTS,
+        runner=_runner(pipe),
+        out=tmp_path / "bundle",
+        data_dir=tmp_path / "data",
+        show_progress=False,
+    )
     taps = TrajectoryStore(tmp_path / "data" / "trajectories").load()
     assert len(report.losses["stage1"]) == 2 and len(report.losses["stage2"]) == 1
     assert {ctx for ctx, _, _ in seen} == {"cond", "uncond"}
@@ -97,8 +114,9 @@ def test_batched_training_trains_each_row_on_its_own_target(pipe, tmp_path: Path
         other = "uncond" if ctx == "cond" else "cond"
         assert not torch.equal(taps[other][matches[0], step], sample.target[0])
         if step == first_forecast:  # no forecast yet: the history is this branch's real features
-            torch.testing.assert_close(sample.inputs.features[-1][0], taps[ctx][matches[0], step - 1],
-                                       rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(
+                sample.inputs.features[-1][0], taps[ctx][matches[0], step - 1], rtol=1e-4, atol=1e-4
+            )
     with attach(pipe, str(bundle)) as handle:
         _runner(pipe).run(PROMPTS[:1], [0], STEPS)
         stats = handle.stats()
@@ -107,10 +125,23 @@ def test_batched_training_trains_each_row_on_its_own_target(pipe, tmp_path: Path
 
 
 def test_stage2_batch_of_one_works_without_broadcasting(pipe, tmp_path: Path) -> None:
-    config = {**CONFIG, "training": {**CONFIG["training"], "stage1": {"epochs": 1, "batch_size": 2, "lr": 0.003},
-                                     "stage2": {"epochs": 1, "batch_size": 1, "lr": 0.001}}}
-    _, report = train(pipe, config, PROMPTS[:2], runner=_runner(pipe), out=tmp_path / "bundle",
-                      data_dir=tmp_path / "data", show_progress=False)
+    config = {
+        **CONFIG,
+        "training": {
+            **CONFIG["training"],
+            "stage1": {"epochs": 1, "batch_size": 2, "lr": 0.003},
+            "stage2": {"epochs": 1, "batch_size": 1, "lr": 0.001},
+        },
+    }
+    _, report = train(
+        pipe,
+        config,
+        PROMPTS[:2],
+        runner=_runner(pipe),
+        out=tmp_path / "bundle",
+        data_dir=tmp_path / "data",
+        show_progress=False,
+    )
     assert len(report.losses["stage2"]) == 1 and report.losses["stage2"][0] > 0
 
 
@@ -121,12 +152,18 @@ def test_inference_with_n_1_is_exact_with_batched_guidance(pipe) -> None:
     with attach(pipe, config) as handle:
         cached = runner.run(PROMPTS[:1], [5], STEPS).images
         stats = handle.stats()["default"]
-    assert torch.equal(vanilla, cached) and stats["full_steps"] == STEPS and stats["row_groups"] == ["uncond", "cond"]
+    assert (
+        torch.equal(vanilla, cached)
+        and stats["full_steps"] == STEPS
+        and stats["row_groups"] == ["uncond", "cond"]
+    )
     assert torch.equal(runner.run(PROMPTS[:1], [5], STEPS).images, vanilla)  # and after remove()
 
 
 def test_skip_layer_guidance_gets_its_own_context(pipe) -> None:
-    runner = _runner(pipe, skip_guidance_layers=[0], skip_layer_guidance_start=0.0, skip_layer_guidance_stop=0.5)
+    runner = _runner(
+        pipe, skip_guidance_layers=[0], skip_layer_guidance_start=0.0, skip_layer_guidance_stop=0.5
+    )
     vanilla = runner.run(PROMPTS[:1], [2], STEPS).images
     with attach(pipe, {"policy": {"name": "interval", "interval": 1}}) as handle:
         exact = runner.run(PROMPTS[:1], [2], STEPS).images
@@ -134,16 +171,22 @@ def test_skip_layer_guidance_gets_its_own_context(pipe) -> None:
     assert torch.equal(vanilla, exact)
     assert stats["default"]["full_steps"] == STEPS  # the main trajectory counts only its own calls
     assert stats["skip_layers"]["full_steps"] == 3  # steps 1, 2, 3 (0 < i < 0.5 * 8)
-    with attach(pipe, {"policy": {"name": "interval", "interval": 3, "warmup": 2, "force_full": []}}) as handle:
+    with attach(
+        pipe, {"policy": {"name": "interval", "interval": 3, "warmup": 2, "force_full": []}}
+    ) as handle:
         runner.run(PROMPTS[:1], [2], STEPS)
         stats = handle.stats()
     assert stats["default"]["decisions"] == "FFccFccF" and stats["skip_layers"]["decisions"] == "FFc"
 
 
 def test_skip_layer_guidance_skipping_the_tapped_block_is_a_clear_error(pipe) -> None:
-    runner = _runner(pipe, skip_guidance_layers=[1], skip_layer_guidance_start=0.0, skip_layer_guidance_stop=0.5)
-    with attach(pipe, {"policy": {"name": "interval", "interval": 3}}), \
-            pytest.raises(ForwardInputError, match=r"skip_guidance_layers.*choose a tap after the body"):
+    runner = _runner(
+        pipe, skip_guidance_layers=[1], skip_layer_guidance_start=0.0, skip_layer_guidance_stop=0.5
+    )
+    with (
+        attach(pipe, {"policy": {"name": "interval", "interval": 3}}),
+        pytest.raises(ForwardInputError, match=r"skip_guidance_layers.*choose a tap after the body"),
+    ):
         runner.run(PROMPTS[:1], [2], STEPS)
     with attach(pipe, {"tap": "normed", "policy": {"name": "interval", "interval": 3}}) as handle:
         runner.run(PROMPTS[:1], [2], STEPS)
@@ -153,21 +196,49 @@ def test_skip_layer_guidance_skipping_the_tapped_block_is_a_clear_error(pipe) ->
 def test_training_refuses_before_collection(pipe, tmp_path: Path) -> None:
     cases = [
         (_runner(pipe, skip_guidance_layers=[0]), {}, r"skip_guidance_layers"),
-        (_runner(pipe), {"tap": "output", "training": {**CONFIG["training"], "loss": "latent"}},
-         r"channels-first model output; use a token tap with an output head \(normed\)"),
-        (_runner(pipe), {"tap": "output", "training": {**CONFIG["training"], "token_subsample": 8}},
-         r"token_subsample needs a \(batch, tokens, channels\) tap"),
+        (
+            _runner(pipe),
+            {"tap": "output", "training": {**CONFIG["training"], "loss": "latent"}},
+            r"channels-first model output; use a token tap with an output head \(normed\)",
+        ),
+        (
+            _runner(pipe),
+            {"tap": "output", "training": {**CONFIG["training"], "token_subsample": 8}},
+            r"token_subsample needs a \(batch, tokens, channels\) tap",
+        ),
     ]
     for i, (runner, change, message) in enumerate(cases):
         with pytest.raises(TrainingError, match=message):
-            train(pipe, {**CONFIG, **change}, PROMPTS, runner=runner, out=tmp_path / f"b{i}",
-                  data_dir=tmp_path / f"d{i}", show_progress=False)
+            train(
+                pipe,
+                {**CONFIG, **change},
+                PROMPTS,
+                runner=runner,
+                out=tmp_path / f"b{i}",
+                data_dir=tmp_path / f"d{i}",
+                show_progress=False,
+            )
         assert not (tmp_path / f"d{i}").exists()
 
 
 def test_latent_loss_trains_on_batched_guidance(pipe, tmp_path: Path) -> None:
-    config = {**CONFIG, "tap": "normed", "training": {**CONFIG["training"], "loss": "latent", "token_subsample": 64,
-                                                      "stage2": {"epochs": 1, "batch_size": 2, "lr": 0.001}}}
-    _, report = train(pipe, config, PROMPTS[:2], runner=_runner(pipe), out=tmp_path / "bundle",
-                      data_dir=tmp_path / "data", show_progress=False)
+    config = {
+        **CONFIG,
+        "tap": "normed",
+        "training": {
+            **CONFIG["training"],
+            "loss": "latent",
+            "token_subsample": 64,
+            "stage2": {"epochs": 1, "batch_size": 2, "lr": 0.001},
+        },
+    }
+    _, report = train(
+        pipe,
+        config,
+        PROMPTS[:2],
+        runner=_runner(pipe),
+        out=tmp_path / "bundle",
+        data_dir=tmp_path / "data",
+        show_progress=False,
+    )
     assert len(report.losses["stage1"]) == 2 and all(torch.isfinite(torch.tensor(report.losses["stage2"])))

@@ -43,6 +43,7 @@ from lesa_adapters.engine.declarations import (
     ModuleOutputTap,
 )
 from lesa_adapters.engine.names import LEADER_HOOK
+from lesa_adapters.engine.registries import forget_registry, registry_of
 from lesa_core.errors import AttachError
 from lesa_core.interfaces import (
     Attachment,
@@ -89,8 +90,11 @@ class Derived:
 
 def body_lists(model: nn.Module) -> dict[str, nn.ModuleList]:
     """The direct ``nn.ModuleList`` children of ``model`` holding at least one module."""
-    return {name: child for name, child in model.named_children()
-            if isinstance(child, nn.ModuleList) and len(child) > 0}
+    return {
+        name: child
+        for name, child in model.named_children()
+        if isinstance(child, nn.ModuleList) and len(child) > 0
+    }
 
 
 def _output_tensor(output: Any) -> Tensor:
@@ -100,8 +104,13 @@ def _output_tensor(output: Any) -> Tensor:
     return sample if isinstance(sample, Tensor) else output[0]
 
 
-def probe(model: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-          timestep: Any) -> Probe:
+def probe(
+    model: nn.Module,
+    forward: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    timestep: Any,
+) -> Probe:
     """Run ``forward(*args, **kwargs)`` once under ``torch.no_grad()``, recording every block call of the
     model's block lists and the outputs of ``norm_out`` and ``proj_out`` (plain PyTorch hooks, removed)."""
     calls: list[tuple[str, nn.Module, tuple[Any, ...], dict[str, Any], Any]] = []
@@ -109,15 +118,21 @@ def probe(model: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...], 
     handles = []
     for name, stack in body_lists(model).items():
         for block in stack:
-            def record(module: nn.Module, a: tuple[Any, ...], k: dict[str, Any], out: Any, name: str = name) -> None:
+
+            def record(
+                module: nn.Module, a: tuple[Any, ...], k: dict[str, Any], out: Any, name: str = name
+            ) -> None:
                 calls.append((name, module, a, k, out))
+
             handles.append(block.register_forward_hook(record, with_kwargs=True))
     for attr in ("norm_out", "proj_out"):
         sub = getattr(model, attr, None)
         if isinstance(sub, nn.Module):
+
             def keep(module: nn.Module, a: tuple[Any, ...], out: Any, attr: str = attr) -> None:
                 if isinstance(out, Tensor):
                     seen[attr] = out.detach().clone()
+
             handles.append(sub.register_forward_hook(keep))
     try:
         with torch.no_grad():
@@ -132,8 +147,11 @@ def _parameters(block: nn.Module) -> list[str]:
     return [p.name for p in list(inspect.signature(type(block).forward).parameters.values())[1:]]
 
 
-def _block_io(block: nn.Module, calls: list[tuple[int, tuple[Any, ...], dict[str, Any], Any]],
-              next_inputs: dict[int, Any]) -> BlockIO:
+def _block_io(
+    block: nn.Module,
+    calls: list[tuple[int, tuple[Any, ...], dict[str, Any], Any]],
+    next_inputs: dict[int, Any],
+) -> BlockIO:
     """The :class:`BlockIO` of one block class from its calls (index in the probe, args, kwargs, output)."""
     params = _parameters(block)
     name = type(block).__qualname__
@@ -141,34 +159,58 @@ def _block_io(block: nn.Module, calls: list[tuple[int, tuple[Any, ...], dict[str
     hidden_pos = params.index(hidden_arg) if hidden_arg in params else 0
     encoder_arg = "encoder_hidden_states" if "encoder_hidden_states" in params else None
     encoder_pos = params.index(encoder_arg) if encoder_arg is not None else None
-    index, args, kwargs, output = calls[0]
+    _, args, kwargs, output = calls[0]
     hidden = argument(args, kwargs, hidden_arg, hidden_pos)
     if not isinstance(hidden, Tensor):
-        raise AttachError(f"adapter 'generic': block {name} takes no tensor as `{hidden_arg}`; write an adapter "
-                          "for this model (docs/adding-a-backbone.md)")
+        raise AttachError(
+            f"adapter 'generic': block {name} takes no tensor as `{hidden_arg}`; write an adapter "
+            "for this model (docs/adding-a-backbone.md)"
+        )
     if isinstance(output, Tensor):
-        return BlockIO(hidden_out=None, hidden_arg=hidden_arg, hidden_pos=hidden_pos, encoder_arg=encoder_arg,
-                       encoder_pos=encoder_pos)
+        return BlockIO(
+            hidden_out=None,
+            hidden_arg=hidden_arg,
+            hidden_pos=hidden_pos,
+            encoder_arg=encoder_arg,
+            encoder_pos=encoder_pos,
+        )
     if not isinstance(output, (tuple, list)) or not 1 <= len(output) <= 2:
-        raise AttachError(f"adapter 'generic': block {name} returns {type(output).__name__}; only a tensor or a "
-                          "tuple of one or two streams can be passed through")
+        raise AttachError(
+            f"adapter 'generic': block {name} returns {type(output).__name__}; only a tensor or a "
+            "tuple of one or two streams can be passed through"
+        )
     if len(output) == 1:
-        return BlockIO(hidden_out=0, hidden_arg=hidden_arg, hidden_pos=hidden_pos, encoder_arg=encoder_arg,
-                       encoder_pos=encoder_pos)
+        return BlockIO(
+            hidden_out=0,
+            hidden_arg=hidden_arg,
+            hidden_pos=hidden_pos,
+            encoder_arg=encoder_arg,
+            encoder_pos=encoder_pos,
+        )
     if encoder_arg is None:
-        raise AttachError(f"adapter 'generic': block {name} returns two streams but takes no `encoder_hidden_states`")
+        raise AttachError(
+            f"adapter 'generic': block {name} returns two streams but takes no `encoder_hidden_states`"
+        )
     positions = [i for i, out in enumerate(output) if isinstance(out, Tensor) and out.shape == hidden.shape]
-    for i, args_i, kwargs_i, output_i in calls:  # identity: the next block's image stream is this one's output
+    for i, _, _, output_i in calls:  # identity: the next block's image stream is this one's output
         following = next_inputs.get(i)
         matched = [p for p in (0, 1) if following is not None and output_i[p] is following]
         if len(matched) == 1:
             positions = matched
             break
     if len(positions) != 1:
-        raise AttachError(f"adapter 'generic': cannot tell which output of block {name} is the image stream; "
-                          "write an adapter for this model (docs/adding-a-backbone.md)")
-    return BlockIO(hidden_out=positions[0], encoder_out=1 - positions[0], hidden_arg=hidden_arg,
-                   hidden_pos=hidden_pos, encoder_arg=encoder_arg, encoder_pos=encoder_pos)
+        raise AttachError(
+            f"adapter 'generic': cannot tell which output of block {name} is the image stream; "
+            "write an adapter for this model (docs/adding-a-backbone.md)"
+        )
+    return BlockIO(
+        hidden_out=positions[0],
+        encoder_out=1 - positions[0],
+        hidden_arg=hidden_arg,
+        hidden_pos=hidden_pos,
+        encoder_arg=encoder_arg,
+        encoder_pos=encoder_pos,
+    )
 
 
 def derive(model: nn.Module, found: Probe) -> Derived:
@@ -178,8 +220,10 @@ def derive(model: nn.Module, found: Probe) -> Derived:
     """
     kind = type(model).__qualname__
     if not found.calls:
-        raise AttachError(f"adapter 'generic': no block of {kind}'s block lists ran in its forward; write an "
-                          "adapter for this model (docs/adding-a-backbone.md)")
+        raise AttachError(
+            f"adapter 'generic': no block of {kind}'s block lists ran in its forward; write an "
+            "adapter for this model (docs/adding-a-backbone.md)"
+        )
     order: list[str] = []
     for name, *_ in found.calls:
         if name not in order:
@@ -188,8 +232,10 @@ def derive(model: nn.Module, found: Probe) -> Derived:
     for name in order:
         ran = {id(block) for n, block, *_ in found.calls if n == name}
         if len(ran) != len(stacks[name]) or len(found.calls) != len({id(c[1]) for c in found.calls}):
-            raise AttachError(f"adapter 'generic': the blocks of {kind}.{name} did not each run once in the forward "
-                              "call; write an adapter for this model (docs/adding-a-backbone.md)")
+            raise AttachError(
+                f"adapter 'generic': the blocks of {kind}.{name} did not each run once in the forward "
+                "call; write an adapter for this model (docs/adding-a-backbone.md)"
+            )
     if [n for n, *_ in found.calls] != sorted((n for n, *_ in found.calls), key=order.index):
         raise AttachError(f"adapter 'generic': {kind}'s block lists {order} interleave; write an adapter")
     by_class: dict[type, list[tuple[int, tuple[Any, ...], dict[str, Any], Any]]] = {}
@@ -201,30 +247,44 @@ def derive(model: nn.Module, found: Probe) -> Derived:
             params = _parameters(nxt)
             arg = "hidden_states" if "hidden_states" in params else (params[0] if params else "hidden_states")
             next_inputs[i] = argument(nargs, nkwargs, arg, params.index(arg) if arg in params else 0)
-    block_io = {klass.__name__: _block_io(found.calls[calls_of[0][0]][1], calls_of, next_inputs)
-                for klass, calls_of in by_class.items()}
-    tail_name, tail, *_, tail_out = found.calls[-1]
+    block_io = {
+        klass.__name__: _block_io(found.calls[calls_of[0][0]][1], calls_of, next_inputs)
+        for klass, calls_of in by_class.items()
+    }
+    _, tail, *_, tail_out = found.calls[-1]
     tap = block_io[type(tail).__name__].hidden_output(tail_out)
     output = found.output
     channels_first = output.ndim != 3
-    taps: dict[str, TapSpec] = {"hidden": BodyOutputTap(
-        "hidden", "image-token hidden state after the last body block (derived by introspection)")}
+    taps: dict[str, TapSpec] = {
+        "hidden": BodyOutputTap(
+            "hidden", "image-token hidden state after the last body block (derived by introspection)"
+        )
+    }
     if found.normed is not None and found.normed.shape == tap.shape:
         head = None
-        if isinstance(getattr(model, "proj_out", None), nn.Linear) and found.projected is not None:
+        proj = getattr(model, "proj_out", None)
+        if isinstance(proj, nn.Linear) and found.projected is not None:
             with torch.no_grad():
-                mapped = model.proj_out(found.normed)
+                mapped = proj(found.normed)
             if mapped.numel() == output.numel() and torch.allclose(
-                    mapped.flatten().sort().values, output.flatten().sort().values, rtol=1e-4, atol=1e-5):
+                mapped.flatten().sort().values, output.flatten().sort().values, rtol=1e-4, atol=1e-5
+            ):
                 head = "proj_out"
-        taps["normed"] = ModuleOutputTap("normed", "hidden state after `norm_out` (derived by introspection)",
-                                         module="norm_out", head=head)
+        taps["normed"] = ModuleOutputTap(
+            "normed", "hidden state after `norm_out` (derived by introspection)", module="norm_out", head=head
+        )
     taps["output"] = ModelOutputTap("output", "the model output, in the model's layout")
     timestep = found.timestep
-    peak = float(timestep.detach().float().abs().max()) if isinstance(timestep, Tensor) else abs(float(timestep))
+    peak = (
+        float(timestep.detach().float().abs().max()) if isinstance(timestep, Tensor) else abs(float(timestep))
+    )
     return Derived(
-        body=tuple(order), block_io=block_io, taps=taps, output_channels_first=channels_first,
-        timestep_scale=0.001 if peak > 1.5 else 1.0, hidden_size=int(tap.shape[-1]),
+        body=tuple(order),
+        block_io=block_io,
+        taps=taps,
+        output_channels_first=channels_first,
+        timestep_scale=0.001 if peak > 1.5 else 1.0,
+        hidden_size=int(tap.shape[-1]),
         output_channels=int(output.shape[1] if channels_first else output.shape[-1]),
     )
 
@@ -253,15 +313,22 @@ class _FullThenForecast(CachePolicy):
 def derived_adapter(base: DiffusersBackbone, derived: Derived) -> DiffusersBackbone:
     """An adapter instance for ``base.model`` whose class declares ``derived``."""
     attributes = {
-        "body": derived.body, "block_io": dict(derived.block_io), "taps": dict(derived.taps),
-        "output_channels_first": derived.output_channels_first, "timestep_scale": derived.timestep_scale,
-        "hidden_size": lambda self: derived.hidden_size, "output_channels": lambda self: derived.output_channels,
+        "body": derived.body,
+        "block_io": dict(derived.block_io),
+        "taps": dict(derived.taps),
+        "output_channels_first": derived.output_channels_first,
+        "timestep_scale": derived.timestep_scale,
+        "hidden_size": lambda self: derived.hidden_size,
+        "output_channels": lambda self: derived.output_channels,
     }
     klass = type(f"Derived{type(base.model).__name__}Adapter", (type(base),), attributes)
-    return klass(base.model)  # type: ignore[no-any-return]
+    adapter: DiffusersBackbone = klass(base.model)
+    return adapter
 
 
-def prove(adapter: DiffusersBackbone, tap: str, found: Probe, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def prove(
+    adapter: DiffusersBackbone, tap: str, found: Probe, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     """Check the derived declarations on the probe's call: a full step returns the probe's output bit for bit,
     and a forecast step fed the tap just recorded returns it to float tolerance.
 
@@ -271,14 +338,21 @@ def prove(adapter: DiffusersBackbone, tap: str, found: Probe, args: tuple[Any, .
     from lesa_adapters.engine.hooks import CacheContext
 
     router: Any = None
-    components = RuntimeComponents(predictor=_Reuse(PredictorConfig()), tap=tap, router=router,
-                                   make_policy=lambda: _FullThenForecast(PluginConfig()), guard_non_finite=False)
+    components = RuntimeComponents(
+        predictor=_Reuse(PredictorConfig()),
+        tap=tap,
+        router=router,
+        make_policy=lambda: _FullThenForecast(PluginConfig()),
+        guard_non_finite=False,
+    )
     kind = type(adapter.model).__qualname__
     attachment = DiffusersAttachment(adapter, components)
     try:
         outputs = []
         for step in (0, 1):
-            attachment.leader.set_context(CacheContext("generic-proof", step_index=step, num_inference_steps=2))
+            attachment.leader.set_context(
+                CacheContext("generic-proof", step_index=step, num_inference_steps=2)
+            )
             with torch.no_grad():
                 outputs.append(_output_tensor(adapter.model.forward(*args, **kwargs)).detach().clone())
         stats = attachment.stats().get("generic-proof", {})
@@ -287,15 +361,21 @@ def prove(adapter: DiffusersBackbone, tap: str, found: Probe, args: tuple[Any, .
         attachment.remove()
     full, forecast = outputs
     if not torch.equal(full, found.output):
-        raise AttachError(f"adapter 'generic' cannot attach to {kind}: with its hooks on, a full step does not "
-                          "return the model's own output; write an adapter (docs/adding-a-backbone.md)")
-    if stats.get("decisions") != "Fc" or forecast.shape != full.shape or not torch.allclose(
-            forecast, full, rtol=1e-4, atol=1e-5):
+        raise AttachError(
+            f"adapter 'generic' cannot attach to {kind}: with its hooks on, a full step does not "
+            "return the model's own output; write an adapter (docs/adding-a-backbone.md)"
+        )
+    if (
+        stats.get("decisions") != "Fc"
+        or forecast.shape != full.shape
+        or not torch.allclose(forecast, full, rtol=1e-4, atol=1e-5)
+    ):
         raise AttachError(
             f"adapter 'generic' cannot attach to {kind} with tap '{tap}': a forecast step fed the real tap does not "
             f"reproduce the full step (the body {list(adapter.body)} is not all that lies between the stem and the "
             "head, or a block's streams were not told apart); try tap 'output', or write an adapter "
-            "(docs/adding-a-backbone.md)")
+            "(docs/adding-a-backbone.md)"
+        )
 
 
 class DeferredAttachment(Attachment):
@@ -310,29 +390,36 @@ class DeferredAttachment(Attachment):
         self.inner: DiffusersAttachment | None = None
         self.derived: Derived | None = None
         self._removed = False
+        existing = registry_of(adapter.model)
+        if existing is not None and existing.get_hook(LEADER_HOOK) is not None:
+            raise AttachError(
+                f"LESA is already attached to this {type(adapter.model).__qualname__}; remove the first "
+                "attachment (handle.remove()) before attaching again"
+            )
+        self._had_forward = "forward" in adapter.model.__dict__
+        self._had_registry = registry_of(adapter.model) is not None
         root = hooks.registry(adapter.model)
-        if root.get_hook(LEADER_HOOK) is not None:
-            raise AttachError(f"LESA is already attached to this {type(adapter.model).__qualname__}; remove the first "
-                              "attachment (handle.remove()) before attaching again")
         self._placeholder = hooks.PlaceholderHook(self._first_call)
         root.register_hook(self._placeholder, LEADER_HOOK)
 
     def _first_call(self, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        from lesa_adapters.engine import hooks
         from lesa_adapters.engine.attachment import DiffusersAttachment
 
         model = self.adapter.model
         context = self._placeholder.context()
-        hooks.registry(model).remove_hook(LEADER_HOOK, recurse=False)
-        timestep = argument(args, kwargs, self.adapter.timestep_argument,
-                            _position(model, self.adapter.timestep_argument))
+        self._remove_placeholder()
+        timestep = argument(
+            args, kwargs, self.adapter.timestep_argument, _position(model, self.adapter.timestep_argument)
+        )
         found = probe(model, model.forward, args, kwargs, timestep)
         self.derived = derive(model, found)
         adapter = derived_adapter(self.adapter, self.derived)
         tap = self.components.tap
         if tap not in adapter.taps:
-            raise AttachError(f"adapter 'generic' found taps {sorted(adapter.taps)} on {type(model).__qualname__}; "
-                              f"'{tap}' is not one of them")
+            raise AttachError(
+                f"adapter 'generic' found taps {sorted(adapter.taps)} on {type(model).__qualname__}; "
+                f"'{tap}' is not one of them"
+            )
         prove(adapter, tap, found, args, kwargs)
         self.inner = DiffusersAttachment(adapter, self.components)
         self.inner.leader.set_context(context)
@@ -344,12 +431,22 @@ class DeferredAttachment(Attachment):
         self._removed = True
         if self.inner is not None:
             self.inner.remove()
-            return
-        from lesa_adapters.engine.registries import registry_of
+        else:
+            self._remove_placeholder()
 
-        registry = registry_of(self.adapter.model)
-        if registry is not None and registry.get_hook(LEADER_HOOK) is self._placeholder:
-            registry.remove_hook(LEADER_HOOK, recurse=False)
+    def _remove_placeholder(self) -> None:
+        """Take the placeholder off, leaving the model as it was before attaching (its ``forward`` and
+        hook registry included)."""
+        model = self.adapter.model
+        registry = registry_of(model)
+        if registry is None or registry.get_hook(LEADER_HOOK) is not self._placeholder:
+            return
+        registry.remove_hook(LEADER_HOOK, recurse=False)
+        if not registry.hooks:
+            if not self._had_forward and "forward" in model.__dict__:
+                del model.__dict__["forward"]
+            if not self._had_registry:
+                forget_registry(model)
 
     def reset(self) -> None:
         if self.inner is not None:
