@@ -242,3 +242,21 @@ def test_latent_loss_trains_on_batched_guidance(pipe, tmp_path: Path) -> None:
         show_progress=False,
     )
     assert len(report.losses["stage1"]) == 2 and all(torch.isfinite(torch.tensor(report.losses["stage2"])))
+
+
+def test_two_calls_per_step_in_one_context_are_a_clear_error() -> None:
+    """A pipeline calling the transformer twice per step in one context (a second pass the adapter does not
+    declare) would mix two trajectories; the runtime says so instead of counting 2 S steps."""
+    from lesa_core.testing.tiny import tiny_sd3_transformer, transformer_inputs
+
+    model = tiny_sd3_transformer()
+    inputs = transformer_inputs(model, batch=1, height=8, width=8)
+    with (
+        attach(model, {"policy": {"name": "interval", "interval": 3}}),
+        torch.no_grad(),
+        pytest.raises(ForwardInputError, match=r"more than once per step in one context"),
+    ):
+        for i in range(4):
+            timestep = torch.full((1,), 1000.0 * (1 - i / 4))
+            model(**{**inputs, "timestep": timestep})
+            model(**{**inputs, "timestep": timestep})  # the undeclared second pass

@@ -280,6 +280,14 @@ class DiffusersAttachment(Attachment):
     def _restart_if_new_trajectory(self, call: Call) -> None:
         """End the context's trajectory if ``call`` cannot continue it; set up a new one if none runs."""
         state = call.state
+        if state.repeats_step(call):
+            raise ForwardInputError(
+                f"LESA: a second call of {type(self.model).__qualname__} at step {state.last_index} of cache context "
+                f"'{state.name}': the pipeline calls the transformer more than once per step in one context (a "
+                "guidance-distilled or skip-layer second pass, or separate cond/uncond calls), which would mix two "
+                "trajectories. Run each pass in its own `transformer.cache_context(name)`, or declare the forward "
+                "argument that marks the extra call in the adapter's `extra_call_arguments`"
+            )
         if state.cannot_continue_with(call):
             state.reset()
         if not state.steps_done:
@@ -389,6 +397,10 @@ class DiffusersAttachment(Attachment):
                 tap = self._recorded_tap(result)
                 keep = True
             else:
+                if not self.skips_forward and not shared.substituted:
+                    raise ForwardInputError(
+                        f"LESA: the forecast of tap '{self.tap}' was not substituted during this forward of "
+                        f"{type(self.model).__qualname__}{self._skipped_hint()}; its output is not the forecast's")
                 tap = call.forecast
                 keep = self.history_mode == "steps"
             state.record(call, tap, keep)

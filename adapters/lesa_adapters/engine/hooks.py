@@ -103,8 +103,10 @@ class BlockHook(_Hook):
             if self.tail and shared.active:
                 shared.recorded = self.io.hidden_output(output)
             return output
-        hidden = shared.forecast if self.tail else self.io.hidden_input(args, kwargs)
-        return self.io.passthrough(hidden, args, kwargs)
+        if self.tail:
+            shared.substituted = True
+            return self.io.passthrough(shared.forecast, args, kwargs)
+        return self.io.passthrough(self.io.hidden_input(args, kwargs), args, kwargs)
 
 
 class StemHook(_Hook):
@@ -130,6 +132,7 @@ class TapHook(_Hook):
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         shared = self.shared
         if shared.skip_body:
+            shared.substituted = True
             return shared.forecast
         output = self.original_forward(*args, **kwargs)
         if shared.active:

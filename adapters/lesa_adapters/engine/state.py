@@ -29,19 +29,21 @@ class StepFlags:
     their values (two graph variants: full and forecast).
     """
 
-    __slots__ = ("active", "forecast", "recorded", "skip_body")
+    __slots__ = ("active", "forecast", "recorded", "skip_body", "substituted")
 
     def __init__(self) -> None:
         self.active = False  # inside a forward call of the hooked model
         self.skip_body = False  # forecast step: blocks pass through, the tap hook substitutes
         self.forecast: Tensor | None = None
         self.recorded: Tensor | None = None
+        self.substituted = False  # forecast step: the forecast took the tap's place
 
     def clear(self) -> None:
         self.active = False
         self.skip_body = False
         self.forecast = None
         self.recorded = None
+        self.substituted = False
 
 
 class Call:
@@ -151,6 +153,16 @@ class ContextState:
             or (call.host_t is not None and self.starts_over(call.host_t, index))
             or (steps is not None and self.num_steps is not None and steps != self.num_steps)
         )
+
+    def repeats_step(self, call: Call) -> bool:
+        """``True`` if ``call`` is a second call of this trajectory's last step (the same step index, or
+        with none the same host-known t), past its first steps: a pipeline calling the transformer more
+        than once per step in one cache context, which would mix two trajectories into one."""
+        if self.steps_done < 2 or self.key != call.key:
+            return False
+        if call.given_index is not None:
+            return call.given_index == self.last_index
+        return call.host_t is not None and self.last_t is not None and abs(call.host_t - self.last_t) <= _T_EPS
 
     # -- statistics -----------------------------------------------------------------------------------
     def record(self, call: Call, tap: Tensor, keep: bool) -> None:
