@@ -108,6 +108,13 @@ def check_trainable(binding: Binding, runner: TrajectoryRunner | None = None) ->
     check_collectable(binding, runner)
     if run.config.training.loss == "latent":
         latent_loss_head(binding.adapter, binding.tap)
+        settings = runner.settings if runner is not None else {}
+        if len(binding.adapter.batched_guidance) >= 2 and not {"guidance_scale", "true_cfg_scale"} & set(settings):
+            raise TrainingError(
+                "training.loss 'latent' combines the guidance branches with the call's guidance scale, and the "
+                f"sampling call names none while {type(binding.adapter).__name__}'s pipeline batches guidance by "
+                "default; set guidance_scale in the call arguments (lesa_call.json, or the runner's), or use "
+                "training.loss: tap")
 
 
 def collect_trajectories(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str], *,

@@ -194,8 +194,14 @@ def test_skip_layer_guidance_skipping_the_tapped_block_is_a_clear_error(pipe) ->
 
 
 def test_training_refuses_before_collection(pipe, tmp_path: Path) -> None:
+    unscaled = PipelineRunner(pipe, height=16, width=16, max_sequence_length=16)  # SD3 guides by default
     cases = [
         (_runner(pipe, skip_guidance_layers=[0]), {}, r"skip_guidance_layers"),
+        (
+            unscaled,
+            {"tap": "normed", "training": {**CONFIG["training"], "loss": "latent"}},
+            r"the sampling call names none .* set guidance_scale",
+        ),
         (
             _runner(pipe),
             {"tap": "output", "training": {**CONFIG["training"], "loss": "latent"}},
