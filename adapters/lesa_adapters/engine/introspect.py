@@ -44,7 +44,7 @@ from lesa_adapters.engine.declarations import (
 )
 from lesa_adapters.engine.names import LEADER_HOOK
 from lesa_adapters.engine.registries import forget_registry, registry_of
-from lesa_core.errors import AttachError
+from lesa_core.errors import AttachError, ForwardInputError
 from lesa_core.interfaces import (
     Attachment,
     CachePolicy,
@@ -411,6 +411,11 @@ class DeferredAttachment(Attachment):
         timestep = argument(
             args, kwargs, self.adapter.timestep_argument, _position(model, self.adapter.timestep_argument)
         )
+        if timestep is None:
+            raise ForwardInputError(
+                f"adapter 'generic' needs the `{self.adapter.timestep_argument}` argument of "
+                f"{type(model).__qualname__}.forward on the first call, to tell its units; pass it as the pipeline does"
+            )
         found = probe(model, model.forward, args, kwargs, timestep)
         self.derived = derive(model, found)
         adapter = derived_adapter(self.adapter, self.derived)
@@ -419,6 +424,13 @@ class DeferredAttachment(Attachment):
             raise AttachError(
                 f"adapter 'generic' found taps {sorted(adapter.taps)} on {type(model).__qualname__}; "
                 f"'{tap}' is not one of them"
+            )
+        assumed, measured = self.adapter.tap_channels(tap), adapter.tap_channels(tap)
+        if assumed != measured:
+            raise AttachError(
+                f"adapter 'generic': tap '{tap}' of {type(model).__qualname__} is {measured} wide, and the run was "
+                f"assembled for {assumed} (read from the model's config); write an adapter for this model "
+                "(docs/adding-a-backbone.md) that declares hidden_size()/output_channels()"
             )
         prove(adapter, tap, found, args, kwargs)
         self.inner = DiffusersAttachment(adapter, self.components)
