@@ -30,6 +30,7 @@ __all__ = [
     "tiny_hunyuan_video_pipeline",
     "tiny_hunyuan_video_transformer",
     "tiny_lumina2_transformer",
+    "tiny_pixart_sigma_pipeline",
     "tiny_pixart_transformer",
     "tiny_qwen_image_pipeline",
     "tiny_qwen_image_transformer",
@@ -449,6 +450,25 @@ def tiny_sd3_pipeline(seed: int = 0) -> Any:
         scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=clip_1, tokenizer=_clip_tokenizer(),
         text_encoder_2=clip_2, tokenizer_2=_clip_tokenizer(), text_encoder_3=t5, tokenizer_3=_t5_tokenizer(),
         transformer=transformer)
+
+
+def tiny_pixart_sigma_pipeline(seed: int = 0) -> Any:
+    """A ``PixArtSigmaPipeline`` (tiny transformer, T5, VAE, DPM-Solver); 16×16. Call it with
+    ``clean_caption=False, use_resolution_binning=False``; with ``guidance_scale > 1`` it batches
+    ``[uncond, cond]`` in one transformer call, and its transformer has no ``cache_context``."""
+    diffusers = _lib("diffusers")
+    transformers = _lib("transformers")
+
+    transformer = tiny_pixart_transformer(seed, caption_channels=32)
+    torch.manual_seed(seed)
+    t5 = transformers.T5EncoderModel(transformers.T5Config(
+        vocab_size=128, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    vae = diffusers.AutoencoderKL(sample_size=32, block_out_channels=(4,), layers_per_block=1, latent_channels=4,
+                                  norm_num_groups=1)
+    _eval(t5, vae)
+    return diffusers.PixArtSigmaPipeline(tokenizer=_t5_tokenizer(), text_encoder=t5, vae=vae, transformer=transformer,
+                                         scheduler=diffusers.DPMSolverMultistepScheduler())
 
 
 def tiny_wan_pipeline(seed: int = 0) -> Any:

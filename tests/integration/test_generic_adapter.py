@@ -167,3 +167,71 @@ def test_generic_refuses_what_it_cannot_prove() -> None:
     with torch.no_grad():
         assert torch.equal(model(**inputs), vanilla)  # refused and removed: the model is untouched
     assert "forward" not in model.__dict__ and NUM_STEPS
+
+
+def test_generic_on_a_batched_guidance_pipeline_counts_and_trains(tmp_path) -> None:
+    """``adapter: generic`` on a real PixArt-Σ pipeline (batched [uncond, cond], no ``cache_context``):
+    exactly 10 body runs of 50 at N = 7 (counted inside the block; + 2 for the first call's probe and
+    proof), N = 1 bit-identical, and training stores and trains both guidance branches."""
+    from lesa_core.trainer import PipelineRunner, TrajectoryStore, train
+
+    pipe = tiny.tiny_pixart_sigma_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    call = {
+        "height": 16,
+        "width": 16,
+        "guidance_scale": 4.5,
+        "output_type": "latent",
+        "clean_caption": False,
+        "use_resolution_binning": False,
+        "max_sequence_length": 16,
+    }
+    runs: list[int] = []
+    pipe.transformer.transformer_blocks[0].attn1.register_forward_pre_hook(lambda m, a: runs.append(1))
+
+    def sample(config: dict[str, Any] | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        runs.clear()
+        generator = torch.Generator().manual_seed(0)
+        if config is None:
+            return pipe("a red square", num_inference_steps=50, generator=generator, **call).images, {}
+        with attach(pipe, config, host=HOST) as handle:
+            out = pipe("a red square", num_inference_steps=50, generator=generator, **call).images
+        return out, handle.stats()["default"]
+
+    vanilla, _ = sample(None)
+    assert len(runs) == 50
+    config = {
+        "adapter": "generic",
+        "predictor": {"name": "taylor", "order": 1},
+        "policy": {"name": "interval", "interval": 7, "warmup": 3, "force_full": [3]},
+    }
+    _, stats = sample(config)
+    assert stats["full_steps"] == 10 and stats["row_groups"] == ["uncond", "cond"] and len(runs) == 10 + 2
+    exact, stats = sample({**config, "policy": {"name": "interval", "interval": 1}})
+    assert stats["full_steps"] == 50 and len(runs) == 50 + 2 and torch.equal(exact, vanilla)
+
+    training = {
+        "adapter": "generic",
+        "predictor": {"name": "kan", "taps": 2, "hidden": [4]},
+        "policy": {"name": "interval", "interval": 3, "warmup": 2, "force_full": []},
+        "training": {
+            "num_steps": 8,
+            "stage1": {"epochs": 1, "batch_size": 2},
+            "stage2": {"epochs": 1, "batch_size": 2},
+        },
+    }
+    runner = PipelineRunner(pipe, **{k: v for k, v in call.items() if k != "output_type"})
+    _, report = train(
+        pipe,
+        training,
+        ["a red square", "a blue circle"],
+        runner=runner,
+        out=tmp_path / "bundle",
+        data_dir=tmp_path / "data",
+        host=HOST,
+        show_progress=False,
+    )
+    taps = TrajectoryStore(tmp_path / "data" / "trajectories").load()
+    assert sorted(taps) == ["cond", "uncond"] and taps["cond"].shape[:2] == (2, 8)
+    assert not torch.allclose(taps["cond"], taps["uncond"])
+    assert len(report.losses["stage2"]) == 1
