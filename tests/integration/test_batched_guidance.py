@@ -117,11 +117,18 @@ def test_batched_training_trains_each_row_on_its_own_target(pipe, tmp_path: Path
             torch.testing.assert_close(
                 sample.inputs.features[-1][0], taps[ctx][matches[0], step - 1], rtol=1e-4, atol=1e-4
             )
-    with attach(pipe, str(bundle)) as handle:
-        _runner(pipe).run(PROMPTS[:1], [0], STEPS)
-        stats = handle.stats()
+    runs: list[int] = []  # body runs, counted inside the first block (a passed-through block is still called)
+    hook = pipe.transformer.transformer_blocks[0].attn.register_forward_pre_hook(lambda m, a: runs.append(1))
+    try:
+        with attach(pipe, str(bundle)) as handle:
+            _runner(pipe).run(PROMPTS[:1], [0], STEPS)
+            stats = handle.stats()
+    finally:
+        hook.remove()
     assert stats["default"]["row_groups"] == ["uncond", "cond"]
-    assert stats["default"]["decisions"] == "FFccFccF" and stats["default"]["full_steps"] == 4
+    assert (
+        stats["default"]["decisions"] == "FFccFccF" and stats["default"]["full_steps"] == 4 and len(runs) == 4
+    )
 
 
 def test_stage2_batch_of_one_works_without_broadcasting(pipe, tmp_path: Path) -> None:
