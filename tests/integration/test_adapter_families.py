@@ -1,0 +1,155 @@
+"""Every adapter of ``family_specs.FAMILY_SPECS`` on its real diffusers pipeline, built offline from tiny parts.
+
+Per family: the adapter is registered and claims the transformer; an interval schedule runs the body on
+exactly the scheduled steps for every transformer call of the step (cond and uncond), counted by a
+plain torch hook inside the first and the last body block (not by LESA's statistics); every step full
+(N = 1) is bit-identical to no LESA for every tap, and so is the pipeline after ``remove()``; every tap
+forecasts (finite, and the output moves away from the exact one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from family_specs import FAMILY_SPECS, FamilySpec
+from runtime_support import run_config
+from torch import nn
+
+import lesa_core
+from lesa_core.plugins import PluginHost
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:In CPU autocast:UserWarning"),
+]  # Mochi's RoPE on CPU
+
+STEPS = 20
+# interval N = 7, warmup E = 3, step 3 forced (as test_runtime_pipelines at 50 steps): 6 full passes of 20
+SCHEDULED_FULL = [0, 1, 2, 3, 9, 16]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread (tiny models: threads only add overhead)."""
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    """The built-in predictor, policy and router and every family's adapter module, nothing else."""
+    import lesa_predictors.taylor
+    import lesa_schedulers.policies.interval
+    import lesa_schedulers.routers.threshold
+
+    adapters = [importlib.import_module(f"lesa_adapters.{spec.adapter}") for spec in FAMILY_SPECS]
+    return PluginHost.create(
+        autoload=False,
+        plugins=[
+            lesa_predictors.taylor,
+            lesa_schedulers.policies.interval,
+            lesa_schedulers.routers.threshold,
+            *adapters,
+        ],
+    )
+
+
+@pytest.fixture(params=FAMILY_SPECS, ids=[spec.adapter for spec in FAMILY_SPECS])
+def spec(request: pytest.FixtureRequest) -> FamilySpec:
+    return request.param
+
+
+def _runs_only_when_computing(block: nn.Module) -> nn.Module:
+    """A submodule of ``block`` with parameters: it runs only when the block really computes."""
+    for child in block.children():
+        if any(True for _ in child.parameters()):
+            return child
+    raise AssertionError(f"{type(block).__name__} has no submodule with parameters")
+
+
+class BodyRuns:
+    """Which transformer calls really ran the first and the last body block (plain torch hooks)."""
+
+    def __init__(self, transformer: nn.Module, blocks: list[nn.Module]) -> None:
+        self.call = -1
+        self.ran: dict[str, list[int]] = {"first": [], "last": []}
+        self._handles = [transformer.register_forward_pre_hook(self._next_call)]
+        for key, block in (("first", blocks[0]), ("last", blocks[-1])):
+            self._handles.append(_runs_only_when_computing(block).register_forward_hook(self._recorder(key)))
+
+    def _next_call(self, module: nn.Module, args: Any) -> None:
+        self.call += 1
+
+    def _recorder(self, key: str) -> Callable[..., None]:
+        def record(module: nn.Module, args: Any, output: Any) -> None:
+            if not self.ran[key] or self.ran[key][-1] != self.call:  # once per call (Latte reuses blocks)
+                self.ran[key].append(self.call)
+
+        return record
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def test_adapter_is_registered_and_claims_the_transformer(spec: FamilySpec, host: PluginHost) -> None:
+    transformer = spec.transformer()
+    assert host.resolve_adapter(transformer) is host.adapters.get(spec.adapter)
+    assert host.adapters.get(spec.adapter)(transformer).body_blocks()
+
+
+def test_interval_schedule_runs_the_body_exactly_on_the_scheduled_steps(
+    spec: FamilySpec, host: PluginHost
+) -> None:
+    pipe = spec.build()
+    adapter = host.adapters.get(spec.adapter)(pipe.transformer)
+    runs = BodyRuns(pipe.transformer, adapter.body_blocks())
+    with lesa_core.attach(pipe, run_config(7, 3), host=host) as handle:
+        out = spec.run(pipe, STEPS)
+        stats = handle.stats()
+    runs.remove()
+    assert torch.isfinite(out).all()
+    k = spec.calls_per_step
+    assert runs.call + 1 == STEPS * k, "transformer calls per step"
+    for key in ("first", "last"):
+        for j, name in enumerate(spec.contexts):
+            steps = [c // k for c in runs.ran[key] if c % k == j]
+            assert steps == SCHEDULED_FULL, (key, name)
+    assert set(stats) == set(spec.contexts)
+    for name in spec.contexts:
+        assert stats[name]["full_steps"] == len(SCHEDULED_FULL)
+        assert stats[name]["forecast_steps"] == STEPS - len(SCHEDULED_FULL)
+        assert [i for i, c in enumerate(stats[name]["decisions"]) if c == "F"] == SCHEDULED_FULL
+
+
+def _taps(spec: FamilySpec, host: PluginHost, transformer: nn.Module) -> list[str]:
+    return list(host.adapters.get(spec.adapter).taps)
+
+
+def test_every_step_full_is_bit_identical_and_remove_restores(spec: FamilySpec, host: PluginHost) -> None:
+    pipe = spec.build()
+    signature = inspect.signature(pipe.transformer.forward)
+    vanilla = spec.run(pipe, 4)
+    for tap in _taps(spec, host, pipe.transformer):
+        handle = lesa_core.attach(pipe, run_config(1, 0, tap=tap, force_full=()), host=host)
+        assert torch.equal(spec.run(pipe, 4), vanilla), tap
+        assert all(s["forecast_steps"] == 0 and s["full_steps"] == 4 for s in handle.stats().values()), tap
+        handle.remove()
+        assert torch.equal(spec.run(pipe, 4), vanilla), tap
+        assert inspect.signature(pipe.transformer.forward) == signature
+        assert "forward" not in pipe.transformer.__dict__
+
+
+def test_every_tap_forecasts(spec: FamilySpec, host: PluginHost) -> None:
+    pipe = spec.build()
+    vanilla = spec.run(pipe, 6)
+    for tap in _taps(spec, host, pipe.transformer):
+        with lesa_core.attach(pipe, run_config(3, 2, tap=tap, force_full=()), host=host) as handle:
+            out = spec.run(pipe, 6)
+            stats = handle.stats()
+        assert out.shape == vanilla.shape and torch.isfinite(out).all(), tap
+        assert all(s["decisions"] == "FFccFc" for s in stats.values()), (tap, stats)
+        assert not torch.equal(out, vanilla), tap
