@@ -70,6 +70,11 @@ class FamilySpec:
         assert self.guidance in GUIDANCE_KINDS, self.guidance
 
     @property
+    def pipeline_class(self) -> str:
+        """The diffusers pipeline class the tests drive."""
+        return str(self.pipeline.pipeline_class)  # type: ignore[attr-defined]
+
+    @property
     def calls_per_step(self) -> int:
         """Transformer calls per denoising step (2 with separate-call guidance, else 1)."""
         return len(self.contexts)
@@ -90,98 +95,6 @@ class FamilySpec:
         )
         result = out[0]
         return result if isinstance(result, torch.Tensor) else torch.stack(list(result))
-
-
-# ----------------------------------------------------------------------------- PixArt-Σ
-
-
-def _pixart_transformer() -> nn.Module:
-    torch.manual_seed(0)
-    return (
-        _diffusers()
-        .PixArtTransformer2DModel(
-            num_attention_heads=2,
-            attention_head_dim=8,
-            in_channels=4,
-            out_channels=8,
-            num_layers=2,
-            cross_attention_dim=16,
-            sample_size=8,
-            patch_size=2,
-            caption_channels=16,
-            norm_num_groups=1,
-            use_additional_conditions=False,
-        )
-        .eval()
-    )
-
-
-def _pixart_pipeline(transformer: nn.Module) -> Any:
-    return _diffusers().PixArtSigmaPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        vae=None,
-        transformer=transformer,
-        scheduler=_diffusers().DPMSolverMultistepScheduler(),
-    )
-
-
-def _pixart_call() -> dict[str, Any]:
-    return dict(
-        prompt_embeds=_embeds(1, 1, 6, 16),
-        prompt_attention_mask=torch.ones(1, 6),
-        negative_prompt_embeds=_embeds(2, 1, 6, 16),
-        negative_prompt_attention_mask=torch.ones(1, 6),
-        negative_prompt=None,
-        guidance_scale=4.5,
-        height=64,
-        width=64,
-        use_resolution_binning=False,
-    )
-
-
-# ----------------------------------------------------------------------------- Sana
-
-
-def _sana_transformer() -> nn.Module:
-    torch.manual_seed(0)
-    return (
-        _diffusers()
-        .SanaTransformer2DModel(
-            in_channels=4,
-            out_channels=4,
-            num_attention_heads=2,
-            attention_head_dim=8,
-            num_layers=2,
-            num_cross_attention_heads=2,
-            cross_attention_head_dim=8,
-            cross_attention_dim=16,
-            caption_channels=16,
-            sample_size=8,
-            patch_size=1,
-        )
-        .eval()
-    )
-
-
-def _sana_pipeline(transformer: nn.Module) -> Any:
-    return _diffusers().SanaPipeline(
-        tokenizer=None, text_encoder=None, vae=None, transformer=transformer, scheduler=_flow()
-    )
-
-
-def _sana_call() -> dict[str, Any]:
-    return dict(
-        prompt_embeds=_embeds(1, 1, 6, 16),
-        prompt_attention_mask=torch.ones(1, 6),
-        negative_prompt_embeds=_embeds(2, 1, 6, 16),
-        negative_prompt_attention_mask=torch.ones(1, 6),
-        negative_prompt=None,
-        guidance_scale=4.5,
-        height=256,
-        width=256,
-        use_resolution_binning=False,
-    )
 
 
 # ----------------------------------------------------------------------------- video and image families
@@ -215,11 +128,18 @@ def _pipe(
         )
         return klass(**{k: v for k, v in parts.items() if k in names})
 
+    build.pipeline_class = cls  # type: ignore[attr-defined]  # named in the coverage table
     return build
 
 
 def _cfg_call(
-    dim: int, tokens: int = 6, *, mask: str | None = "prompt_attention_mask", scale: float = 4.5, **extra: Any
+    dim: int,
+    tokens: int = 6,
+    *,
+    mask: str | None = "prompt_attention_mask",
+    scale: float = 4.5,
+    mask_dtype: torch.dtype = torch.float32,
+    **extra: Any,
 ) -> Callable[[], dict[str, Any]]:
     """Arguments with ``prompt_embeds``/``negative_prompt_embeds`` of width ``dim`` (and their masks,
     named ``mask`` / ``negative_<mask>``), guidance ``scale`` and ``extra``."""
@@ -232,8 +152,8 @@ def _cfg_call(
             negative_prompt=None,
         )
         if mask is not None:
-            kwargs[mask] = torch.ones(1, tokens)
-            kwargs[f"negative_{mask}"] = torch.ones(1, tokens)
+            kwargs[mask] = torch.ones(1, tokens, dtype=mask_dtype)
+            kwargs[f"negative_{mask}"] = torch.ones(1, tokens, dtype=mask_dtype)
         kwargs.update(extra)
         return kwargs
 
@@ -244,16 +164,49 @@ FAMILY_SPECS: list[FamilySpec] = [
     FamilySpec(
         "pixart",
         "PixArt-Σ / PixArt-α",
-        _pixart_transformer,
-        _pixart_pipeline,
-        _pixart_call,
+        _build(
+            "PixArtTransformer2DModel",
+            num_attention_heads=2,
+            attention_head_dim=8,
+            in_channels=4,
+            out_channels=8,
+            num_layers=2,
+            cross_attention_dim=16,
+            sample_size=8,
+            patch_size=2,
+            caption_channels=16,
+            norm_num_groups=1,
+            use_additional_conditions=False,
+        ),
+        _pipe("PixArtSigmaPipeline", lambda: _diffusers().DPMSolverMultistepScheduler()),
+        _cfg_call(16, height=64, width=64, use_resolution_binning=False),
         "batched",
         ("default",),
     ),
-    FamilySpec("sana", "Sana", _sana_transformer, _sana_pipeline, _sana_call, "batched", ("default",)),
-]
-
-FAMILY_SPECS += [
+    FamilySpec(
+        "sana",
+        "Sana",
+        _build(
+            "SanaTransformer2DModel",
+            in_channels=4,
+            out_channels=4,
+            num_attention_heads=2,
+            attention_head_dim=8,
+            num_layers=2,
+            num_cross_attention_heads=2,
+            cross_attention_head_dim=8,
+            cross_attention_dim=16,
+            caption_channels=16,
+            sample_size=8,
+            patch_size=1,
+        ),
+        _pipe("SanaPipeline"),
+        _cfg_call(
+            16, height=256, width=256, use_resolution_binning=False
+        ),  # no VAE: the pipeline assumes 32x
+        "batched",
+        ("default",),
+    ),
     FamilySpec(
         "cogvideox",
         "CogVideoX",
@@ -541,6 +494,118 @@ FAMILY_SPECS += [
         "none",
         ("default",),
     ),
+    FamilySpec(
+        "sana_video",
+        "Sana-Video",
+        _build(
+            "SanaVideoTransformer3DModel",
+            in_channels=4,
+            out_channels=4,
+            num_attention_heads=2,
+            attention_head_dim=8,
+            num_layers=2,
+            num_cross_attention_heads=2,
+            cross_attention_head_dim=8,
+            cross_attention_dim=16,
+            caption_channels=16,
+            sample_size=8,
+            rope_max_seq_len=32,
+        ),
+        _pipe("SanaVideoPipeline"),
+        _cfg_call(16, height=64, width=64, frames=1, use_resolution_binning=False),
+        "batched",
+        ("default",),
+    ),
+    FamilySpec(
+        "hidream",
+        "HiDream-I1",
+        _build(
+            "HiDreamImageTransformer2DModel",
+            patch_size=2,
+            in_channels=4,
+            out_channels=4,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=8,
+            num_attention_heads=2,
+            caption_channels=[16, 16],
+            text_emb_dim=16,
+            num_routed_experts=2,
+            num_activated_experts=1,
+            axes_dims_rope=(4, 2, 2),
+            max_resolution=(32, 32),
+            llama_layers=[0, 1],
+        ),
+        _pipe("HiDreamImagePipeline"),
+        lambda: dict(
+            prompt_embeds_t5=_embeds(1, 1, 6, 16),
+            negative_prompt_embeds_t5=_embeds(2, 1, 6, 16),
+            prompt_embeds_llama3=_embeds(3, 2, 1, 6, 16),
+            negative_prompt_embeds_llama3=_embeds(4, 2, 1, 6, 16),
+            pooled_prompt_embeds=_embeds(5, 1, 16),
+            negative_pooled_prompt_embeds=_embeds(6, 1, 16),
+            guidance_scale=4.0,
+            height=32,
+            width=32,
+        ),
+        "batched",
+        ("default",),
+    ),
+    FamilySpec(
+        "hunyuan_image",
+        "HunyuanImage 2.1",
+        _build(
+            "HunyuanImageTransformer2DModel",
+            in_channels=4,
+            out_channels=4,
+            num_attention_heads=2,
+            attention_head_dim=8,
+            num_layers=1,
+            num_single_layers=1,
+            num_refiner_layers=1,
+            text_embed_dim=16,
+            text_embed_2_dim=8,
+            rope_axes_dim=(4, 4),
+        ),
+        _pipe("HunyuanImagePipeline", guider=lambda: _diffusers().ClassifierFreeGuidance(guidance_scale=4.0)),
+        lambda: dict(
+            prompt_embeds=_embeds(1, 1, 6, 16),
+            prompt_embeds_mask=torch.ones(1, 6),
+            negative_prompt_embeds=_embeds(2, 1, 6, 16),
+            negative_prompt_embeds_mask=torch.ones(1, 6),
+            prompt_embeds_2=_embeds(3, 1, 4, 8),
+            prompt_embeds_mask_2=torch.ones(1, 4),
+            negative_prompt_embeds_2=_embeds(4, 1, 4, 8),
+            negative_prompt_embeds_mask_2=torch.ones(1, 4),
+            height=64,
+            width=64,
+        ),
+        "separate",
+        ("pred_cond", "pred_uncond"),
+    ),
+    FamilySpec(
+        "lumina2",
+        "Lumina-Image 2.0",
+        _build(
+            "Lumina2Transformer2DModel",
+            sample_size=8,
+            patch_size=2,
+            in_channels=4,
+            hidden_size=16,
+            num_layers=2,
+            num_refiner_layers=1,
+            num_attention_heads=2,
+            num_kv_heads=2,
+            multiple_of=16,
+            axes_dim_rope=(2, 2, 4),
+            axes_lens=(64, 32, 32),
+            cap_feat_dim=16,
+        ),
+        _pipe("Lumina2Pipeline"),
+        _cfg_call(16, mask_dtype=torch.long, scale=1.0, height=32, width=32),
+        "none",
+        ("default",),
+    ),
 ]
 
 PENDING = [
@@ -624,31 +689,9 @@ PENDING = [
             axes_dims_rope=[4, 6, 6],
         ),
         _pipe("LongCatImagePipeline"),
-        _cfg_call(16, mask=None, height=32, width=32),
+        _cfg_call(16, mask=None, height=32, width=32, enable_prompt_rewrite=False),
         "separate",
         ("cond", "uncond"),
-    ),
-    FamilySpec(
-        "sana_video",
-        "Sana-Video",
-        _build(
-            "SanaVideoTransformer3DModel",
-            in_channels=4,
-            out_channels=4,
-            num_attention_heads=2,
-            attention_head_dim=8,
-            num_layers=2,
-            num_cross_attention_heads=2,
-            cross_attention_head_dim=8,
-            cross_attention_dim=16,
-            caption_channels=16,
-            sample_size=8,
-            rope_max_seq_len=32,
-        ),
-        _pipe("SanaVideoPipeline"),
-        _cfg_call(16, height=64, width=64, num_frames=1, use_resolution_binning=False),
-        "batched",
-        ("default",),
     ),
     FamilySpec(
         "bria",
@@ -670,47 +713,12 @@ PENDING = [
         ("default",),
     ),
     FamilySpec(
-        "hidream",
-        "HiDream-I1",
-        _build(
-            "HiDreamImageTransformer2DModel",
-            patch_size=2,
-            in_channels=4,
-            out_channels=4,
-            num_layers=1,
-            num_single_layers=1,
-            attention_head_dim=8,
-            num_attention_heads=2,
-            caption_channels=[16, 16],
-            text_emb_dim=16,
-            num_routed_experts=2,
-            num_activated_experts=1,
-            axes_dims_rope=(4, 4),
-            max_resolution=(32, 32),
-            llama_layers=[0, 1],
-        ),
-        _pipe("HiDreamImagePipeline"),
-        lambda: dict(
-            prompt_embeds_t5=_embeds(1, 1, 6, 16),
-            negative_prompt_embeds_t5=_embeds(2, 1, 6, 16),
-            prompt_embeds_llama3=_embeds(3, 2, 1, 6, 16),
-            negative_prompt_embeds_llama3=_embeds(4, 2, 1, 6, 16),
-            pooled_prompt_embeds=_embeds(5, 1, 16),
-            negative_pooled_prompt_embeds=_embeds(6, 1, 16),
-            guidance_scale=4.0,
-            height=64,
-            width=64,
-        ),
-        "batched",
-        ("default",),
-    ),
-    FamilySpec(
         "easyanimate",
         "EasyAnimate",
         _build(
             "EasyAnimateTransformer3DModel",
             num_attention_heads=2,
-            attention_head_dim=8,
+            attention_head_dim=16,
             in_channels=4,
             out_channels=4,
             patch_size=2,
@@ -724,56 +732,6 @@ PENDING = [
         _pipe("EasyAnimatePipeline"),
         _cfg_call(16, height=32, width=32, num_frames=1),
         "batched",
-        ("default",),
-    ),
-    FamilySpec(
-        "hunyuan_image",
-        "HunyuanImage 2.1",
-        _build(
-            "HunyuanImageTransformer2DModel",
-            in_channels=4,
-            out_channels=4,
-            num_attention_heads=2,
-            attention_head_dim=8,
-            num_layers=1,
-            num_single_layers=1,
-            num_refiner_layers=1,
-            text_embed_dim=16,
-            rope_axes_dim=(4, 4),
-        ),
-        _pipe("HunyuanImagePipeline", guider=lambda: _diffusers().ClassifierFreeGuidance(guidance_scale=4.0)),
-        lambda: dict(
-            prompt_embeds=_embeds(1, 1, 6, 16),
-            prompt_embeds_mask=torch.ones(1, 6),
-            negative_prompt_embeds=_embeds(2, 1, 6, 16),
-            negative_prompt_embeds_mask=torch.ones(1, 6),
-            height=64,
-            width=64,
-        ),
-        "separate",
-        ("cond", "uncond"),
-    ),
-    FamilySpec(
-        "lumina2",
-        "Lumina-Image 2.0",
-        _build(
-            "Lumina2Transformer2DModel",
-            sample_size=8,
-            patch_size=2,
-            in_channels=4,
-            hidden_size=16,
-            num_layers=2,
-            num_refiner_layers=1,
-            num_attention_heads=2,
-            num_kv_heads=2,
-            multiple_of=16,
-            axes_dim_rope=(2, 2, 4),
-            axes_lens=(64, 32, 32),
-            cap_feat_dim=16,
-        ),
-        _pipe("Lumina2Pipeline"),
-        _cfg_call(16, height=32, width=32),
-        "separate",
         ("default",),
     ),
     FamilySpec(

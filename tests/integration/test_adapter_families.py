@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,3 +155,46 @@ def test_every_tap_forecasts(spec: FamilySpec, host: PluginHost) -> None:
         assert out.shape == vanilla.shape and torch.isfinite(out).all(), tap
         assert all(s["decisions"] == "FFccFc" for s in stats.values()), (tap, stats)
         assert not torch.equal(out, vanilla), tap
+
+
+# ----------------------------------------------------------------------------- the coverage table in the docs
+
+DOCS_TABLE = Path(__file__).resolve().parents[2] / "docs" / "adapters.md"
+# the families tested in test_runtime_pipelines.py (with their text encoders), not in FAMILY_SPECS
+RUNTIME_FAMILIES = {
+    "flux": ("distilled", "FluxPipeline"),
+    "qwen_image": ("separate", "QwenImagePipeline"),
+    "hunyuan_video": ("distilled", "HunyuanVideoPipeline"),
+}
+
+
+def _coverage_rows() -> dict[str, list[str]]:
+    """The coverage table of docs/adapters.md: adapter name → its cells."""
+    rows: dict[str, list[str]] = {}
+    for line in DOCS_TABLE.read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 6 and cells[1].startswith("`"):
+            rows[cells[1].strip("`")] = cells
+    return rows
+
+
+def test_coverage_table_matches_the_registered_adapters_and_the_family_table() -> None:
+    """docs/adapters.md lists every adapter lesa-adapters registers, with its classes, taps (default in
+    bold), the guidance its tested pipeline uses and that pipeline; twenty families or more."""
+    registered = {
+        ep.name: ep.value for ep in entry_points(group="lesa") if ep.value.startswith("lesa_adapters.")
+    }
+    rows = _coverage_rows()
+    assert sorted(rows) == sorted(registered)
+    assert len(rows) >= 20, "twenty families or more (issue #16)"
+    specs = {spec.adapter: spec for spec in FAMILY_SPECS}
+    assert set(specs) | set(RUNTIME_FAMILIES) == set(registered), "every adapter runs a pipeline test"
+    for name, (_, _, classes, taps, guidance, tested) in rows.items():
+        module = importlib.import_module(registered[name])
+        cls = getattr(module, module.__all__[0])
+        assert classes == ", ".join(f"`{path.split(':')[1]}`" for path in cls.model_classes), name
+        assert taps == ", ".join(f"**`{t}`**" if t == cls.default_tap else f"`{t}`" for t in cls.taps), name
+        expected = (
+            (specs[name].guidance, specs[name].pipeline_class) if name in specs else RUNTIME_FAMILIES[name]
+        )
+        assert (guidance, tested) == (expected[0], f"`{expected[1]}`"), name
