@@ -38,7 +38,8 @@ class Lumina2Adapter(DiffusersBackbone):
 
     def hidden_size(self) -> int:
         """``config.hidden_size``."""
-        return int(self.model.config.hidden_size)
+        config: Any = getattr(self.model, "config", None)
+        return int(config.hidden_size)
 
     def time_from_timestep(self, timestep: Tensor) -> Tensor:
         """Flow time ``1 - timestep`` (the pipeline passes 0 at pure noise)."""
