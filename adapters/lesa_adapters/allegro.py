@@ -29,6 +29,7 @@ class AllegroAdapter(DiffusersBackbone):
     }
     output_channels_first = True
     taps = standard_taps(normed=None)
+    batched_guidance = ("uncond", "cond")  # the rows of a guided call, in batch order
     default_tap = "hidden"
     timestep_scale = 0.001
 

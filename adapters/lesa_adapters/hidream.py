@@ -34,6 +34,7 @@ class HiDreamAdapter(DiffusersBackbone):
     }
     output_channels_first = True
     taps = standard_taps(normed=None)
+    batched_guidance = ("uncond", "cond")  # the rows of a guided call, in batch order
     default_tap = "hidden"
     timestep_scale = 0.001
     timestep_argument = "timesteps"

@@ -30,6 +30,7 @@ class LatteAdapter(DiffusersBackbone):
     }
     output_channels_first = True
     taps = standard_taps(hidden=False, normed=None)
+    batched_guidance = ("uncond", "cond")  # the rows of a guided call, in batch order
     default_tap = "output"
     timestep_scale = 0.001
 

@@ -30,6 +30,7 @@ class LTXVideoAdapter(DiffusersBackbone):
     }
     forecast_skips = ("rope",)
     taps = standard_taps(normed=None)
+    batched_guidance = ("uncond", "cond")  # the rows of a guided call, in batch order
     default_tap = "hidden"
     timestep_scale = 0.001
 

@@ -31,6 +31,7 @@ class MochiAdapter(DiffusersBackbone):
     forecast_skips = ("rope",)
     output_channels_first = True
     taps = standard_taps()
+    batched_guidance = ("uncond", "cond")  # the rows of a guided call, in batch order
     default_tap = "hidden"
     timestep_scale = 0.001
 

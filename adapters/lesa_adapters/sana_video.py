@@ -30,6 +30,7 @@ class SanaVideoAdapter(DiffusersBackbone):
     forecast_skips = ("rope",)
     output_channels_first = True
     taps = standard_taps()
+    batched_guidance = ("uncond", "cond")  # the rows of a guided call, in batch order
     default_tap = "hidden"
     timestep_scale = 0.001
 

@@ -198,3 +198,25 @@ def test_coverage_table_matches_the_registered_adapters_and_the_family_table() -
             (specs[name].guidance, specs[name].pipeline_class) if name in specs else RUNTIME_FAMILIES[name]
         )
         assert (guidance, tested) == (expected[0], f"`{expected[1]}`"), name
+
+
+def test_z_image_latent_list_is_stacked_and_unequal_shapes_are_refused(host: PluginHost) -> None:
+    """Z-Image's forward takes a list of latents: equal shapes stand for one batch; unequal ones (no
+    trajectory shape) are refused with a clear ForwardInputError, not a crash inside the runtime."""
+    from lesa_adapters.z_image import ZImageAdapter
+    from lesa_core.errors import ForwardInputError
+
+    spec = next(spec for spec in FAMILY_SPECS if spec.adapter == "z_image")
+    transformer = spec.transformer()
+    adapter = ZImageAdapter(transformer)
+    latents = [torch.zeros(4, 1, 4, 4), torch.ones(4, 1, 4, 4)]
+    assert torch.equal(adapter.latent_tensor(latents), torch.stack(latents))
+    with (
+        lesa_core.attach(transformer, run_config(3, 2), host=host),
+        pytest.raises(ForwardInputError, match="`x`"),
+    ):
+        transformer(
+            [torch.zeros(4, 1, 4, 4), torch.zeros(4, 1, 8, 8)],
+            torch.tensor([0.5, 0.5]),
+            [torch.zeros(6, 16), torch.zeros(6, 16)],
+        )
