@@ -100,6 +100,20 @@ class FamilySpec:
 # ----------------------------------------------------------------------------- video and image families
 
 
+def _tiny_hunyuan_video15_vae() -> Any:
+    torch.manual_seed(0)
+    return (
+        _diffusers()
+        .AutoencoderKLHunyuanVideo15(
+            latent_channels=4,
+            block_out_channels=(8, 8, 8, 8, 8),
+            layers_per_block=1,
+            spatial_compression_ratio=16,
+        )
+        .eval()
+    )
+
+
 def _build(cls: str, **config: Any) -> Callable[[], nn.Module]:
     """A builder of a tiny ``diffusers.<cls>(**config)``, seeded and in ``.eval()``."""
 
@@ -634,9 +648,6 @@ FAMILY_SPECS: list[FamilySpec] = [
         "batched",
         ("default",),
     ),
-]
-
-PENDING = [
     FamilySpec(
         "hunyuan_video15",
         "HunyuanVideo 1.5",
@@ -656,7 +667,9 @@ PENDING = [
             task_type="t2v",
         ),
         _pipe(
-            "HunyuanVideo15Pipeline", guider=lambda: _diffusers().ClassifierFreeGuidance(guidance_scale=4.0)
+            "HunyuanVideo15Pipeline",
+            guider=lambda: _diffusers().ClassifierFreeGuidance(guidance_scale=4.0),
+            vae=_tiny_hunyuan_video15_vae,  # the pipeline reads its config while denoising
         ),
         lambda: dict(
             prompt_embeds=_embeds(1, 1, 6, 16),
@@ -672,8 +685,11 @@ PENDING = [
             num_frames=1,
         ),
         "separate",
-        ("cond", "uncond"),
+        ("pred_cond", "pred_uncond"),
     ),
+]
+
+PENDING = [
     FamilySpec(
         "qwen_image21",
         "Qwen-Image 2.1",
