@@ -100,6 +100,33 @@ class FamilySpec:
 # ----------------------------------------------------------------------------- video and image families
 
 
+def _tiny_kl_vae() -> Any:
+    torch.manual_seed(0)
+    return (
+        _diffusers()
+        .AutoencoderKL(
+            block_out_channels=(4, 4, 4),
+            latent_channels=4,
+            norm_num_groups=1,
+            layers_per_block=1,
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+        )
+        .eval()
+    )
+
+
+def _tiny_magvit_vae() -> Any:
+    torch.manual_seed(0)
+    return (
+        _diffusers()
+        .AutoencoderKLMagvit(
+            latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4
+        )
+        .eval()
+    )
+
+
 def _tiny_hunyuan_video15_vae() -> Any:
     torch.manual_seed(0)
     return (
@@ -687,6 +714,47 @@ FAMILY_SPECS: list[FamilySpec] = [
         "separate",
         ("pred_cond", "pred_uncond"),
     ),
+    FamilySpec(
+        "bria",
+        "Bria 3.2",
+        _build(
+            "BriaTransformer2DModel",
+            patch_size=1,
+            in_channels=16,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=16,
+            axes_dims_rope=[4, 6, 6],
+        ),
+        _pipe("BriaPipeline", vae=_tiny_kl_vae),  # the pipeline reads its config
+        _cfg_call(16, mask=None, height=64, width=64),
+        "batched",
+        ("default",),
+    ),
+    FamilySpec(
+        "easyanimate",
+        "EasyAnimate",
+        _build(
+            "EasyAnimateTransformer3DModel",
+            num_attention_heads=2,
+            attention_head_dim=16,
+            in_channels=4,
+            out_channels=4,
+            patch_size=2,
+            sample_width=4,
+            sample_height=4,
+            num_layers=2,
+            mmdit_layers=2,
+            time_embed_dim=8,
+            text_embed_dim=16,
+        ),
+        _pipe("EasyAnimatePipeline", vae=_tiny_magvit_vae),  # the pipeline reads its config while denoising
+        _cfg_call(16, height=32, width=32, num_frames=1),
+        "batched",
+        ("default",),
+    ),
 ]
 
 PENDING = [
@@ -736,46 +804,5 @@ PENDING = [
         _cfg_call(16, mask=None, height=32, width=32, enable_prompt_rewrite=False),
         "separate",
         ("cond", "uncond"),
-    ),
-    FamilySpec(
-        "bria",
-        "Bria 3.2",
-        _build(
-            "BriaTransformer2DModel",
-            patch_size=1,
-            in_channels=16,
-            num_layers=1,
-            num_single_layers=1,
-            attention_head_dim=16,
-            num_attention_heads=2,
-            joint_attention_dim=16,
-            axes_dims_rope=[4, 6, 6],
-        ),
-        _pipe("BriaPipeline"),
-        _cfg_call(16, mask=None, height=64, width=64),
-        "batched",
-        ("default",),
-    ),
-    FamilySpec(
-        "easyanimate",
-        "EasyAnimate",
-        _build(
-            "EasyAnimateTransformer3DModel",
-            num_attention_heads=2,
-            attention_head_dim=16,
-            in_channels=4,
-            out_channels=4,
-            patch_size=2,
-            sample_width=4,
-            sample_height=4,
-            num_layers=2,
-            mmdit_layers=2,
-            time_embed_dim=8,
-            text_embed_dim=16,
-        ),
-        _pipe("EasyAnimatePipeline"),
-        _cfg_call(16, height=32, width=32, num_frames=1),
-        "batched",
-        ("default",),
     ),
 ]
