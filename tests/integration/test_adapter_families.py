@@ -4,7 +4,9 @@ Per family: the adapter is registered and claims the transformer; an interval sc
 exactly the scheduled steps for every transformer call of the step (cond and uncond), counted by a
 plain torch hook inside the first and the last body block (not by LESA's statistics); every step full
 (N = 1) is bit-identical to no LESA for every tap, and so is the pipeline after ``remove()``; every tap
-forecasts (finite, and the output moves away from the exact one).
+forecasts (finite, and the output moves away from the exact one); a forecast equal to the true feature
+reproduces the full step bit for bit (the declarations are exact). The coverage table of
+``docs/adapters.md`` is checked against the registered adapters and this table.
 """
 
 from __future__ import annotations
@@ -155,6 +157,37 @@ def test_every_tap_forecasts(spec: FamilySpec, host: PluginHost) -> None:
         assert out.shape == vanilla.shape and torch.isfinite(out).all(), tap
         assert all(s["decisions"] == "FFccFc" for s in stats.values()), (tap, stats)
         assert not torch.equal(out, vanilla), tap
+
+
+def _sample(output: Any) -> torch.Tensor:
+    """The output tensor of a transformer call (a tuple, a ``*ModelOutput``, or Z-Image's list)."""
+    sample = output[0] if isinstance(output, tuple) else getattr(output, "sample", output)
+    return torch.stack(list(sample)) if isinstance(sample, list) else sample
+
+
+def test_a_forecast_equal_to_the_true_feature_reproduces_the_full_step(
+    spec: FamilySpec, host: PluginHost
+) -> None:
+    """The declarations are exact, not just runnable: the pipeline's calls of its first two steps (one
+    context) are replayed as a trajectory, the second one twice; the third call forecasts with order-0
+    Taylor (reuse), so its forecast *is* the true feature of the identical second call, and the output
+    must be that call's bit for bit, for every tap. This fails if a block passes through the wrong
+    stream, a ``forecast_skips`` module feeds the head, or the forecast lands anywhere but at the tap."""
+    pipe = spec.build()
+    transformer = pipe.transformer
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    hook = transformer.register_forward_pre_hook(lambda m, a, k: calls.append((a, k)), with_kwargs=True)
+    spec.run(pipe, 2)
+    hook.remove()
+    first, second = calls[0], calls[spec.calls_per_step]  # steps 0 and 1 of the first context
+    for tap in _taps(spec, host, transformer):
+        with lesa_core.attach(
+            transformer, run_config(2, 2, tap=tap, order=0, force_full=()), host=host
+        ) as handle:
+            outputs = [_sample(transformer(*args, **kwargs)) for args, kwargs in (first, second, second)]
+            (stats,) = handle.stats().values()
+        assert stats["decisions"] == "FFc", tap
+        assert torch.equal(outputs[2], outputs[1]), tap
 
 
 # ----------------------------------------------------------------------------- the coverage table in the docs
