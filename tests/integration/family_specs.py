@@ -857,26 +857,3 @@ FAMILY_SPECS: list[FamilySpec] = [
         ("cond", "uncond"),
     ),
 ]
-
-PENDING = [
-    FamilySpec(
-        "longcat_image",
-        "LongCat-Image",
-        _build(
-            "LongCatImageTransformer2DModel",
-            patch_size=1,
-            in_channels=16,
-            num_layers=1,
-            num_single_layers=1,
-            attention_head_dim=16,
-            num_attention_heads=2,
-            joint_attention_dim=16,
-            pooled_projection_dim=16,
-            axes_dims_rope=[4, 6, 6],
-        ),
-        _pipe("LongCatImagePipeline"),
-        _cfg_call(16, mask=None, height=32, width=32, enable_prompt_rewrite=False),
-        "separate",
-        ("cond", "uncond"),
-    ),
-]
