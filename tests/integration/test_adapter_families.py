@@ -12,6 +12,7 @@ reproduces the full step bit for bit (the declarations are exact). The coverage 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -253,3 +254,23 @@ def test_z_image_latent_list_is_stacked_and_unequal_shapes_are_refused(host: Plu
             torch.tensor([0.5, 0.5]),
             [torch.zeros(6, 16), torch.zeros(6, 16)],
         )
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("lesa_example_wan") is None,
+    reason="pip install -e docs/examples/lesa-example-wan",
+)
+def test_the_wan_example_overrides_the_built_in_wan2_in_either_registration_order() -> None:
+    """Both register (``wan`` and ``wan2``); an installed third-party adapter claims Wan models first,
+    because the built-in resolves last; without it, ``wan2`` claims them."""
+    import lesa_adapters.wan2
+    import lesa_example_wan
+    from lesa_core.testing import tiny
+
+    model = tiny.tiny_wan_transformer()
+    for plugins in ([lesa_adapters.wan2, lesa_example_wan], [lesa_example_wan, lesa_adapters.wan2]):
+        host = PluginHost.create(autoload=False, plugins=plugins)
+        assert {"wan", "wan2"} <= set(host.adapters.names())
+        assert host.resolve_adapter(model) is lesa_example_wan.WanAdapter
+    alone = PluginHost.create(autoload=False, plugins=[lesa_adapters.wan2])
+    assert alone.resolve_adapter(model) is lesa_adapters.wan2.Wan2Adapter
