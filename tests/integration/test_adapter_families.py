@@ -173,7 +173,8 @@ def test_a_forecast_equal_to_the_true_feature_reproduces_the_full_step(
     context) are replayed as a trajectory, the second one twice; the third call forecasts with order-0
     Taylor (reuse), so its forecast *is* the true feature of the identical second call, and the output
     must be that call's bit for bit, for every tap. This fails if a block passes through the wrong
-    stream, a ``forecast_skips`` module feeds the head, or the forecast lands anywhere but at the tap."""
+    stream, a ``forecast_skips`` module feeds the head, or the forecast lands anywhere but at the tap.
+    A tap's declared head (``proj_out`` after ``norm_out``) maps the full step's tap to its output."""
     pipe = spec.build()
     transformer = pipe.transformer
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
@@ -181,14 +182,26 @@ def test_a_forecast_equal_to_the_true_feature_reproduces_the_full_step(
     spec.run(pipe, 2)
     hook.remove()
     first, second = calls[0], calls[spec.calls_per_step]  # steps 0 and 1 of the first context
+    adapter = host.adapters.get(spec.adapter)(transformer)
     for tap in _taps(spec, host, transformer):
-        with lesa_core.attach(
-            transformer, run_config(2, 2, tap=tap, order=0, force_full=()), host=host
-        ) as handle:
+        events: list[Any] = []
+        config = run_config(2, 2, tap=tap, order=0, force_full=())
+        with lesa_core.attach(transformer, config, host=host, observer=events.append) as handle:
             outputs = [_sample(transformer(*args, **kwargs)) for args, kwargs in (first, second, second)]
             (stats,) = handle.stats().values()
         assert stats["decisions"] == "FFc", tap
         assert torch.equal(outputs[2], outputs[1]), tap
+        head = adapter.tap_head(tap)  # maps the tap to the output: the same values, up to the layout
+        if head is not None:
+            with torch.no_grad():
+                mapped = head(events[1].tap)
+            torch.testing.assert_close(
+                mapped.flatten().sort().values,
+                outputs[1].flatten().sort().values,
+                rtol=1e-4,
+                atol=1e-5,
+                msg=tap,
+            )
 
 
 # ----------------------------------------------------------------------------- the coverage table in the docs
