@@ -20,6 +20,7 @@ a step costs and which cache contexts appear:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -857,3 +858,39 @@ FAMILY_SPECS: list[FamilySpec] = [
         ("cond", "uncond"),
     ),
 ]
+
+if (
+    importlib.util.find_spec("lesa_adapters.sd3") is not None
+):  # the sd3 adapter comes with the batched-CFG work
+    FAMILY_SPECS.append(
+        FamilySpec(
+            "sd3",
+            "Stable Diffusion 3 / 3.5",
+            _build(
+                "SD3Transformer2DModel",
+                sample_size=8,
+                patch_size=2,
+                in_channels=4,
+                num_layers=2,
+                attention_head_dim=8,
+                num_attention_heads=2,
+                joint_attention_dim=16,
+                caption_projection_dim=16,
+                pooled_projection_dim=8,
+                out_channels=4,
+                pos_embed_max_size=16,
+            ),
+            _pipe("StableDiffusion3Pipeline"),
+            lambda: dict(
+                prompt_embeds=_embeds(1, 1, 6, 16),
+                negative_prompt_embeds=_embeds(2, 1, 6, 16),
+                pooled_prompt_embeds=_embeds(3, 1, 8),
+                negative_pooled_prompt_embeds=_embeds(4, 1, 8),
+                guidance_scale=4.5,
+                height=64,
+                width=64,
+            ),
+            "batched",
+            ("default",),
+        )
+    )
