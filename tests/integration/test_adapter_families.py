@@ -174,7 +174,8 @@ def test_a_forecast_equal_to_the_true_feature_reproduces_the_full_step(
     Taylor (reuse), so its forecast *is* the true feature of the identical second call, and the output
     must be that call's bit for bit, for every tap. This fails if a block passes through the wrong
     stream, a ``forecast_skips`` module feeds the head, or the forecast lands anywhere but at the tap.
-    A tap's declared head (``proj_out`` after ``norm_out``) maps the full step's tap to its output."""
+    A tap's declared head (``proj_out`` after ``norm_out``) maps the full step's tap to its output, and
+    its declared width (``tap_channels``) is the feature's."""
     pipe = spec.build()
     transformer = pipe.transformer
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
@@ -191,6 +192,12 @@ def test_a_forecast_equal_to_the_true_feature_reproduces_the_full_step(
             (stats,) = handle.stats().values()
         assert stats["decisions"] == "FFc", tap
         assert torch.equal(outputs[2], outputs[1]), tap
+        # the declared width is the feature's: channels last, or at dim 1 (CogVideoX: 2) of a channel-first output
+        feature, width = events[1].tap, adapter.tap_channels(tap)
+        if tap == "output" and adapter.output_channels_first:
+            assert width in feature.shape[1:3], (tap, width, feature.shape)
+        else:
+            assert feature.shape[-1] == width, (tap, width, feature.shape)
         head = adapter.tap_head(tap)  # maps the tap to the output: the same values, up to the layout
         if head is not None:
             with torch.no_grad():
