@@ -1,4 +1,4 @@
-"""``allegro``: the adapter for diffusers' ``AllegroTransformer3DModel`` (Allegro, Allegro-TI2V).
+"""``allegro``: the adapter for diffusers' ``AllegroTransformer3DModel`` (Allegro).
 
 Body: ``transformer_blocks``; ``AllegroTransformerBlock`` takes ``hidden_states`` (keyword, or first
 positionally) and returns it alone. The head modulates ``norm_out`` inline with ``scale_shift_table``,

@@ -1,5 +1,4 @@
-"""``chroma``: the adapter for diffusers' ``ChromaTransformer2DModel`` (Chroma, Chroma1-HD/Radiance
-latent variants).
+"""``chroma``: the adapter for diffusers' ``ChromaTransformer2DModel`` (Chroma, Chroma1-HD).
 
 Body: ``transformer_blocks`` (two streams, keyword calls, return ``(encoder_hidden_states,
 hidden_states)``) then ``single_transformer_blocks`` (the concatenated text and image sequence,
