@@ -1,4 +1,8 @@
-"""LESA backbone adapters for diffusers DiTs (FLUX, Qwen-Image, HunyuanVideo) and their runtime.
+"""LESA backbone adapters for the diffusers DiT families and their runtime.
+
+One module per family (``flux``, ``flux2``, ``qwen_image``, ``wan2``, ``pixart``, ``sana``, ...; the
+coverage table with what each is tested on is ``docs/adapters.md``), each a ``DiffusersBackbone``
+subclass of pure declarations registered in the ``lesa`` entry-point group.
 
 A third-party adapter subclasses :class:`DiffusersBackbone` and declares data::
 

@@ -256,7 +256,7 @@ class DiffusersAttachment(Attachment):
 
         :raises ForwardInputError: if the latent or the timestep argument is missing.
         """
-        latent = argument(args, kwargs, *self._latent)
+        latent = self.adapter.latent_tensor(argument(args, kwargs, *self._latent))
         timestep = argument(args, kwargs, *self._timestep)
         if not isinstance(latent, Tensor) or timestep is None:
             raise ForwardInputError(

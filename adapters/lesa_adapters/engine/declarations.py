@@ -290,6 +290,13 @@ class DiffusersBackbone(BackboneAdapter):
         return None
 
     # -- time and outputs -----------------------------------------------------------------------
+    def latent_tensor(self, latent: Any) -> Any:
+        """The tensor that stands for the forward's latent argument: its shape and device identify the
+        trajectory (a new shape starts a new one). The argument itself by default; override for models
+        that take something else (Z-Image takes a list of per-sample tensors). A non-tensor result is
+        refused by the runtime with a :class:`~lesa_core.errors.ForwardInputError`."""
+        return latent
+
     def step_time(self, timestep: Any) -> Tensor:
         """``()`` float32 flow time of one forward call, on the timestep's device, without a sync.
 
