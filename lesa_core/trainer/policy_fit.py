@@ -15,7 +15,11 @@ from lesa_core.plugins import PluginHost
 from lesa_core.run import ResolvedRun
 from lesa_core.trainer.schedule_error import TeacherForcedScheduleError
 
-__all__ = ["fit_policy"]
+__all__ = ["FIT_ROWS", "fit_policy"]
+
+FIT_ROWS = 16
+"""Trajectories (rows of every cache context) a policy is fitted on: a search forecasts thousands of
+(step, history) pairs, and a forecast's cost grows with the rows."""
 
 
 def fit_policy(
@@ -31,7 +35,7 @@ def fit_policy(
     policy = run.plugins.make_policy()
     if type(policy).fit is CachePolicy.fit:
         return run, None
-    error = TeacherForcedScheduleError(predictor, taps, schedule)
+    error = TeacherForcedScheduleError(predictor, taps, schedule, max_rows=FIT_ROWS)
     before, before_error = replay(policy, error)
     params = policy.fit(error)
     if params is None:

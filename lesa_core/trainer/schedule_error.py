@@ -37,7 +37,8 @@ class TeacherForcedScheduleError:
     :param predictor: the trained predictor (used under ``torch.no_grad()``; not modified).
     :param taps: cache context → ``(P, S, N', C)`` ground-truth taps (as :meth:`TrajectoryStore.load` gives).
     :param schedule: the S + 1 flow times of the trajectories (terminal 0 included).
-    :param max_rows: use at most this many rows (the first ones), to bound the cost.
+    :param max_rows: use at most this many rows (evenly spread over the trajectories of every context), to
+        bound the cost: a forecast's cost grows with the rows.
     :raises TrainingError: if the taps and the schedule disagree on the step count.
     """
 
@@ -50,8 +51,8 @@ class TeacherForcedScheduleError:
         max_rows: int | None = None,
     ) -> None:
         truth = torch.cat([t.float() for t in taps.values()])
-        if max_rows is not None:
-            truth = truth[:max_rows]
+        if max_rows is not None and truth.shape[0] > max_rows:  # rows spread over prompts and contexts
+            truth = truth[torch.linspace(0, truth.shape[0] - 1, max_rows).round().long()]
         self.num_steps = int(truth.shape[1])
         if len(schedule) != self.num_steps + 1:
             raise TrainingError(

@@ -5,7 +5,8 @@ One run on a model source:
 
 1. trains the run's learned predictor once (LESA's fixed schedule; :func:`lesa_core.trainer.train`) on
    the source's training prompts;
-2. for each budget B fits, on the collected (training) trajectories, the ``learned`` schedule of B passes
+2. for each budget B fits, on the collected (training) trajectories (16 rows), the ``learned`` schedule of B
+   passes (dynamic programming or the even schedule, whichever is better, then two rounds of moves)
    and the ``adaptive`` policy's threshold for a cap of B (:mod:`lesa_schedulers.policies`) — the predictor
    is not retrained per budget;
 3. tunes each peer to B: the fixed-schedule methods by their interval, the threshold caches by a sweep of
@@ -322,9 +323,10 @@ def _mag_ratios(pipe: Any, runner: Any, prompt: str, seed: int, steps: int) -> l
             captured.append(record.getMessage())
 
     logger = logging.getLogger("diffusers.hooks.mag_cache")
-    handler, level = _Capture(logging.INFO), logger.level
+    handler, level, propagate = _Capture(logging.INFO), logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # keep the calibration's messages off the console
     transformer = find_transformer(pipe)
     try:
         transformer.enable_cache(MagCacheConfig(calibrate=True, num_inference_steps=steps))
@@ -334,6 +336,7 @@ def _mag_ratios(pipe: Any, runner: Any, prompt: str, seed: int, steps: int) -> l
         transformer.disable_cache()
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
     results = [m for m in captured if "Calibration Results" in m]
     if not results:
         raise RuntimeError("MagCache calibration logged no ratios")
@@ -377,6 +380,7 @@ def run_frontier_bench(
     from lesa_core.assembly import assemble, find_transformer
     from lesa_core.errors import ConfigError
     from lesa_core.trainer import PipelineRunner, TrajectoryStore, train
+    from lesa_core.trainer.policy_fit import FIT_ROWS
     from lesa_core.trainer.schedule_error import TeacherForcedScheduleError
     from lesa_schedulers.policies.adaptive import AdaptiveConfig, AdaptivePolicy
     from lesa_schedulers.policies.learned import search_schedule
@@ -426,7 +430,7 @@ def run_frontier_bench(
     store = TrajectoryStore(data / "trajectories")
     meta = store.read_meta()
     assert meta is not None and meta.schedule is not None
-    error = TeacherForcedScheduleError(predictor, store.load(), meta.schedule)
+    error = TeacherForcedScheduleError(predictor, store.load(), meta.schedule, max_rows=FIT_ROWS)
 
     methods: dict[str, Any] = {"full": None}
     settings: dict[str, tuple[str, int, str]] = {}  # name -> (family, budget, setting)
@@ -500,7 +504,7 @@ def run_frontier_bench(
                     setting,
                 )
         if "lesa-learned" in families:
-            full = search_schedule(error, budget)
+            full = search_schedule(error, budget, starts=("dp", "even"), max_rounds=2)
             learned = {
                 "name": "learned",
                 "budget": budget,

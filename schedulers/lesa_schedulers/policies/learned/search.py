@@ -2,18 +2,17 @@
 teacher-forced error of a schedule (:class:`lesa_core.interfaces.ScheduleError`).
 
 The leading ``min_history`` steps always compute (the runtime computes a step it cannot forecast).
-Four starts:
+Three starts:
 
 * **dynamic programming** over (passes used, last full step), exact when a forecast depends only on
   the last full step;
 * **greedy addition** from the leading steps: add the step whose computing lowers the total error most,
   until B steps compute;
-* **greedy removal** from every step computing: drop the step whose forecasting raises it least, until B;
 * the **even** schedule (:func:`even_schedule` with the leading steps as warm-up).
 
-Each is refined by **moves**: each chosen step (leading ones excepted) in turn goes to the free step
-where the total error is least, while that lowers it; rounds repeat until none does (or ``max_rounds``).
-The best refined schedule wins.
+The best start is refined by **moves**: each chosen step (leading ones excepted) in turn goes to the
+free step where the total error is least, while that lowers it; rounds repeat until none does (or
+``max_rounds``).
 
 Every evaluation is a sum of memoised per-(step, history) errors, so the search forecasts each distinct
 (step, history) pair once. The result is a local optimum of the proxy, deterministic for given errors
@@ -22,7 +21,7 @@ Every evaluation is a sum of memoised per-(step, history) errors, so the search 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces import Decision, ScheduleError
@@ -62,11 +61,17 @@ def even_schedule(num_steps: int, budget: int, warmup: int = 3) -> list[int]:
     return sorted(set(steps))
 
 
-def search_schedule(error: ScheduleError, budget: int, *, max_rounds: int = 8) -> list[int]:
-    """The full steps (sorted) of a B-pass schedule that locally minimises ``error`` (module docstring):
-    the best of three starts — greedy addition, greedy removal, the even schedule — each refined by moves.
+STARTS = ("dp", "greedy", "even")
+"""The start schedules :func:`search_schedule` can begin from (module docstring)."""
 
-    :raises ConfigError: if ``budget`` is below the predictor's minimum history.
+
+def search_schedule(
+    error: ScheduleError, budget: int, *, max_rounds: int = 8, starts: Sequence[str] = STARTS
+) -> list[int]:
+    """The full steps (sorted) of a B-pass schedule that locally minimises ``error`` (module docstring):
+    the best of the ``starts`` (dynamic programming, greedy addition, the even schedule), refined by moves.
+
+    :raises ConfigError: if ``budget`` is below the predictor's minimum history, or a start is unknown.
     """
     num_steps = error.num_steps
     budget = min(budget, num_steps)
@@ -77,20 +82,19 @@ def search_schedule(error: ScheduleError, budget: int, *, max_rounds: int = 8) -
             "before its first forecast; raise the budget",
             path="policy.budget",
         )
+    unknown = [s for s in starts if s not in STARTS]
+    if unknown or not starts:
+        raise ConfigError(f"unknown schedule search start(s) {unknown}; choose from {', '.join(STARTS)}")
     fixed = frozenset(range(lead))
-    starts = [
-        _dynamic_programme(error, lead, budget),
-        _add_greedily(error, set(fixed), budget),
-        _remove_greedily(error, fixed, budget),
-        _even_rest(num_steps, budget, lead),
-    ]
-    best: tuple[float, list[int]] | None = None
-    for start in starts:
-        chosen, cost = _refine(error, start, fixed, max_rounds)
-        if best is None or (cost, sorted(chosen)) < best:
-            best = (cost, sorted(chosen))
-    assert best is not None
-    return best[1]
+    build = {
+        "dp": lambda: _dynamic_programme(error, lead, budget),
+        "greedy": lambda: _add_greedily(error, set(fixed), budget),
+        "even": lambda: _even_rest(num_steps, budget, lead),
+    }
+    candidates = [build[name]() for name in starts]
+    best = min(candidates, key=lambda c: (schedule_cost(error, c), sorted(c)))
+    chosen, _ = _refine(error, set(best), fixed, max_rounds)
+    return sorted(chosen)
 
 
 def _even_rest(num_steps: int, budget: int, lead: int) -> set[int]:
@@ -133,14 +137,6 @@ def _add_greedily(error: ScheduleError, chosen: set[int], budget: int) -> set[in
     while len(chosen) < budget:
         best = min((schedule_cost(error, chosen | {c}), c) for c in range(error.num_steps) if c not in chosen)
         chosen.add(best[1])
-    return chosen
-
-
-def _remove_greedily(error: ScheduleError, fixed: frozenset[int], budget: int) -> set[int]:
-    chosen = set(range(error.num_steps))
-    while len(chosen) > budget:
-        best = min((schedule_cost(error, chosen - {c}), c) for c in sorted(chosen - fixed))
-        chosen.discard(best[1])
     return chosen
 
 
