@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     note_batch_size(args)
     stages = args.stages
-    command = resolve_command_run(args)
     if (args.fit_policy is None) != (args.budget is None):
         raise ConfigError("--fit-policy and --budget go together: e.g. --fit-policy learned --budget 8")
+    command = resolve_command_run(args)
     run_config = command.run
     if args.fit_policy is not None:
         run_config = run_config.derive(policy={"name": args.fit_policy, "budget": args.budget})

@@ -168,3 +168,12 @@ def test_replay_computes_a_step_without_history() -> None:
     policy = LearnedSchedulePolicy(LearnedScheduleConfig(budget=3, steps=(0, 8, 12), num_steps=16))
     decisions, _ = replay(policy, error)
     assert decisions[1] is Decision.COMPUTE  # one history entry only: the runtime would compute it
+
+
+@pytest.mark.parametrize("argv", [["--fit-policy", "learned"], ["--budget", "8"]])
+def test_train_fit_policy_and_budget_go_together(tmp_path, capsys: pytest.CaptureFixture[str], argv) -> None:
+    from lesa_core.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "b"), "--quiet", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "--fit-policy and --budget go together" in err and not (tmp_path / "b").exists()
