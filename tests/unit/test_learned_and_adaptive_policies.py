@@ -144,6 +144,8 @@ def test_adaptive_reviews_forecasts_under_a_hard_cap() -> None:
     assert [i for i, d in enumerate(out) if d is Decision.COMPUTE] == [0, 1, 3, 4]
     policy.reset()
     assert policy.decide(StepInfo(0)) is Decision.COMPUTE and policy.full == 1
+    # what the predictor trains on: the even schedule of the budget, not the warm-up alone
+    assert policy.num_full_passes(10) == 4 and policy.schedule(10)[0] is Decision.COMPUTE
     assert policy.review(StepInfo(5), float("nan")) is Decision.COMPUTE  # a NaN drift computes
 
 

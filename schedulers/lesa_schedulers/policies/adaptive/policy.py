@@ -14,7 +14,8 @@ Where the features change fast (low t on the embedded model) the drift grows fas
 closer together. The decision is a function of the trajectory's own inputs: deterministic for a given
 input, and state (the count of full passes) is kept per cache context (one policy per context).
 
-``lesa train`` fits ``threshold`` for the budget (:meth:`AdaptivePolicy.fit`): it replays the policy on
+``lesa train`` trains the predictor on the even schedule of B passes (:meth:`AdaptivePolicy.schedule`),
+then fits ``threshold`` for the budget (:meth:`AdaptivePolicy.fit`): it replays the policy on
 the collected trajectories teacher-forced (:func:`~lesa_core.interfaces.replay`) for a grid of thresholds and keeps the one
 with the least forecast error.
 """
@@ -26,6 +27,7 @@ from typing import Any
 from pydantic import Field
 
 from lesa_core.interfaces import CachePolicy, Decision, PluginConfig, ScheduleError, StepInfo, replay
+from lesa_schedulers.policies.learned.search import even_schedule
 
 
 class AdaptiveConfig(PluginConfig):
@@ -57,6 +59,12 @@ class AdaptivePolicy(CachePolicy):
             self.full += 1
             return Decision.COMPUTE
         return Decision.FORECAST
+
+    def schedule(self, num_steps: int) -> list[Decision]:
+        """The decisions the predictor trains on under this policy (stage 1's teacher forcing): the real
+        ones depend on the input, so the even schedule of ``budget`` passes after the warm-up stands in."""
+        full = set(even_schedule(num_steps, self.config.budget, self.config.warmup))
+        return [Decision.COMPUTE if s in full else Decision.FORECAST for s in range(num_steps)]
 
     def review(self, step: StepInfo, drift: float) -> Decision:
         if self.full < self.config.budget and not drift < self.config.threshold:  # NaN drift computes too
