@@ -81,7 +81,11 @@ def test_adaptive_threshold_is_fitted_and_the_budget_holds(pipe, tmp_path: Path)
     assert 2 <= runs[0].count("F") <= 5 and runs[0].startswith("FF")
     # a threshold no forecast reaches: only the warm-up computes; one every forecast reaches: the cap holds
     for threshold, expected in ((1e9, 2), (1e-9, 5)):
-        config = {**meta["run_config"], "policy": {**policy, "threshold": threshold}, "bundle": str(bundle)}
+        config = {
+            **meta["run_config"],
+            "policy": {**policy, "threshold": threshold, "max_gap": None},
+            "bundle": str(bundle),
+        }
         with attach(pipe, config) as handle:
             _runner(pipe).run(PROMPTS[:1], [0], STEPS)
             assert handle.stats()["cond"]["decisions"].count("F") == expected

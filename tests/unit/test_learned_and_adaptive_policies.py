@@ -160,9 +160,23 @@ def test_adaptive_fit_picks_the_threshold_with_the_least_replayed_error() -> Non
     for threshold in (0.01, 0.1, 1.0, 5.0):
         other = AdaptivePolicy(AdaptiveConfig(budget=6, warmup=1, threshold=threshold))
         assert cost <= replay(other, error)[1] + 1e-9
-    # and it adapts: more passes in the fast half
-    full = [i for i, d in enumerate(decisions) if d is Decision.COMPUTE]
-    assert sum(s >= 8 for s in full) > sum(s < 8 for s in full)
+    for gap in (None, 3, 4):
+        other = AdaptivePolicy(AdaptiveConfig(budget=6, warmup=1, threshold=0.5, max_gap=gap))
+        assert cost <= replay(other, error)[1] + 1e-9
+
+
+def test_adaptive_gap_rule_keeps_a_reserve() -> None:
+    policy = AdaptivePolicy(AdaptiveConfig(budget=4, threshold=0.5, warmup=1, max_gap=4))
+    out = []
+    for i in range(12):
+        info = StepInfo(i, None, 12)
+        d = policy.decide(info)
+        if d is Decision.FORECAST:
+            d = policy.review(info, 1.0 if i in (1, 2) else 0.0)
+        out.append(d)
+    # step 1: drift, 3 passes left, reserve (10 // 4) = 2: taken; step 2: 2 left, reserve 2: refused;
+    # then the gap rule computes at 5 and 9, and the budget (4) is spent
+    assert [i for i, d in enumerate(out) if d is Decision.COMPUTE] == [0, 1, 5, 9]
 
 
 def test_replay_computes_a_step_without_history() -> None:
