@@ -520,7 +520,7 @@ def run_frontier_bench(
                 "lesa-adaptive",
                 budget,
                 {"bundle": str(bundle), "policy": {"name": "adaptive", **params}},
-                f"threshold {params['threshold']:.4g}, cap {budget}, warm-up {params['warmup']}",
+                f"threshold {params['threshold']:.4g}, max_gap {params['max_gap']}, cap {budget}, warm-up {params['warmup']}",
             )
         ts = diffusers_taylorseer_for_budget(steps, budget)
         if ts is not None:
