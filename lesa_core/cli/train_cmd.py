@@ -11,6 +11,7 @@ from lesa_core.cli.arguments import (
     note_batch_size,
     resolve_command_run,
 )
+from lesa_core.cli.values import int_at_least
 
 
 def stages_value(value: str) -> tuple[int, ...]:
@@ -31,6 +32,12 @@ def register(subparsers: Any) -> None:
                         help="bundle folder to write: new, empty, or a previous bundle (never inside --data-dir)")
     parser.add_argument("--stages", type=stages_value, default=(1, 2),
                         help="which stages to run: '1', '2' or '1,2' (default)")
+    parser.add_argument("--fit-policy", choices=("learned", "adaptive"), metavar="NAME",
+                        help="after training, fit a cache policy to the predictor and store it in the bundle: "
+                             "'learned' (the B full steps with the least forecast error) or 'adaptive' (compute "
+                             "when the forecast drifts past a fitted threshold, at most B times); needs --budget")
+    parser.add_argument("--budget", type=int_at_least(1), metavar="B",
+                        help="full passes per trajectory for --fit-policy")
     add_batch_size_argument(parser)
     parser.set_defaults(func=run)
 
@@ -38,14 +45,20 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train; under ``torchrun`` collection is sharded, training data parallel, rank 0 writes the bundle."""
     from lesa_core import distributed
+    from lesa_core.errors import ConfigError
     from lesa_core.trainer import PipelineRunner, train
 
     note_batch_size(args)
     stages = args.stages
+    if (args.fit_policy is None) != (args.budget is None):
+        raise ConfigError("--fit-policy and --budget go together: e.g. --fit-policy learned --budget 8")
     command = resolve_command_run(args)
+    run_config = command.run
+    if args.fit_policy is not None:
+        run_config = run_config.derive(policy={"name": args.fit_policy, "budget": args.budget})
     with distributed.session(args.device) as dist:
         pipe = command.load_pipeline(dist.device)
-        path, report = train(pipe, command.run, command.training_prompts(), runner=PipelineRunner(pipe, **command.call),
+        path, report = train(pipe, run_config, command.training_prompts(), runner=PipelineRunner(pipe, **command.call),
                              out=args.out, stages=stages, show_progress=not args.quiet)
         if dist.is_main:
             last = {k: (v[-1] if v else None) for k, v in report.losses.items()}

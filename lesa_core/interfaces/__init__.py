@@ -9,7 +9,7 @@
 
 from lesa_core.interfaces.adapter import Attachment, BackboneAdapter, RuntimeComponents, StepEvent, TapSpec
 from lesa_core.interfaces.base import PluginConfig
-from lesa_core.interfaces.policy import AlwaysCompute, CachePolicy, Decision, StepInfo
+from lesa_core.interfaces.policy import AlwaysCompute, CachePolicy, Decision, ScheduleError, StepInfo, replay
 from lesa_core.interfaces.predictor import ForecastInput, LinearPredictor, Predictor, PredictorContext
 from lesa_core.interfaces.router import StageRouter
 
@@ -25,8 +25,10 @@ __all__ = [
     "Predictor",
     "PredictorContext",
     "RuntimeComponents",
+    "ScheduleError",
     "StageRouter",
     "StepEvent",
     "StepInfo",
     "TapSpec",
+    "replay",
 ]

@@ -9,9 +9,13 @@ returns them to their initial behaviour.
 from __future__ import annotations
 
 import enum
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
+
+from torch import Tensor
 
 from lesa_core.interfaces.base import PluginConfig
 
@@ -37,13 +41,55 @@ class StepInfo:
     num_steps: int | None = None
 
 
+class ScheduleError(Protocol):
+    """The forecast error a whole schedule would cause, measured on collected trajectories (what a
+    learned policy fits to; :mod:`lesa_core.trainer.schedule_error` implements it).
+
+    :ivar num_steps: the trajectories' step count S.
+    :ivar min_history: the fewest full steps before a forecast (steps before that must compute).
+    :ivar flow_times: the S flow times of the steps.
+    """
+
+    num_steps: int
+    min_history: int
+    flow_times: list[float]
+
+    def __call__(self, decisions: Sequence[Decision]) -> Tensor:
+        """``(S,)`` float: each forecast step's error under ``decisions`` (0 on full steps)."""
+        ...
+
+    def history(self, decisions: Sequence[Decision], step: int) -> tuple[int, ...]:
+        """The steps a forecast at ``step`` reads under ``decisions`` (only the decisions before ``step``
+        matter)."""
+        ...
+
+    def step_error(self, step: int, history: tuple[int, ...]) -> float:
+        """The error of forecasting ``step`` from the steps ``history``."""
+        ...
+
+    def step_drift(self, step: int, history: tuple[int, ...]) -> float:
+        """The forecast's drift ``||ĥ − h|| / ||h||`` from the newest history tap (what :meth:`CachePolicy.review`
+        is given at run time), averaged over the trajectories."""
+        ...
+
+
 class CachePolicy(ABC):
     """Base class of cache policies.
 
+    Two optional extensions (both off by default):
+
+    * **learned** policies override :meth:`fit`: the trainer calls it once the predictor is trained, and
+      the parameters it returns go into the run config stored in the bundle;
+    * **adaptive** policies set :attr:`reviews_forecasts`: on a step :meth:`decide` forecast, the runtime
+      makes the forecast and asks :meth:`review` with its drift from the last full pass (one host sync);
+      the policy may turn the step into a full one.
+
     :cvar Config: the policy's pydantic parameter model.
+    :cvar reviews_forecasts: whether the runtime calls :meth:`review` after each forecast.
     """
 
     Config: ClassVar[type[PluginConfig]] = PluginConfig
+    reviews_forecasts: ClassVar[bool] = False
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
@@ -54,6 +100,18 @@ class CachePolicy(ABC):
 
     def reset(self) -> None:  # noqa: B027 - stateless policies need nothing
         """Forget the current trajectory."""
+
+    def review(self, step: StepInfo, drift: float) -> Decision:
+        """Confirm (``FORECAST``) or overrule (``COMPUTE``) a forecast :meth:`decide` asked for at ``step``,
+        given ``drift = ||forecast − h|| / ||h||`` with ``h`` the newest tap in the history (the last full
+        pass in ``full`` history mode). Called only when :attr:`reviews_forecasts` is set, right after
+        :meth:`decide` of the same step."""
+        return Decision.FORECAST
+
+    def fit(self, error: ScheduleError) -> dict[str, Any] | None:
+        """Fit the policy's parameters to ``error`` (a trained predictor on collected trajectories);
+        return the fitted parameters to store with the bundle, or ``None`` (the default: nothing to fit)."""
+        return None
 
     def schedule(self, num_steps: int) -> list[Decision]:
         """The decisions for a whole trajectory of ``num_steps`` steps (resets before and after)."""
@@ -74,3 +132,28 @@ class AlwaysCompute(CachePolicy):
 
     def decide(self, step: StepInfo) -> Decision:
         return Decision.COMPUTE
+
+
+def replay(policy: CachePolicy, error: ScheduleError) -> tuple[list[Decision], float]:
+    """Replay ``policy`` over one trajectory of ``error``'s trajectories, teacher-forced, as the runtime
+    runs it (a forecast step with too little history computes; an adaptive policy reviews each forecast
+    with the drift averaged over the trajectories): its decisions and their total error."""
+    policy.reset()
+    decisions: list[Decision] = []
+    total = 0.0
+    try:
+        for step in range(error.num_steps):
+            info = StepInfo(step, None, error.num_steps)
+            decision = policy.decide(info)
+            history = error.history(decisions, step)
+            if decision is Decision.FORECAST and len(history) < error.min_history:
+                decision = Decision.COMPUTE
+            elif decision is Decision.FORECAST and policy.reviews_forecasts:
+                drift = error.step_drift(step, history)
+                decision = policy.review(info, drift if math.isfinite(drift) else math.inf)
+            if decision is Decision.FORECAST:
+                total += error.step_error(step, history)
+            decisions.append(decision)
+    finally:
+        policy.reset()
+    return decisions, total

@@ -42,6 +42,7 @@ from lesa_core.trainer.collect import collect
 from lesa_core.trainer.fit import Trainer, TrainReport
 from lesa_core.trainer.lock import data_dir_lock
 from lesa_core.trainer.losses import latent_loss_head
+from lesa_core.trainer.policy_fit import fit_policy
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
 from lesa_core.trainer.schedule import history_indices
 from lesa_core.trainer.store import STORE_META, StoreMeta, TrajectoryStore
@@ -57,6 +58,7 @@ __all__ = [
     "check_trainable",
     "collect",
     "collect_trajectories",
+    "fit_policy",
     "fit_router",
     "history_indices",
     "train",
@@ -288,10 +290,12 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
                           checkpoints, show_progress=show_progress)
         report = trainer.fit(runner, stages=stages)
         predictor = assembly.predictor.eval().requires_grad_(False)
-        metadata = assembly.bundle_metadata(
-            host, schedule=meta.schedule,
-            extra={"losses": report.losses, "updates": report.updates, "num_prompts": len(meta.prompts)},
-        )
+        run, policy_fit = fit_policy(run, predictor, taps, meta.schedule, host=host)
+        assembly = Assembly(run, assembly.adapter, assembly.tap, predictor)
+        extra: dict[str, Any] = {"losses": report.losses, "updates": report.updates, "num_prompts": len(meta.prompts)}
+        if policy_fit is not None:
+            extra["policy_fit"] = policy_fit
+        metadata = assembly.bundle_metadata(host, schedule=meta.schedule, extra=extra)
         path = Path(out)
         if distributed.is_main_process():
             path = save_bundle(out, predictor, metadata)

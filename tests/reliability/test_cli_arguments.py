@@ -52,7 +52,7 @@ ARGUMENTS: list[tuple[str, list[str], list[str]]] = [
     ("cli-bench-unknown-method", ["bench", "--speed", "--methods", "full,turbo"], ["unknown method(s) turbo",
                                                                                   "choose from"]),
     ("cli-bench-unknown-model", ["bench", "--speed", "--model", "flux-pro"], ["unknown bench model 'flux-pro'"]),
-    ("cli-bench-no-kind", ["bench"], ["pass --speed or --quality"]),
+    ("cli-bench-no-kind", ["bench"], ["pass --speed, --quality or --frontier"]),
     ("cli-bench-both-kinds", ["bench", "--speed", "--quality"], ["not allowed with argument"]),
     ("cli-bench-steps-sweep-words", ["bench", "--quality", "--steps-sweep", "a,b"], ["--steps-sweep", "30,40"]),
     ("cli-bench-steps-sweep-1", ["bench", "--quality", "--steps-sweep", "1", "--model", "MODEL", "--out", "OUT"],

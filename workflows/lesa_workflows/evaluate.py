@@ -16,9 +16,9 @@ most 5× is possible.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -32,9 +32,27 @@ from lesa_core.run import ConfigLike, ResolvedRun
 from lesa_core.trainer.runner import PipelineRunner
 
 
+@runtime_checkable
+class ExternalMethod(Protocol):
+    """A method that is not LESA (a diffusers or cache-dit cache): :func:`evaluate` calls ``attach`` on the
+    transformer before each batch and the returned function after it. It has no per-step tap error, and
+    its ``full_passes`` are its full-pass equivalents."""
+
+    def attach(self, transformer: Any) -> Callable[[], None]: ...
+
+
 @dataclass
 class EvaluatedMethod:
-    """One method's numbers and outputs."""
+    """One method's numbers and outputs.
+
+    :ivar full_passes: full steps per trajectory as LESA counts them (for an :class:`ExternalMethod`, its
+        full-pass equivalents).
+    :ivar full_pass_equivalents: the body blocks the method really ran, in full passes per trajectory:
+        ``steps × (block computations) / (the reference's)`` — counted on each body block's first linear
+        layer (attention ``to_q`` where there is one), so a block that a cache skips or passes through is not
+        counted and one that always runs (FirstBlockCache's first block) is. ``None`` when the adapter does
+        not list its blocks.
+    """
 
     name: str
     full_passes: float
@@ -46,6 +64,7 @@ class EvaluatedMethod:
     ssim: float = float("nan")
     adherence: float | None = None
     speedup: float = 1.0
+    full_pass_equivalents: float | None = None
 
     def row(self) -> dict[str, Any]:
         return {"name": self.name, "full_passes": self.full_passes, "psnr": round(self.psnr, 3),
@@ -70,6 +89,28 @@ def _step_errors(taps: dict[int, Tensor], ref: dict[int, Tensor]) -> list[float]
     return [float((taps[s] - ref[s]).norm() / ref[s].norm().clamp_min(1e-12)) for s in sorted(taps)]
 
 
+class BlockCounter:
+    """Counts the body blocks' real computations (module docstring of :class:`EvaluatedMethod`)."""
+
+    def __init__(self, blocks: Sequence[Any]) -> None:
+        self.calls = 0
+        self._handles = []
+        for block in blocks:
+            attn = getattr(block, "attn", None)
+            probe = getattr(attn, "to_q", None) if attn is not None else None
+            if probe is None:
+                probe = next((m for m in block.modules() if isinstance(m, torch.nn.Linear)), None)
+            if probe is not None:
+                self._handles.append(probe.register_forward_hook(self._count))
+
+    def _count(self, *args: Any) -> None:
+        self.calls += 1
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
 def _images(output: Any) -> Tensor:
     images = output.images if hasattr(output, "images") else output[0]
     if isinstance(images, Tensor):
@@ -81,7 +122,7 @@ def _images(output: Any) -> Tensor:
 
 def evaluate(
     pipe: Any,
-    methods: dict[str, ConfigLike | ResolvedRun | None],
+    methods: dict[str, ConfigLike | ResolvedRun | ExternalMethod | None],
     prompts: Sequence[str],
     seeds: Sequence[int],
     *,
@@ -95,7 +136,8 @@ def evaluate(
     """Sample ``prompts`` with every method, interleaved batch by batch (module docstring), and compare
     against ``full`` (a ``None`` config).
 
-    :param methods: name → run config / bundle; ``None`` means full compute (the reference).
+    :param methods: name → run config / bundle, or an :class:`ExternalMethod`; ``None`` means full compute
+        (the reference).
     :param reference_tap: the tap the full-compute run records for the per-step error (default: the
         adapter's); methods forecasting another tap get no per-step error.
     """
@@ -105,9 +147,13 @@ def evaluate(
     if reference_name is None:
         raise ValueError("evaluate() needs a full-compute method (a None config) as the reference")
     order = [reference_name, *[n for n in methods if n != reference_name]]
+    external = {name: m for name, m in methods.items() if isinstance(m, ExternalMethod)}
     bases = {name: assemble(transformer, methods[name] if methods[name] is not None else {"tap": reference_tap})
-             for name in order}
+             for name in order if name not in external}
     ref_tap = bases[reference_name].tap
+    body_blocks = getattr(bases[reference_name].adapter, "body_blocks", None)
+    counter = BlockCounter(body_blocks()) if callable(body_blocks) else None
+    block_calls = dict.fromkeys(order, 0)
     images: dict[str, list[Tensor]] = {name: [] for name in order}
     seconds = dict.fromkeys(order, 0.0)
     passes: dict[str, list[int]] = {name: [] for name in order}
@@ -122,19 +168,28 @@ def evaluate(
         waiting: dict[str, dict[int, Tensor]] = {}  # taps of methods that ran before this batch's reference
         ref: dict[int, Tensor] | None = None
         for name in rotation:
-            base, config = bases[name], methods[name]
+            config = methods[name]
             recorder = _TapRecorder()
-            full = (lambda: AlwaysCompute(PluginConfig())) if config is None else None
-            attachment = base.adapter.attach(base.components(recorder, make_policy=full))
+            if name in external:
+                detach = external[name].attach(transformer)
+            else:
+                base = bases[name]
+                full = (lambda: AlwaysCompute(PluginConfig())) if config is None else None
+                detach = base.adapter.attach(base.components(recorder, make_policy=full)).remove
+            calls_before = counter.calls if counter is not None else 0
             try:
                 began = time.perf_counter()
                 output = runner.run(batch, batch_seeds, num_steps)
                 seconds[name] += time.perf_counter() - began
             finally:
-                attachment.remove()
+                detach()
+            if counter is not None:
+                block_calls[name] += counter.calls - calls_before
             images[name].append(_images(output))
             passes[name].append(sum(d is Decision.COMPUTE for d in recorder.decisions))
             bar.update(len(batch))
+            if name in external:
+                continue
             if name == reference_name:
                 ref = recorder.taps
                 for other, taps in waiting.items():
@@ -146,10 +201,16 @@ def evaluate(
                 else:
                     errors[name].append(_step_errors(recorder.taps, ref))
     bar.close()
+    if counter is not None:
+        counter.remove()
     results: dict[str, EvaluatedMethod] = {}
     for name in order:
         result = EvaluatedMethod(name, sum(passes[name]) / max(len(passes[name]), 1), seconds[name],
                                  torch.cat(images[name]))
+        if counter is not None and block_calls[reference_name]:
+            result.full_pass_equivalents = num_steps * block_calls[name] / block_calls[reference_name]
+            if name in external:
+                result.full_passes = result.full_pass_equivalents
         if name == reference_name:
             result.step_error = [0.0] * num_steps
         elif errors[name]:

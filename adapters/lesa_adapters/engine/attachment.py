@@ -319,10 +319,23 @@ class DiffusersAttachment(Attachment):
                                steps=torch.stack(tuple(state.steps)), t=call.t_dev, step=call.step_dev)
         with torch.no_grad():
             forecast = self.predictor(inputs)
-        if self._rejects(call, forecast):
+        if self._rejects(call, forecast) or self._overruled(call, inputs, forecast):
             return
         call.forecast = forecast
         call.inputs = inputs
+
+    def _overruled(self, call: Call, inputs: ForecastInput, forecast: Tensor) -> bool:
+        """``True`` if the context's policy reviews forecasts (an adaptive policy) and, told the forecast's
+        drift from the newest history tap (one host sync), turns the step into a full one."""
+        policy = call.state.policy
+        if not policy.reviews_forecasts:
+            return False
+        newest = inputs.features[-1]
+        drift = float((forecast.float() - newest.float()).norm() / newest.float().norm().clamp_min(1e-12))
+        if policy.review(StepInfo(call.index, call.host_t, call.given_steps), drift) is Decision.COMPUTE:
+            call.decision = Decision.COMPUTE
+            return True
+        return False
 
     def _rejects(self, call: Call, forecast: Tensor) -> bool:
         """``True`` if the non-finite guard is on and ``forecast`` is not finite (one host sync): the

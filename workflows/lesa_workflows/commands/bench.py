@@ -27,6 +27,10 @@ def register(subparsers: Any) -> None:
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--speed", action="store_true", help="run the speed benchmark")
     kind.add_argument("--quality", action="store_true", help="run the quality ablation on a model source")
+    kind.add_argument("--frontier", action="store_true",
+                      help="run the quality-speed frontier (PSNR vs full-pass equivalents and wall-clock speed-up, "
+                           "budgets of B full passes; LESA's fixed, learned and adaptive schedules against every peer) "
+                           "on a model source; writes frontier.json/.md/.png to --out")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     parser.add_argument("--model",
                         help="--speed: backbone cpu-bench (CPU, fp32; the default), flux-dev-shapes (CUDA, bf16) or "
@@ -56,6 +60,12 @@ def register(subparsers: Any) -> None:
                          help="also train the run's predictor on these taps, comma-separated (e.g. hidden)")
     quality.add_argument("--extra-interval", type=int_at_least(0), default=10,
                          help="also compare at this interval N (default 10; 0 to skip)")
+    frontier = parser.add_argument_group("--frontier options (also --config, --out, --data-dir, --eval-prompts)")
+    frontier.add_argument("--budgets", default="6,8,10,12,14,16",
+                          help="full passes per trajectory to compare at, comma-separated (default 6,8,10,12,14,16)")
+    frontier.add_argument("--frontier-methods", metavar="LIST",
+                          help="comma-separated subset of the compared methods (default: all; see "
+                               "lesa_workflows.bench.frontier.FAMILIES)")
     parser.set_defaults(func=run)
 
 
@@ -67,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.quality:
         return run_quality(args)
+    if args.frontier:
+        return run_frontier(args)
     if not args.speed:
-        raise ConfigError("lesa bench needs a kind of benchmark: pass --speed or --quality")
+        raise ConfigError("lesa bench needs a kind of benchmark: pass --speed, --quality or --frontier")
     args.model = args.model or "cpu-bench"
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else DEFAULT_METHODS
     unknown = [m for m in methods if m not in DEFAULT_METHODS + EXTRA_METHODS]
@@ -124,6 +136,47 @@ def run_quality(args: argparse.Namespace) -> int:
                                compare_taps=tuple(t.strip() for t in args.compare_taps.split(",") if t.strip()),
                                extra_interval=args.extra_interval or None, model_name=command.model,
                                show_progress=not args.quiet, log=log)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(report.markdown())
+    return 0
+
+
+def run_frontier(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    from lesa_core.cli.arguments import resolve_command_run
+    from lesa_core.errors import ConfigError
+    from lesa_core.outputs import check_not_nested, claim_output_folder
+    from lesa_workflows.bench.frontier import FAMILIES, run_frontier_bench
+
+    try:
+        budgets = tuple(int(b) for b in args.budgets.split(",") if b.strip())
+    except ValueError:
+        raise ConfigError(f"--budgets {args.budgets!r}: pass comma-separated full-pass counts such as 6,8,10") from None
+    if not budgets or any(b < 2 for b in budgets):
+        raise ConfigError(f"--budgets values must be at least 2, got {args.budgets!r}; pass e.g. 6,8,10")
+    families = (tuple(f.strip() for f in args.frontier_methods.split(",") if f.strip()) if args.frontier_methods
+                else FAMILIES)
+    out = "frontier-out" if args.out == "quality-out" else args.out
+    command = resolve_command_run(args)
+    data = args.data_dir or str(Path(out) / "data")
+    check_not_nested(out, data, data_inside_ok=True)
+    claim_output_folder(out, command="lesa bench --frontier", markers=("frontier.json",))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    machine = (f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}, "
+               f"device {device}")
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    report = run_frontier_bench(command.source, command.run, out=out, device=device, data_dir=args.data_dir,
+                                eval_prompts=args.eval_prompts, budgets=budgets, families=families,
+                                model_name=command.model, machine=machine, show_progress=not args.quiet, log=log)
     if args.json:
         print(json.dumps(report.to_json()))
     else:

@@ -1,0 +1,91 @@
+"""``learned`` and ``adaptive`` policies fitted by the trainer on a real (tiny, offline) FluxPipeline: the
+fitted parameters go into the bundle, ``attach(pipe, bundle)`` runs them, and the adaptive policy keeps its
+budget per cache context and decides the same way for the same input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lesa_core import attach
+from lesa_core.bundle import BUNDLE_CONFIG_NAME
+from lesa_core.testing.tiny import tiny_flux_pipeline
+from lesa_core.trainer import PipelineRunner, train
+
+pytestmark = pytest.mark.integration
+
+STEPS = 12
+BASE = {
+    "predictor": {"name": "kan", "taps": [2, 3, 3], "hidden": [8, 8]},
+    "training": {
+        "num_steps": STEPS,
+        "seed": 3,
+        "stage1": {"epochs": 2, "batch_size": 4, "lr": 0.003},
+        "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001},
+    },
+}
+PROMPTS = [f"a prompt number {i}" for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_flux_pipeline()
+
+
+def _runner(pipe) -> PipelineRunner:
+    return PipelineRunner(pipe, height=32, width=32, max_sequence_length=16)
+
+
+def _train(pipe, tmp: Path, policy: dict, name: str) -> tuple[Path, dict]:
+    bundle, _ = train(
+        pipe,
+        {**BASE, "policy": policy},
+        PROMPTS,
+        runner=_runner(pipe),
+        out=tmp / name,
+        data_dir=tmp / "data",
+        checkpoint_dir=tmp / f"ckpt-{name}",
+        stages=(1,),
+        show_progress=False,
+    )
+    return bundle, json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
+
+
+def test_learned_schedule_is_fitted_into_the_bundle_and_attached(pipe, tmp_path: Path) -> None:
+    bundle, meta = _train(pipe, tmp_path, {"name": "learned", "budget": 5}, "learned")
+    policy = meta["run_config"]["policy"]
+    assert policy["name"] == "learned" and policy["num_steps"] == STEPS and len(policy["steps"]) == 5
+    fit = meta["extra"]["policy_fit"]
+    assert fit["full_passes_after"] == 5 and fit["error_after"] <= fit["error_before"] + 1e-9
+    with attach(pipe, str(bundle)) as handle:
+        _runner(pipe).run(PROMPTS[:1], [0], STEPS)
+        decisions = handle.stats()["cond"]["decisions"]
+    assert [i for i, d in enumerate(decisions) if d == "F"] == policy["steps"]
+    with attach(pipe, str(bundle)) as handle:  # another step count: still 5 full passes
+        _runner(pipe).run(PROMPTS[:1], [0], 8)
+        assert handle.stats()["cond"]["decisions"].count("F") == 5
+
+
+def test_adaptive_threshold_is_fitted_and_the_budget_holds(pipe, tmp_path: Path) -> None:
+    bundle, meta = _train(pipe, tmp_path, {"name": "adaptive", "budget": 5, "warmup": 2}, "adaptive")
+    policy = meta["run_config"]["policy"]
+    assert policy["name"] == "adaptive" and policy["threshold"] > 0
+    runs = []
+    for _ in range(2):
+        with attach(pipe, str(bundle)) as handle:
+            _runner(pipe).run(PROMPTS[:2], [0, 1], STEPS)
+            runs.append(handle.stats()["cond"]["decisions"])
+    assert runs[0] == runs[1]  # deterministic for a given input
+    assert 2 <= runs[0].count("F") <= 5 and runs[0].startswith("FF")
+    # a threshold no forecast reaches: only the warm-up computes; one every forecast reaches: the cap holds
+    for threshold, expected in ((1e9, 2), (1e-9, 5)):
+        config = {
+            **meta["run_config"],
+            "policy": {**policy, "threshold": threshold, "max_gap": None},
+            "bundle": str(bundle),
+        }
+        with attach(pipe, config) as handle:
+            _runner(pipe).run(PROMPTS[:1], [0], STEPS)
+            assert handle.stats()["cond"]["decisions"].count("F") == expected
