@@ -108,8 +108,11 @@ class Trainer:
         self.keeper = keeper
 
     def _checkpoint(self, state: TrainState, folder: Path | None = None) -> None:
+        extra = None
+        if self.keeper is not None:
+            state.selection, extra = self.keeper.to_state()
         if self.sync.is_main:
-            save_checkpoint(folder or self.checkpoint_dir, self.predictor, self.optimizer.adamw, state)
+            save_checkpoint(folder or self.checkpoint_dir, self.predictor, self.optimizer.adamw, state, extra)
         self.sync.barrier()
 
     def check_finite(self, stage: str, epoch: int, losses: Sequence[float], *, weights: bool = False) -> None:
@@ -144,9 +147,9 @@ class Trainer:
         state.updates += len(losses)
         state.losses[stage].append(sum(losses) / max(len(losses), 1))
         bar.set_postfix(loss=f"{state.losses[stage][-1]:.4f}")
-        self._checkpoint(state)
         if self.keeper is not None:
             self.keeper.consider(f"{stage} epoch {epoch + 1}")
+        self._checkpoint(state)
 
     def stage1(self, state: TrainState) -> None:
         """Teacher forcing: one update per (unit, row batch) of the stage-1 loss, in an order drawn from
@@ -228,10 +231,12 @@ class Trainer:
             checkpoint is gone, or the ranks of a data-parallel run resumed from different checkpoints.
         """
         state = TrainState(key=self.key)
-        restored = load_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer.adamw, self.key)
+        extra: dict[str, Tensor] = {}
+        restored = load_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer.adamw, self.key, extra)
         if restored is not None and restored.phase == 2 and 2 not in stages:
             snapshot = stage1_checkpoint(self.checkpoint_dir)
-            restored = load_checkpoint(snapshot, self.predictor, self.optimizer.adamw, self.key)
+            extra = {}
+            restored = load_checkpoint(snapshot, self.predictor, self.optimizer.adamw, self.key, extra)
             if restored is None:
                 raise TrainingError(
                     f"{self.checkpoint_dir} holds a run that is past stage 1, and the checkpoint of stage 1's end "
@@ -242,7 +247,7 @@ class Trainer:
             state = restored
             self.report.resumed_from = (state.phase, state.epoch)
         self.sync.start_together(self.predictor, state, self.checkpoint_dir)
-        if self.keeper is not None:
+        if self.keeper is not None and not (restored is not None and self.keeper.load_state(state.selection, extra)):
             self.keeper.consider("start" if restored is None else f"resumed at stage {state.phase} epoch {state.epoch}")
         if 1 in stages and state.phase == 1:
             self.stage1(state)

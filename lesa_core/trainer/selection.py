@@ -165,6 +165,21 @@ class BestKeeper:
             self._state = copy.deepcopy(self.predictor.state_dict())
         return score
 
+    def to_state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """What a checkpoint keeps of the selection: the scores (JSON) and the best weights (tensors)."""
+        state = {"scores": [[label, score] for label, score in self.scores], "best": self.best_label,
+                 "best_score": self.best_score}
+        return state, dict(self._state or {})
+
+    def load_state(self, state: dict[str, Any], tensors: dict[str, Tensor]) -> bool:
+        """Take up a checkpoint's selection (see :meth:`to_state`); ``False`` if it holds none."""
+        if not state.get("scores") or not tensors:
+            return False
+        self.scores = [(str(label), float(score)) for label, score in state["scores"]]
+        self.best_label, self.best_score = state["best"], float(state["best_score"])
+        self._state = dict(tensors)
+        return True
+
     def restore(self) -> None:
         """Load the best weights back into the predictor."""
         if self._state is not None:
