@@ -43,8 +43,12 @@ def main() -> int:
     parser.add_argument("--skip-eval", action="store_true")
     args = parser.parse_args()
 
+    import logging
+
     import torch
 
+    logging.basicConfig(format="%(asctime)s %(message)s")
+    logging.getLogger("lesa").setLevel(logging.INFO)
     torch.set_num_threads(1)
     from lesa_core.plugins import get_plugin_host
     from lesa_core.run import resolve_run

@@ -2,9 +2,11 @@
 
 The last prompts of the collection (``training.validation_prompts``, at most a quarter of them) are
 never trained on. :class:`ClosedLoopValidator` samples them with a predictor attached — the run's
-policy, router and tap, exactly as a user would — and scores the final latent against the
-full-compute one (its SNR in dB, ``10·log10(‖x‖² / ‖x̂ − x‖²)``, averaged over the prompts: the
-latent-space counterpart of the per-image PSNR the benchmarks report).
+policy, router and tap, exactly as a user would — and scores the output against the full-compute one,
+averaged over the prompts: with a pipeline runner the decoded images by uint8 PSNR (what the benchmarks
+report), with any other runner its output (latents) by SNR in dB, ``10·log10(‖x‖² / ‖x̂ − x‖²)``. Image
+space matters: on the embedded model's validation slice the latent SNR ranks Taylor-1 above reuse, while
+image PSNR ranks reuse above Taylor-1 (docs/results.md).
 
 * **Start** (:func:`choose_start`): every forecaster of ``training.start`` (reuse, Taylor-1, Taylor-2
   and the closed-form ``linear`` fit by default) is built for the run, fitted in closed form on the
@@ -45,9 +47,10 @@ from lesa_core.interfaces import (
     Predictor,
     RuntimeComponents,
 )
+from lesa_core.metrics import psnr, to_uint8
 from lesa_core.plugins import PluginHost
 from lesa_core.trainer.losses import TeacherForcing
-from lesa_core.trainer.runner import TrajectoryRunner
+from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
 from lesa_core.trainer.store import StoreMeta
 
 logger = logging.getLogger("lesa")
@@ -107,10 +110,18 @@ class ClosedLoopValidator:
         self.rows = list(rows)
         self._reference: Tensor | None = None
 
+    @property
+    def space(self) -> str:
+        """``image`` when the runner drives a pipeline (decoded images, scored by uint8 PSNR: what the
+        benchmarks report), else ``latent`` (the runner's output, scored by SNR)."""
+        return "image" if isinstance(self.runner, PipelineRunner) else "latent"
+
     def _sample(self) -> Tensor:
         prompts = [self.meta.prompts[r] for r in self.rows]
         seeds = [self.meta.seed + r for r in self.rows]
         with torch.no_grad():
+            if isinstance(self.runner, PipelineRunner):
+                return final_output(self.runner.run(prompts, seeds, self.meta.num_steps, output_type="pt"))
             return final_output(self.runner.run(prompts, seeds, self.meta.num_steps))
 
     @property
@@ -134,7 +145,10 @@ class ClosedLoopValidator:
         finally:
             attachment.remove()
             predictor.train(was_training)
-        return snr_db(sample.to(reference.device), reference)
+        sample = sample.to(reference.device)
+        if self.space == "image":
+            return psnr(to_uint8(reference), to_uint8(sample))
+        return snr_db(sample, reference)
 
     def score(self, predictor: Predictor) -> float:
         """The mean closed-loop score (dB) over the validation prompts (``-inf`` if not finite)."""
@@ -160,6 +174,8 @@ class BestKeeper:
         """Score the predictor now; keep its weights if they beat the best so far."""
         score = self.validator.score(self.predictor)
         self.scores.append((label, score))
+        logger.info("validation (closed loop, %d prompts, %s): %s %.3f dB", len(self.validator.rows),
+                    self.validator.space, label, score)
         if self._state is None or score > self.best_score:
             self.best_label, self.best_score = label, score
             self._state = copy.deepcopy(self.predictor.state_dict())
@@ -188,7 +204,8 @@ class BestKeeper:
     def summary(self) -> dict[str, Any]:
         """What the report and the bundle metadata record: every score, the winner, its gain on the start."""
         start = self.scores[0][1] if self.scores else math.nan
-        return {"scores": [[label, round(score, 4)] for label, score in self.scores], "best": self.best_label,
+        return {"space": self.validator.space,
+                "scores": [[label, round(score, 4)] for label, score in self.scores], "best": self.best_label,
                 "best_db": round(self.best_score, 4), "gain_over_start_db": round(self.best_score - start, 4)}
 
 
@@ -318,6 +335,8 @@ def choose_start(assembly: Assembly, validator: ClosedLoopValidator, specs: Sequ
             fit_closed_form(candidate, decisions, times, train_taps)
         name = label(spec)
         choice.scores[name] = validator.score(candidate)
+        logger.info("validation (closed loop, %d prompts): start candidate %s %.3f dB", len(validator.rows), name,
+                    choice.scores[name])
         if choice.chosen is None or choice.scores[name] > choice.scores[choice.chosen]:
             choice.chosen, best = name, candidate
     if best is not None:
