@@ -77,7 +77,7 @@ def main() -> int:
     bundle, report = train(pipe, config, prompts, runner=runner, out=out / "lesa", data_dir=out / "data",
                            checkpoint_dir=out / "ckpt-lesa")
     record["lesa_seconds_collect_and_train"] = time.perf_counter() - began
-    record["lesa_report"] = {"seconds": report.seconds, "selection": report.selection}
+    record["lesa_report"] = {"seconds": report.seconds, "selection": report.selection, "losses": report.losses}
     began = time.perf_counter()
     linear, linear_report = train(pipe, {**config, "predictor": {"name": "linear"}}, prompts, runner=runner,
                                   out=out / "linear", data_dir=out / "data", checkpoint_dir=out / "ckpt-linear")

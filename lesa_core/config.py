@@ -125,8 +125,10 @@ class TrainingConfig(BaseModel):
         "every forecast step) or 'latent' (L1 of the latent error the forecasts between two full passes "
         "leave at the next one: through the tap's output projection, combined over the guidance "
         "contexts, summed over the sampler's steps; needs a tap the adapter can map to the output)")
-    stage1: PhaseConfig = PhaseConfig(epochs=30, lr=3e-3, batch_size=64)
-    stage2: ClosedLoopConfig = ClosedLoopConfig(epochs=4, lr=5e-4, batch_size=16)
+    # the one default recipe, for any model (issue #15): short phases, because the start is already the best
+    # training-free / closed-form forecaster and every epoch is scored on the validation slice, the best kept
+    stage1: PhaseConfig = PhaseConfig(epochs=6, lr=3e-3, batch_size=24)
+    stage2: ClosedLoopConfig = ClosedLoopConfig(epochs=1, lr=1e-4, batch_size=12)
     validation_prompts: int = Field(
         8, ge=0, description="the last prompts of the collection (at most a quarter of them) are a validation "
         "slice, not trained on: the trainer scores closed-loop rollouts of them (final latent against full "
