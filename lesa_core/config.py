@@ -101,6 +101,10 @@ class ClosedLoopConfig(PhaseConfig):
 
     update: Literal["replay", "online"] = "replay"
     replay_epochs: int = Field(2, ge=1, description="passes over a rollout's forecast steps (update: replay)")
+    loss: Literal["tap", "output"] = Field(
+        "tap", description="stage 2's error measure: 'tap' (L1 between forecast and true tap) or 'output' (L1 "
+        "of the two mapped through the adapter's tap head to the model output, where the error acts; needs a "
+        "tap with a head, as training.loss: latent does)")
 
 
 class TrainingConfig(BaseModel):

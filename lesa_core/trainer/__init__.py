@@ -80,7 +80,7 @@ def _store(run: ResolvedRun, data_dir: str | Path | None) -> TrajectoryStore:
 
 def check_trainable(binding: Binding) -> None:
     """Refuse, before anything is collected, a run that cannot be trained on this model: a training-free
-    predictor family, or a ``training.loss`` that cannot be measured on the tap.
+    predictor family, or a ``training.loss`` / ``training.stage2.loss`` that cannot be measured on the tap.
 
     :raises TrainingError: saying what to change.
     """
@@ -90,7 +90,7 @@ def check_trainable(binding: Binding) -> None:
             f"predictor '{run.predictor.name}' is training-free: it has no parameters to fit; attach it directly "
             "(lesa_core.attach(pipe, config), `lesa sample --config`) or choose a learnable family such as kan"
         )
-    if run.config.training.loss == "latent":
+    if run.config.training.loss == "latent" or run.config.training.stage2.loss == "output":
         latent_loss_head(binding.adapter, binding.tap)
 
 

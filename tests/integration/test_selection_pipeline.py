@@ -73,3 +73,22 @@ def test_linear_family_trains_in_closed_form_and_runs_as_a_peer(pipe, tmp_path: 
     assert report.losses == {} and "closed_form" in report.seconds
     score = _validation_score(pipe, bundle, tmp_path / "d")
     assert score == pytest.approx(report.selection["validation_db"], abs=1e-3)
+
+
+def test_stage2_output_loss_trains_through_the_tap_head(pipe, tmp_path: Path) -> None:
+    config = {**_config({"name": "kan", "taps": [3, 4, 4], "hidden": [8, 8]},
+                        stage2={"epochs": 1, "batch_size": 4, "lr": 0.001, "loss": "output"}, validation_prompts=0),
+              "tap": "normed"}
+    _, report = train(pipe, config, PROMPTS, runner=_runner(pipe), out=tmp_path / "o", data_dir=tmp_path / "d",
+                      show_progress=False)
+    assert len(report.losses["stage2"]) == 1 and report.losses["stage2"][0] > 0
+
+
+def test_stage2_output_loss_is_refused_before_collection_on_a_tap_without_head(pipe, tmp_path: Path) -> None:
+    from lesa_core.errors import TrainingError
+
+    config = _config({"name": "kan"}, stage2={"epochs": 1, "loss": "output"})
+    with pytest.raises(TrainingError, match="head"):
+        train(pipe, config, PROMPTS, runner=_runner(pipe), out=tmp_path / "o", data_dir=tmp_path / "d",
+              show_progress=False)
+    assert not (tmp_path / "d" / "trajectories").exists()
