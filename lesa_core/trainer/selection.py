@@ -343,3 +343,30 @@ def choose_start(assembly: Assembly, validator: ClosedLoopValidator, specs: Sequ
         learner = TeacherForcing(assembly.predictor, decisions, times)
         choice.coefficient_error = start_from_targets(assembly.predictor, coefficient_targets(best, learner))
     return choice
+
+
+def describe_selection(selection: dict[str, Any]) -> str | None:
+    """One line for the CLI report: which start won and by how much, which epoch was kept and its gain
+    (``None`` without a validation slice)."""
+    count = selection.get("validation_prompts", 0)
+    if not count:
+        return None
+    parts = []
+    if "closed_form" in selection:
+        fit = selection["closed_form"]
+        parts.append(f"closed-form fit of {fit['steps']:g} forecast steps (squared error {fit['residual']:.3f} of "
+                     f"reuse's on the training slice); validation {selection.get('validation_db', math.nan):.2f} dB")
+    start = selection.get("start")
+    if start and start.get("chosen"):
+        scores = start["candidates"]
+        others = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != start["chosen"])
+        parts.append(f"start: {start['chosen']} ({scores[start['chosen']]:.2f} dB; {others})")
+    epochs = selection.get("epochs")
+    if epochs:
+        parts.append(f"kept: {epochs['best']} ({epochs['best_db']:.2f} dB, {epochs['gain_over_start_db']:+.2f} dB over "
+                     "the start)")
+        space = epochs.get("space", "image")
+    else:
+        space = "image"
+    metric = "image PSNR" if space == "image" else "latent SNR"
+    return f"selection on {count} validation prompts ({metric}, closed loop): " + "; ".join(parts)

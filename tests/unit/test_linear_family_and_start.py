@@ -169,3 +169,15 @@ def test_forecast_input_of_a_single_entry_history_still_works() -> None:
     x = torch.randn(2, 3, 4)
     out = p(ForecastInput([x], torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor(0.9), torch.tensor(1.0)))
     assert torch.equal(out, x)
+
+
+def test_the_cli_line_says_which_start_won_and_by_how_much() -> None:
+    from lesa_core.trainer.selection import describe_selection
+
+    selection = {"validation_prompts": 6,
+                 "start": {"candidates": {"reuse": 41.44, "linear": 43.58}, "chosen": "linear"},
+                 "epochs": {"space": "image", "best": "stage1 epoch 5", "best_db": 45.53, "gain_over_start_db": 1.94}}
+    line = describe_selection(selection)
+    assert line is not None and "6 validation prompts (image PSNR" in line
+    assert "start: linear (43.58 dB; reuse 41.44)" in line and "kept: stage1 epoch 5 (45.53 dB, +1.94 dB" in line
+    assert describe_selection({"validation_prompts": 0}) is None
