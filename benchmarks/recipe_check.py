@@ -16,7 +16,9 @@ import logging
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", required=True)
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--setting", default="default")
@@ -35,10 +37,23 @@ def main() -> int:
     from lesa_workflows.bench.zoo import ZooReport, check_recipe
 
     source = get_plugin_host().models.get(args.model)()
-    result = check_recipe(source, args.model, out=args.out, setting=args.setting, call=json.loads(args.call),
-                          num_steps=args.steps, eval_prompts=args.eval_prompts, long_interval=args.long_interval)
-    print(json.dumps({"seconds": result.seconds, "load_average": result.load_average,
-                      "selection": result.selection}, indent=1, default=str))
+    result = check_recipe(
+        source,
+        args.model,
+        out=args.out,
+        setting=args.setting,
+        call=json.loads(args.call),
+        num_steps=args.steps,
+        eval_prompts=args.eval_prompts,
+        long_interval=args.long_interval,
+    )
+    print(
+        json.dumps(
+            {"seconds": result.seconds, "load_average": result.load_average, "selection": result.selection},
+            indent=1,
+            default=str,
+        )
+    )
     print(ZooReport([result]).markdown())
     return 0
 

@@ -62,14 +62,19 @@ def validation_count(num_prompts: int, requested: int) -> int:
     return max(0, min(requested, num_prompts // 4))
 
 
-def training_slice(meta: StoreMeta, taps: dict[str, Tensor], num_validation: int,
-                   ) -> tuple[StoreMeta, dict[str, Tensor]]:
+def training_slice(
+    meta: StoreMeta,
+    taps: dict[str, Tensor],
+    num_validation: int,
+) -> tuple[StoreMeta, dict[str, Tensor]]:
     """The store without its last ``num_validation`` prompts (prompt i keeps seed ``seed + i``)."""
     if num_validation == 0:
         return meta, taps
     keep = len(meta.prompts) - num_validation
-    return (dataclasses.replace(meta, prompts=list(meta.prompts[:keep])),
-            {context: truth[:keep] for context, truth in taps.items()})
+    return (
+        dataclasses.replace(meta, prompts=list(meta.prompts[:keep])),
+        {context: truth[:keep] for context, truth in taps.items()},
+    )
 
 
 def final_output(output: Any) -> Tensor:
@@ -103,7 +108,9 @@ class ClosedLoopValidator:
     :param rows: the validation prompts' indices in ``meta.prompts``.
     """
 
-    def __init__(self, assembly: Assembly, runner: TrajectoryRunner, meta: StoreMeta, rows: Sequence[int]) -> None:
+    def __init__(
+        self, assembly: Assembly, runner: TrajectoryRunner, meta: StoreMeta, rows: Sequence[int]
+    ) -> None:
         self.assembly = assembly
         self.runner = runner
         self.meta = meta
@@ -136,9 +143,13 @@ class ClosedLoopValidator:
         reference = self.reference
         was_training = predictor.training
         predictor.eval()
-        components = RuntimeComponents(predictor=predictor, make_policy=self.assembly.plugins.make_policy,
-                                       router=self.assembly.plugins.router, tap=self.assembly.tap,
-                                       guard_non_finite=True)
+        components = RuntimeComponents(
+            predictor=predictor,
+            make_policy=self.assembly.plugins.make_policy,
+            router=self.assembly.plugins.router,
+            tap=self.assembly.tap,
+            guard_non_finite=True,
+        )
         attachment = self.assembly.adapter.attach(components)
         try:
             sample = self._sample()
@@ -174,8 +185,13 @@ class BestKeeper:
         """Score the predictor now; keep its weights if they beat the best so far."""
         score = self.validator.score(self.predictor)
         self.scores.append((label, score))
-        logger.info("validation (closed loop, %d prompts, %s): %s %.3f dB", len(self.validator.rows),
-                    self.validator.space, label, score)
+        logger.info(
+            "validation (closed loop, %d prompts, %s): %s %.3f dB",
+            len(self.validator.rows),
+            self.validator.space,
+            label,
+            score,
+        )
         if self._state is None or score > self.best_score:
             self.best_label, self.best_score = label, score
             self._state = copy.deepcopy(self.predictor.state_dict())
@@ -183,8 +199,11 @@ class BestKeeper:
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         """What a checkpoint keeps of the selection: the scores (JSON) and the best weights (tensors)."""
-        state = {"scores": [[label, score] for label, score in self.scores], "best": self.best_label,
-                 "best_score": self.best_score}
+        state = {
+            "scores": [[label, score] for label, score in self.scores],
+            "best": self.best_label,
+            "best_score": self.best_score,
+        }
         return state, dict(self._state or {})
 
     def load_state(self, state: dict[str, Any], tensors: dict[str, Tensor]) -> bool:
@@ -204,9 +223,13 @@ class BestKeeper:
     def summary(self) -> dict[str, Any]:
         """What the report and the bundle metadata record: every score, the winner, its gain on the start."""
         start = self.scores[0][1] if self.scores else math.nan
-        return {"space": self.validator.space,
-                "scores": [[label, round(score, 4)] for label, score in self.scores], "best": self.best_label,
-                "best_db": round(self.best_score, 4), "gain_over_start_db": round(self.best_score - start, 4)}
+        return {
+            "space": self.validator.space,
+            "scores": [[label, round(score, 4)] for label, score in self.scores],
+            "best": self.best_label,
+            "best_db": round(self.best_score, 4),
+            "gain_over_start_db": round(self.best_score - start, 4),
+        }
 
 
 # -- teacher-forced examples and coefficient targets -------------------------------------------------------
@@ -217,22 +240,28 @@ def forecast_steps(teacher: TeacherForcing) -> list[int]:
     return [s for s, d in enumerate(teacher.decisions) if d is Decision.FORECAST and teacher.can_forecast(s)]
 
 
-def teacher_forced_examples(teacher: TeacherForcing, taps: dict[str, Tensor], batch_rows: int = 16,
-                            ) -> Iterator[Example]:
+def teacher_forced_examples(
+    teacher: TeacherForcing,
+    taps: dict[str, Tensor],
+    batch_rows: int = 16,
+) -> Iterator[Example]:
     """Every forecast step's teacher-forced examples, every context, in batches of ``batch_rows`` prompts."""
     for step in forecast_steps(teacher):
         idx = teacher.history(step)
         for truth in taps.values():
             for start in range(0, truth.shape[0], batch_rows):
-                rows = truth[start:start + batch_rows]
+                rows = truth[start : start + batch_rows]
                 yield Example(teacher.forecast_input([rows[:, j] for j in idx], idx, step), rows[:, step])
 
 
-def fit_closed_form(predictor: Predictor, decisions: Sequence[Decision], times: Tensor,
-                    taps: dict[str, Tensor]) -> dict[str, float]:
+def fit_closed_form(
+    predictor: Predictor, decisions: Sequence[Decision], times: Tensor, taps: dict[str, Tensor]
+) -> dict[str, float]:
     """Fit a :class:`~lesa_core.interfaces.ClosedFormFit` family on teacher-forced examples of ``taps``."""
     assert isinstance(predictor, ClosedFormFit)
-    return predictor.fit_closed_form(teacher_forced_examples(TeacherForcing(predictor, decisions, times), taps))
+    return predictor.fit_closed_form(
+        teacher_forced_examples(TeacherForcing(predictor, decisions, times), taps)
+    )
 
 
 def can_start_from_coefficients(predictor: Predictor) -> bool:
@@ -283,8 +312,12 @@ def label(spec: PluginSpec) -> str:
     return f"{spec.name}({extra})" if extra else spec.name
 
 
-def build_candidate(assembly: Assembly, spec: PluginSpec, schedule: list[float], host: PluginHost | None,
-                    ) -> LinearPredictor | None:
+def build_candidate(
+    assembly: Assembly,
+    spec: PluginSpec,
+    schedule: list[float],
+    host: PluginHost | None,
+) -> LinearPredictor | None:
     """The run's predictor replaced by ``spec`` (same history mode when the family has one), or ``None``
     with a warning when the family is not registered, cannot be built here, or is not linear."""
     from lesa_core.trainer import with_schedule  # the package imports this module
@@ -316,13 +349,23 @@ class StartChoice:
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        return {"candidates": {k: round(v, 4) for k, v in self.scores.items()}, "chosen": self.chosen,
-                "coefficient_error": self.coefficient_error}
+        return {
+            "candidates": {k: round(v, 4) for k, v in self.scores.items()},
+            "chosen": self.chosen,
+            "coefficient_error": self.coefficient_error,
+        }
 
 
-def choose_start(assembly: Assembly, validator: ClosedLoopValidator, specs: Sequence[PluginSpec],
-                 decisions: Sequence[Decision], times: Tensor, train_taps: dict[str, Tensor],
-                 schedule: list[float], host: PluginHost | None = None) -> StartChoice:
+def choose_start(
+    assembly: Assembly,
+    validator: ClosedLoopValidator,
+    specs: Sequence[PluginSpec],
+    decisions: Sequence[Decision],
+    times: Tensor,
+    train_taps: dict[str, Tensor],
+    schedule: list[float],
+    host: PluginHost | None = None,
+) -> StartChoice:
     """Score every start candidate on the validation slice and set the learned predictor to the best one's
     coefficients (it must be able to: :func:`can_start_from_coefficients`)."""
     choice = StartChoice()
@@ -335,8 +378,12 @@ def choose_start(assembly: Assembly, validator: ClosedLoopValidator, specs: Sequ
             fit_closed_form(candidate, decisions, times, train_taps)
         name = label(spec)
         choice.scores[name] = validator.score(candidate)
-        logger.info("validation (closed loop, %d prompts): start candidate %s %.3f dB", len(validator.rows), name,
-                    choice.scores[name])
+        logger.info(
+            "validation (closed loop, %d prompts): start candidate %s %.3f dB",
+            len(validator.rows),
+            name,
+            choice.scores[name],
+        )
         if choice.chosen is None or choice.scores[name] > choice.scores[choice.chosen]:
             choice.chosen, best = name, candidate
     if best is not None:
@@ -354,8 +401,10 @@ def describe_selection(selection: dict[str, Any]) -> str | None:
     parts = []
     if "closed_form" in selection:
         fit = selection["closed_form"]
-        parts.append(f"closed-form fit of {fit['steps']:g} forecast steps (squared error {fit['residual']:.3f} of "
-                     f"reuse's on the training slice); validation {selection.get('validation_db', math.nan):.2f} dB")
+        parts.append(
+            f"closed-form fit of {fit['steps']:g} forecast steps (squared error {fit['residual']:.3f} of "
+            f"reuse's on the training slice); validation {selection.get('validation_db', math.nan):.2f} dB"
+        )
     start = selection.get("start")
     if start and start.get("chosen"):
         scores = start["candidates"]
@@ -363,8 +412,10 @@ def describe_selection(selection: dict[str, Any]) -> str | None:
         parts.append(f"start: {start['chosen']} ({scores[start['chosen']]:.2f} dB; {others})")
     epochs = selection.get("epochs")
     if epochs:
-        parts.append(f"kept: {epochs['best']} ({epochs['best_db']:.2f} dB, {epochs['gain_over_start_db']:+.2f} dB over "
-                     "the start)")
+        parts.append(
+            f"kept: {epochs['best']} ({epochs['best_db']:.2f} dB, {epochs['gain_over_start_db']:+.2f} dB over "
+            "the start)"
+        )
         space = epochs.get("space", "image")
     else:
         space = "image"

@@ -273,8 +273,11 @@ class TimeScaledLinearPredictor(LinearPredictor):
                     coef, bias = coef.mean(-1), bias.mean(-1)
                 n = coef.shape[0]
                 full = torch.zeros((k, *shape), dtype=torch.float64)
-                full[k - n:] = coef.cpu().reshape(n, *([1] * len(shape))).expand(n, *shape) if (
-                    shape and coef.dim() == 1) else coef.cpu()
+                full[k - n :] = (
+                    coef.cpu().reshape(n, *([1] * len(shape))).expand(n, *shape)
+                    if (shape and coef.dim() == 1)
+                    else coef.cpu()
+                )
                 full[-1] -= 1.0
                 rows.append(torch.cat([full.flatten(), bias.cpu().expand(shape).flatten()]))
             matrix = torch.stack(rows)  # (steps, K·C + C)

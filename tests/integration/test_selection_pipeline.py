@@ -32,10 +32,18 @@ def _runner(pipe) -> PipelineRunner:
 
 
 def _config(predictor: dict, **training) -> dict:
-    return {"predictor": predictor, "policy": POLICY,
-            "training": {"num_steps": STEPS, "seed": 3, "validation_prompts": 2,
-                         "stage1": {"epochs": 2, "batch_size": 4, "lr": 0.003},
-                         "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001}, **training}}
+    return {
+        "predictor": predictor,
+        "policy": POLICY,
+        "training": {
+            "num_steps": STEPS,
+            "seed": 3,
+            "validation_prompts": 2,
+            "stage1": {"epochs": 2, "batch_size": 4, "lr": 0.003},
+            "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001},
+            **training,
+        },
+    }
 
 
 def _validation_score(pipe, bundle: Path, data: Path) -> float:
@@ -49,10 +57,18 @@ def _validation_score(pipe, bundle: Path, data: Path) -> float:
 
 def test_harmful_training_never_returns_worse_than_the_start(pipe, tmp_path: Path) -> None:
     """A stage-1 learning rate far too high wrecks the fit; the kept weights still score the best of all."""
-    config = _config({"name": "kan", "taps": [3, 4, 4], "hidden": [8, 8]},
-                     stage1={"epochs": 2, "batch_size": 4, "lr": 3.0})
-    bundle, report = train(pipe, config, PROMPTS, runner=_runner(pipe), out=tmp_path / "b", data_dir=tmp_path / "d",
-                           show_progress=False)
+    config = _config(
+        {"name": "kan", "taps": [3, 4, 4], "hidden": [8, 8]}, stage1={"epochs": 2, "batch_size": 4, "lr": 3.0}
+    )
+    bundle, report = train(
+        pipe,
+        config,
+        PROMPTS,
+        runner=_runner(pipe),
+        out=tmp_path / "b",
+        data_dir=tmp_path / "d",
+        show_progress=False,
+    )
     start = report.selection["start"]
     assert set(start["candidates"]) == {"reuse", "taylor1", "taylor2", "linear"}
     assert start["chosen"] == max(start["candidates"], key=start["candidates"].get)
@@ -66,8 +82,15 @@ def test_harmful_training_never_returns_worse_than_the_start(pipe, tmp_path: Pat
 
 
 def test_linear_family_trains_in_closed_form_and_runs_as_a_peer(pipe, tmp_path: Path) -> None:
-    bundle, report = train(pipe, _config({"name": "linear"}), PROMPTS, runner=_runner(pipe), out=tmp_path / "lin",
-                           data_dir=tmp_path / "d", show_progress=False)
+    bundle, report = train(
+        pipe,
+        _config({"name": "linear"}),
+        PROMPTS,
+        runner=_runner(pipe),
+        out=tmp_path / "lin",
+        data_dir=tmp_path / "d",
+        show_progress=False,
+    )
     fit = report.selection["closed_form"]
     assert fit["steps"] > 0 and 0 <= fit["residual"] < 1  # better than reuse on the training slice
     assert report.losses == {} and "closed_form" in report.seconds
@@ -76,11 +99,23 @@ def test_linear_family_trains_in_closed_form_and_runs_as_a_peer(pipe, tmp_path: 
 
 
 def test_stage2_output_loss_trains_through_the_tap_head(pipe, tmp_path: Path) -> None:
-    config = {**_config({"name": "kan", "taps": [3, 4, 4], "hidden": [8, 8]},
-                        stage2={"epochs": 1, "batch_size": 4, "lr": 0.001, "loss": "output"}, validation_prompts=0),
-              "tap": "normed"}
-    _, report = train(pipe, config, PROMPTS, runner=_runner(pipe), out=tmp_path / "o", data_dir=tmp_path / "d",
-                      show_progress=False)
+    config = {
+        **_config(
+            {"name": "kan", "taps": [3, 4, 4], "hidden": [8, 8]},
+            stage2={"epochs": 1, "batch_size": 4, "lr": 0.001, "loss": "output"},
+            validation_prompts=0,
+        ),
+        "tap": "normed",
+    }
+    _, report = train(
+        pipe,
+        config,
+        PROMPTS,
+        runner=_runner(pipe),
+        out=tmp_path / "o",
+        data_dir=tmp_path / "d",
+        show_progress=False,
+    )
     assert len(report.losses["stage2"]) == 1 and report.losses["stage2"][0] > 0
 
 
@@ -89,6 +124,13 @@ def test_stage2_output_loss_is_refused_before_collection_on_a_tap_without_head(p
 
     config = _config({"name": "kan"}, stage2={"epochs": 1, "loss": "output"})
     with pytest.raises(TrainingError, match="head"):
-        train(pipe, config, PROMPTS, runner=_runner(pipe), out=tmp_path / "o", data_dir=tmp_path / "d",
-              show_progress=False)
+        train(
+            pipe,
+            config,
+            PROMPTS,
+            runner=_runner(pipe),
+            out=tmp_path / "o",
+            data_dir=tmp_path / "d",
+            show_progress=False,
+        )
     assert not (tmp_path / "d" / "trajectories").exists()

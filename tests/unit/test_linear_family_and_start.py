@@ -88,7 +88,7 @@ def test_fit_does_not_depend_on_how_the_rows_are_batched() -> None:
         for step in forecast_steps(teacher):
             idx = teacher.history(step)
             for start in range(0, 6, batch):
-                rows = taps[start:start + batch]
+                rows = taps[start : start + batch]
                 yield Example(teacher.forecast_input([rows[:, j] for j in idx], idx, step), rows[:, step])
 
     one.fit_closed_form(examples(6))
@@ -116,8 +116,9 @@ def test_linear_is_bound_to_its_schedule() -> None:
 @pytest.mark.parametrize("family", [KANPredictor, MLPPredictor])
 def test_a_learned_expert_starts_from_taylor1_coefficients(family) -> None:
     """Taylor-1 is ``h[-1] + r_s (h[-1] − h[-2])``: rank one, so the expert reproduces it closely."""
-    config = (KANConfig if family is KANPredictor else MLPConfig)(taps=4, per_channel=True,
-                                                                  relative_units="spacing")
+    config = (KANConfig if family is KANPredictor else MLPConfig)(
+        taps=4, per_channel=True, relative_units="spacing"
+    )
     torch.manual_seed(0)
     expert = family(config, PredictorContext(channels=4))
     teacher = TeacherForcing(expert, DECISIONS, TIMES)
@@ -167,17 +168,23 @@ def test_snr_db_is_per_sample_and_capped_for_exact_matches() -> None:
 def test_forecast_input_of_a_single_entry_history_still_works() -> None:
     p = linear()
     x = torch.randn(2, 3, 4)
-    out = p(ForecastInput([x], torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor(0.9), torch.tensor(1.0)))
+    out = p(
+        ForecastInput([x], torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor(0.9), torch.tensor(1.0))
+    )
     assert torch.equal(out, x)
 
 
 def test_the_cli_line_says_which_start_won_and_by_how_much() -> None:
     from lesa_core.trainer.selection import describe_selection
 
-    selection = {"validation_prompts": 6,
-                 "start": {"candidates": {"reuse": 41.44, "linear": 43.58}, "chosen": "linear"},
-                 "epochs": {"space": "image", "best": "stage1 epoch 5", "best_db": 45.53, "gain_over_start_db": 1.94}}
+    selection = {
+        "validation_prompts": 6,
+        "start": {"candidates": {"reuse": 41.44, "linear": 43.58}, "chosen": "linear"},
+        "epochs": {"space": "image", "best": "stage1 epoch 5", "best_db": 45.53, "gain_over_start_db": 1.94},
+    }
     line = describe_selection(selection)
     assert line is not None and "6 validation prompts (image PSNR" in line
-    assert "start: linear (43.58 dB; reuse 41.44)" in line and "kept: stage1 epoch 5 (45.53 dB, +1.94 dB" in line
+    assert (
+        "start: linear (43.58 dB; reuse 41.44)" in line and "kept: stage1 epoch 5 (45.53 dB, +1.94 dB" in line
+    )
     assert describe_selection({"validation_prompts": 0}) is None

@@ -42,5 +42,7 @@ class LinearConfig(PredictorConfig):
         if any(not (0.0 <= x <= 1.0) for x in value):  # also rejects NaN
             raise ValueError("schedule times must lie in [0, 1] (flow time, 1 = noise)")
         if any(a <= b for a, b in zip(value, value[1:], strict=False)):
-            raise ValueError("schedule must be strictly descending: S + 1 flow times from ~1 to the terminal 0")
+            raise ValueError(
+                "schedule must be strictly descending: S + 1 flow times from ~1 to the terminal 0"
+            )
         return value

@@ -89,8 +89,11 @@ class LinearStepPredictor(LinearPredictor):
         shape: tuple[int, ...] = ()
         if config.per_channel:
             if self.context.channels is None:
-                raise ConfigError("per_channel needs the tap's channel count; build the predictor with "
-                                  "PredictorContext(channels=C)", path="predictor.per_channel")
+                raise ConfigError(
+                    "per_channel needs the tap's channel count; build the predictor with "
+                    "PredictorContext(channels=C)",
+                    path="predictor.per_channel",
+                )
             shape = (self.context.channels,)
         steps, k = len(config.schedule) - 1, config.taps
         coef = torch.zeros(steps, k, *shape)
@@ -118,7 +121,7 @@ class LinearStepPredictor(LinearPredictor):
         coef = torch.index_select(self.coef, 0, step)[0].to(torch.float32)
         bias = torch.index_select(self.bias, 0, step)[0].to(torch.float32)
         if n < k:  # the fit of this step saw n entries: its older slots are zero
-            coef = coef[k - n:]
+            coef = coef[k - n :]
         elif n > k:
             coef = torch.cat([coef.new_zeros((n - k, *coef.shape[1:])), coef])
         return coef, bias
@@ -140,21 +143,28 @@ class LinearStepPredictor(LinearPredictor):
             x = torch.stack([*features, torch.ones_like(features[-1])], dim=-1)
             y = example.target.to(torch.float64) - features[-1]
             equations.setdefault(step, _NormalEquations(n)).add(
-                rearrange(x, "... c i -> (...) 1 c i"), rearrange(y, "... c -> (...) 1 c"), self.config.per_channel)
+                rearrange(x, "... c i -> (...) 1 c i"),
+                rearrange(y, "... c -> (...) 1 c"),
+                self.config.per_channel,
+            )
         if not equations:
-            raise TrainingError("the linear family got no teacher-forced examples to fit: the policy forecasts "
-                                "no step of this schedule with the family's history; check policy and steps")
+            raise TrainingError(
+                "the linear family got no teacher-forced examples to fit: the policy forecasts "
+                "no step of this schedule with the family's history; check policy and steps"
+            )
         residual = total = 0.0
         k = self.config.taps
         for step, eq in sorted(equations.items()):
             w, res, tot = eq.solve(self.config.ridge)
             if not bool(torch.isfinite(w).all()):
-                raise TrainingError(f"the closed-form fit of step {step} is not finite; the trajectories hold "
-                                    "non-finite values, or raise predictor.ridge")
+                raise TrainingError(
+                    f"the closed-form fit of step {step} is not finite; the trajectories hold "
+                    "non-finite values, or raise predictor.ridge"
+                )
             n = eq.entries
             coef = torch.zeros_like(self.coef[step])
             weights = rearrange(w[..., :n], "c k -> k c") if self.config.per_channel else w[:n]
-            coef[k - n:] = weights.to(coef.dtype)
+            coef[k - n :] = weights.to(coef.dtype)
             coef[-1] += 1.0
             self.coef[step] = coef
             self.bias[step] = w[..., n].to(self.bias.dtype)
@@ -170,8 +180,10 @@ class LinearStepPredictor(LinearPredictor):
 
     def check_time(self, step_index: int, t: float) -> None:
         if not 0 <= step_index < self.num_steps:
-            raise ScheduleMismatchError(f"step {step_index} is outside the {self.num_steps}-step schedule this "
-                                        f"linear predictor was fitted on; sample with {self.num_steps} steps")
+            raise ScheduleMismatchError(
+                f"step {step_index} is outside the {self.num_steps}-step schedule this "
+                f"linear predictor was fitted on; sample with {self.num_steps} steps"
+            )
         expected = float(self.schedule[step_index])
         if not abs(t - expected) <= self.config.schedule_atol:
             raise ScheduleMismatchError(

@@ -48,16 +48,21 @@ def schedule_text(policy: dict[str, Any]) -> str:
     n, e = policy.get("interval", 7), policy.get("warmup", 3)
     phase = policy.get("phase")
     forced = list(policy.get("force_full", [3]))
-    return (f"N = {n}, E = {e}, phase {'E + N − 1' if phase is None else phase}, "
-            f"forced {forced if forced else 'none'}")
+    return (
+        f"N = {n}, E = {e}, phase {'E + N − 1' if phase is None else phase}, "
+        f"forced {forced if forced else 'none'}"
+    )
 
 
 def recipe_config(source: ModelSource, num_steps: int | None = None) -> dict[str, Any]:
     """The one default recipe on ``source``: its tap, router, policy and collection size; ``predictor: kan``
     and the library's training defaults."""
     base = source.default_config()
-    training = {k: v for k, v in base.get("training", {}).items()
-                if k in ("num_prompts", "num_steps", "token_subsample", "prompts", "seed")}
+    training = {
+        k: v
+        for k, v in base.get("training", {}).items()
+        if k in ("num_prompts", "num_steps", "token_subsample", "prompts", "seed")
+    }
     if num_steps is not None:
         training["num_steps"] = num_steps
     config = {k: base[k] for k in ("model", "tap", "router", "policy") if base.get(k) is not None}
@@ -89,15 +94,29 @@ class ZooSetting:
         """The recipe's paired differences (see the module docstring)."""
         best = self.best_free()
         longer = f"lesa@N{self.long_interval}"
-        return {f"lesa − {best}": paired(self.per_image("lesa"), self.per_image(best)),
-                f"{longer} − {best}@N{self.policy.get('interval')}": paired(self.per_image(longer), self.per_image(best)),
-                "lesa − linear": paired(self.per_image("lesa"), self.per_image("linear"))}
+        return {
+            f"lesa − {best}": paired(self.per_image("lesa"), self.per_image(best)),
+            f"{longer} − {best}@N{self.policy.get('interval')}": paired(
+                self.per_image(longer), self.per_image(best)
+            ),
+            "lesa − linear": paired(self.per_image("lesa"), self.per_image("linear")),
+        }
 
 
-def check_recipe(source: ModelSource, model: str, *, out: str | Path, setting: str = "default",
-                 call: dict[str, Any] | None = None, num_steps: int | None = None, eval_prompts: int = 64,
-                 long_interval: int = 10, device: str = "cpu", show_progress: bool = True,
-                 log: Callable[[str], None] = print) -> ZooSetting:
+def check_recipe(
+    source: ModelSource,
+    model: str,
+    *,
+    out: str | Path,
+    setting: str = "default",
+    call: dict[str, Any] | None = None,
+    num_steps: int | None = None,
+    eval_prompts: int = 64,
+    long_interval: int = 10,
+    device: str = "cpu",
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> ZooSetting:
     """Train the recipe and the ``linear`` peer on ``source`` (with ``call`` overriding its sampling call) and
     evaluate every method on ``eval_prompts`` held-out prompts (module docstring); trajectories, bundles and
     ``setting.json`` go under ``out``."""
@@ -120,16 +139,31 @@ def check_recipe(source: ModelSource, model: str, *, out: str | Path, setting: s
     load = os.getloadavg()[0]
     began = time.perf_counter()
     log(f"{model} / {setting}: training lesa (predictor: kan, the default recipe)")
-    bundle, report = train(pipe, config, prompts, runner=runner, out=out / "lesa", data_dir=out / "data",
-                           checkpoint_dir=out / "checkpoint-lesa", show_progress=show_progress)
+    bundle, report = train(
+        pipe,
+        config,
+        prompts,
+        runner=runner,
+        out=out / "lesa",
+        data_dir=out / "data",
+        checkpoint_dir=out / "checkpoint-lesa",
+        show_progress=show_progress,
+    )
     result.seconds["collect_and_train_lesa"] = time.perf_counter() - began
     result.seconds.update({f"lesa_{k}": v for k, v in report.seconds.items()})
     result.selection = {"lesa": report.selection, "losses": report.losses}
     began = time.perf_counter()
     log(f"{model} / {setting}: fitting linear")
-    linear, linear_report = train(pipe, {**config, "predictor": {"name": "linear"}}, prompts, runner=runner,
-                                  out=out / "linear", data_dir=out / "data", checkpoint_dir=out / "checkpoint-linear",
-                                  show_progress=show_progress)
+    linear, linear_report = train(
+        pipe,
+        {**config, "predictor": {"name": "linear"}},
+        prompts,
+        runner=runner,
+        out=out / "linear",
+        data_dir=out / "data",
+        checkpoint_dir=out / "checkpoint-linear",
+        show_progress=show_progress,
+    )
     result.seconds["train_linear"] = time.perf_counter() - began
     result.selection["linear"] = linear_report.selection
     result.load_average = [load, os.getloadavg()[0]]
@@ -140,19 +174,40 @@ def check_recipe(source: ModelSource, model: str, *, out: str | Path, setting: s
     def peer(order: int, pol: dict[str, Any]) -> dict[str, Any]:
         return {**shared, "policy": pol, "predictor": {"name": "taylor", "order": order}}
 
-    methods: dict[str, Any] = {"full": None, "lesa": {"bundle": str(bundle)}, "linear": {"bundle": str(linear)},
-                               **{name: peer(order, policy) for name, order in PEERS.items()},
-                               f"lesa@N{long_interval}": {"bundle": str(bundle), "policy": longer},
-                               f"taylor1@N{long_interval}": peer(1, longer)}
+    methods: dict[str, Any] = {
+        "full": None,
+        "lesa": {"bundle": str(bundle)},
+        "linear": {"bundle": str(linear)},
+        **{name: peer(order, policy) for name, order in PEERS.items()},
+        f"lesa@N{long_interval}": {"bundle": str(bundle), "policy": longer},
+        f"taylor1@N{long_interval}": peer(1, longer),
+    }
     held_out = source.eval_prompts()[:eval_prompts]
     seeds = [10_000 + i for i in range(len(held_out))]
     log(f"{model} / {setting}: evaluating {len(methods)} methods on {len(held_out)} held-out prompts")
     began = time.perf_counter()
-    results = evaluate(pipe, methods, held_out, seeds, num_steps=steps, call_kwargs=call_kwargs, source=source,
-                       show_progress=show_progress, reference_tap=run.config.tap)
+    results = evaluate(
+        pipe,
+        methods,
+        held_out,
+        seeds,
+        num_steps=steps,
+        call_kwargs=call_kwargs,
+        source=source,
+        show_progress=show_progress,
+        reference_tap=run.config.tap,
+    )
     result.seconds["evaluate"] = time.perf_counter() - began
-    result.rows = {r.name: {"psnr": r.psnr, "ssim": r.ssim, "full_passes": r.full_passes,
-                            "psnr_per_image": list(r.psnr_per_image)} for r in results if r.name != "full"}
+    result.rows = {
+        r.name: {
+            "psnr": r.psnr,
+            "ssim": r.ssim,
+            "full_passes": r.full_passes,
+            "psnr_per_image": list(r.psnr_per_image),
+        }
+        for r in results
+        if r.name != "full"
+    }
     (out / "setting.json").write_text(json.dumps(asdict(result), indent=1, default=str) + "\n")
     return result
 
@@ -168,16 +223,21 @@ class ZooReport:
 
     def markdown(self) -> str:
         """One table of PSNR (dB) per model and setting, then the recipe's paired checks."""
-        lines = ["| model | setting | steps | full-step schedule | full passes | lesa | linear | reuse | taylor1 | "
-                 "taylor2 | lesa, longer N (full passes) | taylor1, longer N |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "| model | setting | steps | full-step schedule | full passes | lesa | linear | reuse | taylor1 | "
+            "taylor2 | lesa, longer N (full passes) | taylor1, longer N |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for s in self.settings:
             longer = f"lesa@N{s.long_interval}"
             lines.append(
                 f"| {s.model} | {s.setting} | {s.steps} | {schedule_text(s.policy)} | {s.rows['lesa']['full_passes']:g} | "
-                + " | ".join(f"{s.rows[n]['psnr']:.2f}" for n in ("lesa", "linear", "reuse", "taylor1", "taylor2"))
+                + " | ".join(
+                    f"{s.rows[n]['psnr']:.2f}" for n in ("lesa", "linear", "reuse", "taylor1", "taylor2")
+                )
                 + f" | {s.rows[longer]['psnr']:.2f} (N = {s.long_interval}, {s.rows[longer]['full_passes']:g}) | "
-                f"{s.rows[f'taylor1@N{s.long_interval}']['psnr']:.2f} |")
+                f"{s.rows[f'taylor1@N{s.long_interval}']['psnr']:.2f} |"
+            )
         lines += ["", "| model | setting | check | Δ dB ± s.e. (paired, per image) |", "|---|---|---|---|"]
         for s in self.settings:
             for name, (mean, se) in s.checks().items():
@@ -191,18 +251,37 @@ def trained_sources(host: Any) -> dict[str, ModelSource]:
     return {name: source for name, source in sources.items() if getattr(source, "trained", True)}
 
 
-def run_zoo(sources: dict[str, ModelSource], *, out: str | Path, settings: dict[str, dict[str, Any]] | None = None,
-            eval_prompts: int = 64, long_interval: int = 10, device: str = "cpu", show_progress: bool = True,
-            log: Callable[[str], None] = print) -> ZooReport:
+def run_zoo(
+    sources: dict[str, ModelSource],
+    *,
+    out: str | Path,
+    settings: dict[str, dict[str, Any]] | None = None,
+    eval_prompts: int = 64,
+    long_interval: int = 10,
+    device: str = "cpu",
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> ZooReport:
     """:func:`check_recipe` on every source and setting (``settings``: name → call overrides; default the
     model's own call only); writes ``zoo.json`` and ``zoo.md`` into ``out``."""
     out = Path(out)
     report = ZooReport()
     for model, source in sources.items():
         for setting, call in (settings or {"default": {}}).items():
-            report.settings.append(check_recipe(source, model, out=out / model / setting, setting=setting, call=call,
-                                                eval_prompts=eval_prompts, long_interval=long_interval, device=device,
-                                                show_progress=show_progress, log=log))
+            report.settings.append(
+                check_recipe(
+                    source,
+                    model,
+                    out=out / model / setting,
+                    setting=setting,
+                    call=call,
+                    eval_prompts=eval_prompts,
+                    long_interval=long_interval,
+                    device=device,
+                    show_progress=show_progress,
+                    log=log,
+                )
+            )
             (out / "zoo.json").write_text(json.dumps(report.to_json(), indent=1, default=str) + "\n")
             (out / "zoo.md").write_text(report.markdown())
     return report
