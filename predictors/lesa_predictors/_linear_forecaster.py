@@ -37,6 +37,11 @@ Initialisation — an untrained expert is (almost) **reuse**: ``w`` is the first
 reuse quality, on the Taylor-1 direction (α = Δt ratio gives Taylor order 1), and no gradient is zero at
 the start (``z ≠ 0`` feeds ``f``, ``α ≠ 0`` feeds ``w`` and ``b``). α ≈ 1 would instead overshoot in
 ``history: full`` mode, where the right Taylor-1 factor is j/N ≤ (N−1)/N.
+
+Starting elsewhere — the trainer usually replaces that initialisation: :meth:`start_from` (the
+:class:`~lesa_core.interfaces.CoefficientStart` capability) sets ``w``, ``b`` and the time network to
+reproduce the per-step coefficients of the best training-free or closed-form forecaster on the run's
+validation slice (``training.start``; :mod:`lesa_core.trainer.selection`).
 """
 
 from __future__ import annotations
