@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from lesa_core import distributed
     from lesa_core.errors import ConfigError
     from lesa_core.trainer import PipelineRunner, train
+    from lesa_core.trainer.selection import describe_selection
 
     note_batch_size(args)
     stages = args.stages
@@ -64,4 +65,7 @@ def run(args: argparse.Namespace) -> int:
             last = {k: (v[-1] if v else None) for k, v in report.losses.items()}
             print(f"wrote bundle {path} ({report.updates} updates; final L1 stage 1: {last.get('stage1')}, "
                   f"stage 2: {last.get('stage2')})" + (f" [{dist.world_size} ranks]" if dist.world_size > 1 else ""))
+            summary = describe_selection(report.selection)
+            if summary:
+                print(summary)
     return 0

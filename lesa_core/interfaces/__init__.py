@@ -9,6 +9,7 @@
 
 from lesa_core.interfaces.adapter import Attachment, BackboneAdapter, RuntimeComponents, StepEvent, TapSpec
 from lesa_core.interfaces.base import PluginConfig
+from lesa_core.interfaces.fitting import ClosedFormFit, CoefficientStart, CoefficientTarget, Example
 from lesa_core.interfaces.policy import AlwaysCompute, CachePolicy, Decision, ScheduleError, StepInfo, replay
 from lesa_core.interfaces.predictor import ForecastInput, LinearPredictor, Predictor, PredictorContext
 from lesa_core.interfaces.router import StageRouter
@@ -18,7 +19,11 @@ __all__ = [
     "Attachment",
     "BackboneAdapter",
     "CachePolicy",
+    "ClosedFormFit",
+    "CoefficientStart",
+    "CoefficientTarget",
     "Decision",
+    "Example",
     "ForecastInput",
     "LinearPredictor",
     "PluginConfig",

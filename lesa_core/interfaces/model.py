@@ -19,9 +19,12 @@ class ModelSource(ABC):
     """Base class of model sources.
 
     :cvar description: one line for ``lesa plugins``.
+    :cvar trained: ``False`` for a source whose weights are not trained (random-init shapes for speed
+        measurements): quality comparisons over every model (``lesa bench --quality --zoo``) skip it.
     """
 
     description: str = ""
+    trained: bool = True
 
     @abstractmethod
     def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:

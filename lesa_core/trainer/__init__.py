@@ -22,6 +22,7 @@ size of the first shard) and before training (from the predictor's size).
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from lesa_core import distributed
 from lesa_core.assembly import Assembly, Binding, bind, find_transformer, model_device
 from lesa_core.bundle import check_bundle_destination, save_bundle
 from lesa_core.errors import TrainingError
-from lesa_core.interfaces import StageRouter
+from lesa_core.interfaces import ClosedFormFit, StageRouter
 from lesa_core.outputs import check_free_space, check_not_nested, check_output_folder, check_writable
 from lesa_core.plugins import PluginHost, get_plugin_host
 from lesa_core.run import ConfigLike, ResolvedRun, resolve_run
@@ -45,6 +46,15 @@ from lesa_core.trainer.losses import latent_loss_head
 from lesa_core.trainer.policy_fit import fit_policy
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
 from lesa_core.trainer.schedule import history_indices
+from lesa_core.trainer.selection import (
+    BestKeeper,
+    ClosedLoopValidator,
+    can_start_from_coefficients,
+    choose_start,
+    fit_closed_form,
+    training_slice,
+    validation_count,
+)
 from lesa_core.trainer.store import STORE_META, StoreMeta, TrajectoryStore
 
 __all__ = [
@@ -96,8 +106,8 @@ def check_collectable(binding: Binding, runner: TrajectoryRunner | None = None) 
 
 def check_trainable(binding: Binding, runner: TrajectoryRunner | None = None) -> None:
     """Refuse, before anything is collected, a run that cannot be trained on this model: a training-free
-    predictor family, a ``training.loss`` that cannot be measured on the tap, or a collection that
-    :func:`check_collectable` refuses.
+    predictor family, a ``training.loss`` / ``training.stage2.loss`` that cannot be measured on the tap, or a
+    collection that :func:`check_collectable` refuses.
 
     :raises TrainingError: saying what to change.
     """
@@ -108,7 +118,7 @@ def check_trainable(binding: Binding, runner: TrajectoryRunner | None = None) ->
             "(lesa_core.attach(pipe, config), `lesa sample --config`) or choose a learnable family such as kan"
         )
     check_collectable(binding, runner)
-    if run.config.training.loss == "latent":
+    if run.config.training.loss == "latent" or run.config.training.stage2.loss == "output":
         latent_loss_head(binding.adapter, binding.tap)
         settings = runner.settings if runner is not None else {}
         if len(binding.adapter.batched_guidance) >= 2 and not {"guidance_scale", "true_cfg_scale"} & set(settings):
@@ -286,13 +296,15 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
         _check_space_for_training(assembly, checkpoints, Path(out))
         device = model_device(model)
         assembly.predictor.to(device)
-        trainer = Trainer(assembly, meta, {k: v.to(device) for k, v in taps.items()}, run.config.training,
-                          checkpoints, show_progress=show_progress)
-        report = trainer.fit(runner, stages=stages)
+        taps = {k: v.to(device) for k, v in taps.items()}
+        report = _fit(assembly, meta, taps, runner, checkpoints, stages=stages, host=host,
+                      show_progress=show_progress)
         predictor = assembly.predictor.eval().requires_grad_(False)
         run, policy_fit = fit_policy(run, predictor, taps, meta.schedule, host=host)
         assembly = Assembly(run, assembly.adapter, assembly.tap, predictor)
         extra: dict[str, Any] = {"losses": report.losses, "updates": report.updates, "num_prompts": len(meta.prompts)}
+        if report.selection:
+            extra["selection"] = report.selection
         if policy_fit is not None:
             extra["policy_fit"] = policy_fit
         metadata = assembly.bundle_metadata(host, schedule=meta.schedule, extra=extra)
@@ -301,6 +313,47 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
             path = save_bundle(out, predictor, metadata)
         distributed.barrier()
     return path, report
+
+
+def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], runner: TrajectoryRunner,
+         checkpoints: Path, *, stages: Sequence[int], host: PluginHost, show_progress: bool) -> TrainReport:
+    """Fit the assembled predictor: in closed form when its family can (:class:`ClosedFormFit`), else by the
+    two stages; with a validation slice, the start is the best of ``training.start`` and the best epoch is
+    kept (:mod:`lesa_core.trainer.selection`)."""
+    training = assembly.config.training
+    assert meta.schedule is not None
+    num_validation = validation_count(len(meta.prompts), training.validation_prompts)
+    train_meta, train_taps = training_slice(meta, taps, num_validation)
+    validator = (ClosedLoopValidator(assembly, runner, meta, range(len(meta.prompts) - num_validation,
+                                                                    len(meta.prompts)))
+                 if num_validation else None)
+    decisions = assembly.plugins.make_policy().schedule(meta.num_steps)
+    times = torch.tensor(meta.schedule[: meta.num_steps], dtype=torch.float32)
+    selection: dict[str, Any] = {"validation_prompts": num_validation}
+    predictor = assembly.predictor
+    if isinstance(predictor, ClosedFormFit):
+        start = time.perf_counter()
+        selection["closed_form"] = fit_closed_form(predictor, decisions, times, train_taps)
+        report = TrainReport(seconds={"closed_form": time.perf_counter() - start})
+        if validator is not None:
+            selection["validation_db"] = round(validator.score(predictor), 4)
+        report.selection = selection
+        return report
+    start_choice = None
+    if validator is not None and training.start and can_start_from_coefficients(predictor):
+        start = time.perf_counter()
+        start_choice = choose_start(assembly, validator, training.start, decisions, times, train_taps,
+                                    meta.schedule, host=host)
+        start_choice.seconds = time.perf_counter() - start
+        selection["start"] = start_choice.summary()
+    keeper = BestKeeper(validator, predictor) if validator is not None else None
+    trainer = Trainer(assembly, train_meta, train_taps, training, checkpoints, show_progress=show_progress,
+                      keeper=keeper)
+    report = trainer.fit(runner, stages=stages)
+    if start_choice is not None:
+        report.seconds["start"] = start_choice.seconds
+    report.selection = {**selection, **report.selection}
+    return report
 
 
 def _check_space_for_training(assembly: Assembly, checkpoints: Path, out: Path) -> None:

@@ -40,6 +40,7 @@ class TrainState:
     updates: int = 0
     stage2_updates: int = 0
     losses: dict[str, list[float]] = field(default_factory=lambda: {"stage1": [], "stage2": []})
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 def stage1_checkpoint(folder: Path) -> Path:
@@ -53,8 +54,11 @@ def run_key(*parts: Any) -> str:
 
 
 def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.Optimizer, train_state: TrainState,
-                    ) -> None:
+                    extra: dict[str, torch.Tensor] | None = None) -> None:
     """Write the checkpoint atomically (both files replaced together via a fresh folder).
+
+    :param extra: more tensors to keep with it (the best weights so far of a selecting run, say); read back
+        by :func:`load_checkpoint`'s ``extra``.
 
     :raises OutputError: if the disk is full or the folder not writable (the previous checkpoint is kept).
     """
@@ -64,6 +68,7 @@ def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
     folder.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {f"predictor.{k}": v.detach().cpu().contiguous()
                                         for k, v in predictor.state_dict().items()}
+    tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     opt_state = optimizer.state_dict()
     scalars: dict[str, Any] = {}
     for index, state in opt_state["state"].items():
@@ -105,8 +110,10 @@ def save_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
 
 
 def load_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.Optimizer, key: str,
-                    ) -> TrainState | None:
+                    extra: dict[str, torch.Tensor] | None = None) -> TrainState | None:
     """Restore predictor and optimizer from ``folder`` if it holds a checkpoint of run ``key``.
+
+    :param extra: filled with the checkpoint's extra tensors (see :func:`save_checkpoint`), if given.
 
     A run killed while replacing the checkpoint leaves the previous one as ``.<name>.old``; it is
     put back and used.
@@ -151,6 +158,8 @@ def load_checkpoint(folder: Path, predictor: nn.Module, optimizer: torch.optim.O
             index, field_name = name.split(".", 1)
             opt_state["state"].setdefault(int(index), {})[field_name] = value
         optimizer.load_state_dict(opt_state)
+        if extra is not None:
+            extra.update({k.removeprefix("extra."): v for k, v in tensors.items() if k.startswith("extra.")})
     except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise damaged(f"{CHECKPOINT_STATE} / {CHECKPOINT_TENSORS}", exc) from None
     return train_state
@@ -163,7 +172,7 @@ def _train_state(progress: Any) -> TrainState:
     state = TrainState(**progress)
     ints = (state.phase, state.epoch, state.updates, state.stage2_updates)
     if (not isinstance(state.key, str) or any(type(v) is not int or v < 0 for v in ints) or state.phase not in (1, 2)
-            or not isinstance(state.losses, dict)
+            or not isinstance(state.losses, dict) or not isinstance(state.selection, dict)
             or not all(isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in state.losses.values())):
         raise ValueError("'progress' holds values of the wrong type")
     return state

@@ -51,6 +51,7 @@ from lesa_core.trainer.optim import PredictorOptimizer
 from lesa_core.trainer.rollout import ClosedLoopRollout, OnlineRollout, ReplayRollout
 from lesa_core.trainer.runner import TrajectoryRunner
 from lesa_core.trainer.schedule import STAGE2_PROMPT_ORDER, cosine_lr, data_order, unit_batches
+from lesa_core.trainer.selection import BestKeeper
 from lesa_core.trainer.store import StoreMeta
 from lesa_core.trainer.sync import gradient_sync
 
@@ -63,6 +64,7 @@ class TrainReport:
     updates: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     resumed_from: tuple[int, int] | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
@@ -73,12 +75,15 @@ class Trainer:
     :param taps: ground truth, context → (P, S, N', C) float32.
     :param training: the training section of the run config.
     :param checkpoint_dir: where per-epoch checkpoints go (resumed when they match this run).
+    :param keeper: scores the start and every epoch on a validation slice and restores the best weights at
+        the end (:mod:`lesa_core.trainer.selection`); ``None``: the last epoch's weights are returned. A resumed
+        run scores the weights it resumed from as its start.
     :raises TrainingError: if the store has no schedule, the predictor nothing to train, or
         ``training.loss`` cannot be measured on these trajectories.
     """
 
     def __init__(self, assembly: Assembly, meta: StoreMeta, taps: dict[str, Tensor], training: TrainingConfig,
-                 checkpoint_dir: Path, *, show_progress: bool = True) -> None:
+                 checkpoint_dir: Path, *, show_progress: bool = True, keeper: BestKeeper | None = None) -> None:
         if meta.schedule is None:
             raise TrainingError("the trajectory store has no schedule; collection did not finish")
         self.assembly = assembly
@@ -100,10 +105,14 @@ class Trainer:
         self.latent_loss = (LatentSpanLoss(self.teacher, assembly.adapter, assembly.tap, taps, meta)
                             if training.loss == "latent" else None)  # refused here, before any training
         self.show_progress = show_progress and self.sync.is_main  # one progress bar per run
+        self.keeper = keeper
 
     def _checkpoint(self, state: TrainState, folder: Path | None = None) -> None:
+        extra = None
+        if self.keeper is not None:
+            state.selection, extra = self.keeper.to_state()
         if self.sync.is_main:
-            save_checkpoint(folder or self.checkpoint_dir, self.predictor, self.optimizer.adamw, state)
+            save_checkpoint(folder or self.checkpoint_dir, self.predictor, self.optimizer.adamw, state, extra)
         self.sync.barrier()
 
     def check_finite(self, stage: str, epoch: int, losses: Sequence[float], *, weights: bool = False) -> None:
@@ -138,6 +147,8 @@ class Trainer:
         state.updates += len(losses)
         state.losses[stage].append(sum(losses) / max(len(losses), 1))
         bar.set_postfix(loss=f"{state.losses[stage][-1]:.4f}")
+        if self.keeper is not None:
+            self.keeper.consider(f"{stage} epoch {epoch + 1}")
         self._checkpoint(state)
 
     def stage1(self, state: TrainState) -> None:
@@ -220,10 +231,12 @@ class Trainer:
             checkpoint is gone, or the ranks of a data-parallel run resumed from different checkpoints.
         """
         state = TrainState(key=self.key)
-        restored = load_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer.adamw, self.key)
+        extra: dict[str, Tensor] = {}
+        restored = load_checkpoint(self.checkpoint_dir, self.predictor, self.optimizer.adamw, self.key, extra)
         if restored is not None and restored.phase == 2 and 2 not in stages:
             snapshot = stage1_checkpoint(self.checkpoint_dir)
-            restored = load_checkpoint(snapshot, self.predictor, self.optimizer.adamw, self.key)
+            extra = {}
+            restored = load_checkpoint(snapshot, self.predictor, self.optimizer.adamw, self.key, extra)
             if restored is None:
                 raise TrainingError(
                     f"{self.checkpoint_dir} holds a run that is past stage 1, and the checkpoint of stage 1's end "
@@ -234,6 +247,8 @@ class Trainer:
             state = restored
             self.report.resumed_from = (state.phase, state.epoch)
         self.sync.start_together(self.predictor, state, self.checkpoint_dir)
+        if self.keeper is not None and not (restored is not None and self.keeper.load_state(state.selection, extra)):
+            self.keeper.consider("start" if restored is None else f"resumed at stage {state.phase} epoch {state.epoch}")
         if 1 in stages and state.phase == 1:
             self.stage1(state)
         if 2 in stages and self.training.stage2.epochs > 0:
@@ -243,6 +258,9 @@ class Trainer:
                 self._checkpoint(state, stage1_checkpoint(self.checkpoint_dir))
                 state.phase, state.epoch = 2, 0
             self.stage2(state, runner)
+        if self.keeper is not None:
+            self.keeper.restore()
+            self.report.selection["epochs"] = self.keeper.summary()
         self.predictor.eval()
         self.report.losses = state.losses
         self.report.updates = state.updates

@@ -5,8 +5,9 @@ The model samples a batch of prompts with the predictor attached (:meth:`ClosedL
 runtime runs the real model on full steps of the drifting trajectory and reports every step to
 :meth:`ClosedLoopRollout.observe`. At each forecast step the predictor learns from what the runtime
 really forecast from (real features of the drifting trajectory, and its own forecasts in ``steps``
-mode), by L1 against the uncached ground truth of that step. Gradients flow through the current
-forecast only. Two ways to update (``training.stage2.update``):
+mode), by L1 against the uncached ground truth of that step (on the tap, or with ``stage2.loss:
+output`` both mapped through the adapter's tap head to the model output). Gradients flow through the
+current forecast only. Two ways to update (``training.stage2.update``):
 
 * :class:`ReplayRollout` (``replay``, the default) records those histories during the rollout and then
   takes ``replay_epochs`` shuffled passes over the forecast steps, one batched update each (the
@@ -33,6 +34,7 @@ from lesa_core.assembly import Assembly
 from lesa_core.config import ClosedLoopConfig
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import Decision, ForecastInput, RuntimeComponents, StepEvent
+from lesa_core.trainer.losses import latent_loss_head
 from lesa_core.trainer.optim import PredictorOptimizer
 from lesa_core.trainer.runner import TrajectoryRunner
 from lesa_core.trainer.schedule import STAGE2_REPLAY_ORDER, cosine_lr, data_order
@@ -106,6 +108,7 @@ class ClosedLoopRollout(ABC):
         self.updates = updates
         self.losses: list[float] = []
         self.batch: PromptBatch | None = None
+        self.head = latent_loss_head(assembly.adapter, assembly.tap) if phase.loss == "output" else None
         self.components = RuntimeComponents(
             predictor=self.predictor, make_policy=assembly.plugins.make_policy, router=assembly.plugins.router,
             tap=assembly.tap, guard_non_finite=True, observer=self.observe,
@@ -171,7 +174,12 @@ class ClosedLoopRollout(ABC):
         with torch.enable_grad():
             share = None
             if sample is not None:
-                error = self.predictor(sample.inputs) - sample.target
+                forecast, target = self.predictor(sample.inputs), sample.target
+                if self.head is not None:  # stage2.loss: output — the error where it acts
+                    with torch.no_grad():
+                        target = self.head(target)
+                    forecast = self.head(forecast)
+                error = forecast - target
                 share = self.sync.loss_share(error, self.batch.global_rows * sample.contexts)
             lr = cosine_lr(self.phase.lr, self.updates, self.total_updates)
             loss = self.optimizer.update(share, lr, step=step, skip=skip)

@@ -37,11 +37,17 @@ Initialisation — an untrained expert is (almost) **reuse**: ``w`` is the first
 reuse quality, on the Taylor-1 direction (α = Δt ratio gives Taylor order 1), and no gradient is zero at
 the start (``z ≠ 0`` feeds ``f``, ``α ≠ 0`` feeds ``w`` and ``b``). α ≈ 1 would instead overshoot in
 ``history: full`` mode, where the right Taylor-1 factor is j/N ≤ (N−1)/N.
+
+Starting elsewhere — the trainer usually replaces that initialisation: :meth:`start_from` (the
+:class:`~lesa_core.interfaces.CoefficientStart` capability) sets ``w``, ``b`` and the time network to
+reproduce the per-step coefficients of the best training-free or closed-form forecaster on the run's
+validation slice (``training.start``; :mod:`lesa_core.trainer.selection`).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import Annotated, ClassVar, Literal
 
 import torch
@@ -50,7 +56,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from lesa_core.errors import ConfigError, ScheduleMismatchError
-from lesa_core.interfaces import ForecastInput, LinearPredictor, PredictorContext
+from lesa_core.interfaces import CoefficientTarget, ForecastInput, LinearPredictor, PredictorContext
 from lesa_core.interfaces.predictor import HistoryMode, PredictorConfig
 
 TapCount = Annotated[int, Field(strict=True, ge=1, le=64)]
@@ -246,6 +252,75 @@ class TimeScaledLinearPredictor(LinearPredictor):
         elif n > k:  # older entries than the K taps weigh nothing
             coef = torch.cat([coef.new_zeros((n - k, *coef.shape[1:])), coef])
         return coef, bias
+
+    # -- starting from given coefficients (lesa_core.interfaces.CoefficientStart) ----------------
+    START_FIT_ITERATIONS: ClassVar[int] = 400
+    """Full-batch Adam iterations fitting the time network to the start's α per step."""
+
+    def start_from(self, targets: Sequence[CoefficientTarget]) -> float:
+        """Set ``w``, ``b`` and the time network so that the coefficients approximate ``targets``.
+
+        The targets' residuals against reuse, ``[c_s − e_newest, b_s]`` (one row per forecast step), are
+        approximated by the rank-1 product ``α_s · [w, b]`` (the leading singular pair; ``|α_s| ≤ 1``), and the
+        time network is fitted to ``α_s`` on the steps' time encodings (full-batch Adam). A start that is
+        reuse (every residual zero) keeps ``w`` and sets α to zero.
+
+        :return: the mean squared difference between the realised and the target coefficients.
+        """
+        if not targets:
+            return 0.0
+        k, shape = self.taps, tuple(self.bias.shape)
+        rows = []
+        with torch.no_grad():
+            for target in targets:
+                coef, bias = target.coef.to(torch.float64), target.bias.to(torch.float64)
+                if coef.dim() > 1 and not shape:  # per-channel target, shared weights: their mean
+                    coef, bias = coef.mean(-1), bias.mean(-1)
+                n = coef.shape[0]
+                full = torch.zeros((k, *shape), dtype=torch.float64)
+                full[k - n :] = (
+                    coef.cpu().reshape(n, *([1] * len(shape))).expand(n, *shape)
+                    if (shape and coef.dim() == 1)
+                    else coef.cpu()
+                )
+                full[-1] -= 1.0
+                rows.append(torch.cat([full.flatten(), bias.cpu().expand(shape).flatten()]))
+            matrix = torch.stack(rows)  # (steps, K·C + C)
+            u, sigma, vh = torch.linalg.svd(matrix, full_matrices=False)
+            device = self.weight.device
+            if float(sigma[0]) < 1e-9:  # reuse: α = 0 with the current w
+                alphas = torch.zeros(len(targets), dtype=torch.float64)
+            else:
+                alphas, vector = u[:, 0] * sigma[0], vh[0]
+                scale = alphas.abs().max()
+                alphas, vector = alphas / scale, vector * scale
+                if float(alphas.mean()) < 0:
+                    alphas, vector = -alphas, -vector
+                size = self.weight.numel()
+                self.weight.copy_(vector[:size].reshape(self.weight.shape).to(device, self.weight.dtype))
+                self.bias.copy_(vector[size:].reshape(self.bias.shape).to(device, self.bias.dtype))
+            encodings = torch.cat([self.time_encoding(t.inputs) for t in targets]).to(device)
+        wanted = alphas.to(device, torch.float32).reshape(-1, 1)
+        params = list(self.time_net.parameters())
+        optimizer = torch.optim.Adam(params, lr=1e-2)
+        dtype = params[0].dtype
+        with torch.enable_grad():
+            for _ in range(self.START_FIT_ITERATIONS):
+                optimizer.zero_grad()
+                loss = (self.time_net(encodings.to(dtype)).float() - wanted).pow(2).mean()
+                loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            errors = []
+            for target in targets:
+                coef, _ = self.coefficients(target.inputs)
+                want = target.coef.to(coef.device, torch.float32)
+                if want.dim() > coef.dim():
+                    want = want.mean(-1)
+                elif want.dim() < coef.dim():
+                    want = want.unsqueeze(-1)
+                errors.append(float((coef - want).pow(2).mean()))
+        return sum(errors) / len(errors)
 
     # -- schedule binding -----------------------------------------------------------------------
     def check_num_steps(self, num_steps: int) -> None:

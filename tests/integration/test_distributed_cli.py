@@ -36,7 +36,9 @@ CONFIG = {
     # stage 2 samples prompts 2+2, then 1+ghost
     "training": {"num_steps": STEPS, "seed": 3, "prompts": PROMPTS,
                  "stage1": {"epochs": 2, "batch_size": 4, "lr": 0.003},
-                 "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001}},
+                 "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001},
+                 # all 5 prompts train (no validation slice): the batch splits above depend on it
+                 "validation_prompts": 0},
 }
 HOOK = Path(__file__).with_name("cli_with_fault.py")
 

@@ -31,7 +31,10 @@ CONFIG: dict[str, Any] = {
     "predictor": {"name": "kan", "taps": [2, 3, 3], "hidden": [8, 8]},
     "policy": {"name": "interval", "interval": 3, "warmup": 2, "force_full": []},
     "training": {"num_steps": 8, "seed": 11, "stage1": {"epochs": 3, "batch_size": 2, "lr": 0.003},
-                 "stage2": {"epochs": 2, "batch_size": 2, "lr": 0.001}},
+                 "stage2": {"epochs": 2, "batch_size": 2, "lr": 0.001},
+                 # no validation slice: these tests count the pipeline calls of collection and stage 2 (the
+                 # selection's resume is covered by tests/integration/test_trainer_pipeline.py)
+                 "validation_prompts": 0},
 }
 CALL = {"height": 32, "width": 32, "max_sequence_length": 16}
 

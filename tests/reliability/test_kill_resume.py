@@ -217,7 +217,8 @@ def test_interrupted_stage2_with_two_cache_contexts_resumes_bit_identically(tmp_
     config = {"predictor": {"name": "kan", "taps": [2, 3, 3], "hidden": [8, 8]},
               "policy": {"name": "interval", "interval": 3, "warmup": 2, "force_full": []},
               "training": {"num_steps": 8, "seed": 11, "stage1": {"epochs": 1, "batch_size": 2},
-                           "stage2": {"epochs": 2, "batch_size": 2, "lr": 0.001}}}
+                           "stage2": {"epochs": 2, "batch_size": 2, "lr": 0.001},
+                           "validation_prompts": 0}}  # the interrupt counts stage 2's pipeline calls
     prompts = ["a red circle", "a blue square", "a green triangle", "a yellow star"]
     call = dict(height=32, width=32, max_sequence_length=16, negative_prompt="blurry", true_cfg_scale=4.0)
 

@@ -161,6 +161,12 @@ class QualityReport:
                  f"predictors trained on {self.train_prompts} prompts. PSNR/SSIM of the decoded images against the "
                  "same model's full-compute images of the same prompt and seed. Δ = paired difference of "
                  "per-image PSNR against the first row of the table (mean ± standard error over prompts).", ""]
+        policy = self.config.get("policy") or {}
+        if policy.get("name") == "interval":
+            from lesa_workflows.bench.zoo import schedule_text
+
+            lines += [f"Full-step schedule: {schedule_text(policy)}: step s computes when s < E, s is forced, "
+                      "or (s − phase) is a multiple of N (a section at another N changes N only).", ""]
         for section in dict.fromkeys(r.section for r in self.rows):
             rows = [r for r in self.rows if r.section == section and r.name != "full"]
             if not rows:

@@ -66,6 +66,12 @@ def register(subparsers: Any) -> None:
     frontier.add_argument("--frontier-methods", metavar="LIST",
                           help="comma-separated subset of the compared methods (default: all; see "
                                "lesa_workflows.bench.frontier.FAMILIES)")
+    quality.add_argument("--zoo", action="store_true",
+                         help="check the one default recipe (predictor: kan, library training defaults) on every "
+                              "trained model source, with the closed-form linear peer, in one table")
+    quality.add_argument("--zoo-settings", metavar="JSON", default=None,
+                         help='--zoo: settings per model as {"name": {call overrides}}, e.g. '
+                              '\'{"default": {}, "no-cfg": {"true_cfg_scale": 1.0}}\' (default: the model\'s own call)')
     parser.set_defaults(func=run)
 
 
@@ -75,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from lesa_workflows.bench import DEFAULT_METHODS, PolicySpec, run_speed_bench
     from lesa_workflows.bench.methods import EXTRA_METHODS
 
+    if args.quality and args.zoo:
+        return run_zoo_command(args)
     if args.quality:
         return run_quality(args)
     if args.frontier:
@@ -103,6 +111,45 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json()))
     else:
         print(report.table())
+    return 0
+
+
+def run_zoo_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from lesa_core.errors import ConfigError
+    from lesa_core.outputs import claim_output_folder
+    from lesa_core.parsing import parse_json
+    from lesa_core.plugins import get_plugin_host
+    from lesa_workflows.bench.zoo import run_zoo, trained_sources
+
+    settings = None
+    if args.zoo_settings:
+        try:
+            settings = parse_json(args.zoo_settings)
+        except ValueError as exc:
+            raise ConfigError(f"--zoo-settings is not valid JSON ({exc}); pass e.g. "
+                              '\'{"default": {}, "no-cfg": {"true_cfg_scale": 1.0}}\'') from None
+        if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
+            raise ConfigError('--zoo-settings must map a setting name to call overrides, e.g. {"default": {}}')
+    sources = trained_sources(get_plugin_host())
+    if args.model:
+        if args.model not in sources:
+            raise ConfigError(f"--model {args.model}: not a trained model source; choose from {', '.join(sources)}")
+        sources = {args.model: sources[args.model]}
+    if not sources:
+        raise ConfigError("no trained model source is registered; install lesa-embedded (scripts/setup.sh)")
+    claim_output_folder(args.out, command="lesa bench --quality --zoo", markers=("zoo.json",))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    extra = args.extra_interval or 10
+    report = run_zoo(sources, out=args.out, settings=settings, eval_prompts=args.eval_prompts, long_interval=extra,
+                     device=device, show_progress=not args.quiet, log=log)
+    print(json.dumps(report.to_json()) if args.json else report.markdown())
     return 0
 
 

@@ -85,8 +85,16 @@ def run(args: argparse.Namespace) -> int:
     timings["evaluate"] = time.perf_counter() - began
     timings["total"] = time.perf_counter() - started
     meta = json.loads((lesa_bundle / "lesa_bundle.json").read_text())
+    from lesa_core.trainer.selection import describe_selection
+    from lesa_workflows.bench.zoo import schedule_text
+
+    resolved_policy = run.plugins.policy_config.model_dump()  # defaults filled in: E, phase, forced steps
     notes = [
         f"Policy {policy}; router {run.router.as_dict()}; predictor {run.predictor.as_dict()}.",
+        *([f"Full-step schedule: {schedule_text(resolved_policy)}"
+           + (f"; at N = {args.extra_interval} the same with N changed" if args.extra_interval else "") + "."]
+          if policy.get("name") == "interval" else []),
+        *([line] if (line := describe_selection(lesa_report.selection)) else []),
         f"Trained on {len(prompts)} prompts ({lesa_report.updates} updates); "
         f"timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + ".",
     ]

@@ -1,0 +1,423 @@
+"""Selection by what users see: a validation slice scored in closed loop, the best start, the best epoch.
+
+The last prompts of the collection (``training.validation_prompts``, at most a quarter of them) are
+never trained on. :class:`ClosedLoopValidator` samples them with a predictor attached — the run's
+policy, router and tap, exactly as a user would — and scores the output against the full-compute one,
+averaged over the prompts: with a pipeline runner the decoded images by uint8 PSNR (what the benchmarks
+report), with any other runner its output (latents) by SNR in dB, ``10·log10(‖x‖² / ‖x̂ − x‖²)``. Image
+space matters: on the embedded model's validation slice the latent SNR ranks Taylor-1 above reuse, while
+image PSNR ranks reuse above Taylor-1 (docs/results.md).
+
+* **Start** (:func:`choose_start`): every forecaster of ``training.start`` (reuse, Taylor-1, Taylor-2
+  and the closed-form ``linear`` fit by default) is built for the run, fitted in closed form on the
+  training slice if it can be (:class:`~lesa_core.interfaces.ClosedFormFit`), and scored; a learned
+  family that can start from coefficients (:class:`~lesa_core.interfaces.CoefficientStart`) is set to
+  reproduce the best one's coefficients at every forecast step.
+* **Best epoch** (:class:`BestKeeper`): the start and every epoch of both stages are scored; the best
+  weights are restored at the end, so the trainer never returns a predictor worse on the validation
+  slice than its start.
+
+The core names no family: candidates are plugin specs from the config, resolved through the host.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lesa_core.assembly import Assembly, Binding
+from lesa_core.composite import StageAwarePredictor
+from lesa_core.config import PluginSpec
+from lesa_core.errors import ConfigError, LesaError, TrainingError
+from lesa_core.interfaces import (
+    ClosedFormFit,
+    CoefficientStart,
+    CoefficientTarget,
+    Decision,
+    Example,
+    LinearPredictor,
+    Predictor,
+    RuntimeComponents,
+)
+from lesa_core.metrics import psnr, to_uint8
+from lesa_core.plugins import PluginHost
+from lesa_core.trainer.losses import TeacherForcing
+from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
+from lesa_core.trainer.store import StoreMeta
+
+logger = logging.getLogger("lesa")
+
+
+def validation_count(num_prompts: int, requested: int) -> int:
+    """How many of the collection's last prompts form the validation slice: ``requested``, at most a quarter
+    of ``num_prompts`` (so that training keeps three quarters)."""
+    return max(0, min(requested, num_prompts // 4))
+
+
+def training_slice(
+    meta: StoreMeta,
+    taps: dict[str, Tensor],
+    num_validation: int,
+) -> tuple[StoreMeta, dict[str, Tensor]]:
+    """The store without its last ``num_validation`` prompts (prompt i keeps seed ``seed + i``)."""
+    if num_validation == 0:
+        return meta, taps
+    keep = len(meta.prompts) - num_validation
+    return (
+        dataclasses.replace(meta, prompts=list(meta.prompts[:keep])),
+        {context: truth[:keep] for context, truth in taps.items()},
+    )
+
+
+def final_output(output: Any) -> Tensor:
+    """The sampled batch's final latents (or images) from a runner's return value, float32.
+
+    :raises TrainingError: if the runner returned nothing tensor-like.
+    """
+    value = getattr(output, "images", output)
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], Tensor):
+        value = torch.stack(list(value)) if value[0].dim() > 0 and len(value) > 1 else value[0]
+    if not isinstance(value, Tensor):
+        raise TrainingError(
+            f"validation needs the runner's output as a tensor (latents or images), got {type(value).__name__}; "
+            "sample with output_type 'latent' or 'pt', or set training.validation_prompts: 0"
+        )
+    return value.detach().float()
+
+
+def snr_db(sample: Tensor, reference: Tensor) -> Tensor:
+    """Per-sample ``10·log10(‖reference‖² / ‖sample − reference‖²)`` (capped at 200 dB for exact matches)."""
+    error = (sample - reference).flatten(1).pow(2).sum(1)
+    power = reference.flatten(1).pow(2).sum(1)
+    return (10 * torch.log10(power.clamp_min(1e-30) / error.clamp_min(1e-30))).clamp_max(200.0)
+
+
+class ClosedLoopValidator:
+    """Scores a predictor by sampling the validation prompts with it attached (see the module docstring).
+
+    :param assembly: the run (adapter, policy, router, tap).
+    :param runner: samples the prompts. :param meta: the full store's metadata (prompts and seeds).
+    :param rows: the validation prompts' indices in ``meta.prompts``.
+    """
+
+    def __init__(
+        self, assembly: Assembly, runner: TrajectoryRunner, meta: StoreMeta, rows: Sequence[int]
+    ) -> None:
+        self.assembly = assembly
+        self.runner = runner
+        self.meta = meta
+        self.rows = list(rows)
+        self._reference: Tensor | None = None
+
+    @property
+    def space(self) -> str:
+        """``image`` when the runner drives a pipeline (decoded images, scored by uint8 PSNR: what the
+        benchmarks report), else ``latent`` (the runner's output, scored by SNR)."""
+        return "image" if isinstance(self.runner, PipelineRunner) else "latent"
+
+    def _sample(self) -> Tensor:
+        prompts = [self.meta.prompts[r] for r in self.rows]
+        seeds = [self.meta.seed + r for r in self.rows]
+        with torch.no_grad():
+            if isinstance(self.runner, PipelineRunner):
+                return final_output(self.runner.run(prompts, seeds, self.meta.num_steps, output_type="pt"))
+            return final_output(self.runner.run(prompts, seeds, self.meta.num_steps))
+
+    @property
+    def reference(self) -> Tensor:
+        """The full-compute outputs of the validation prompts (sampled once)."""
+        if self._reference is None:
+            self._reference = self._sample()
+        return self._reference
+
+    def per_prompt(self, predictor: Predictor) -> Tensor:
+        """Each validation prompt's closed-loop score (dB) with ``predictor`` attached."""
+        reference = self.reference
+        was_training = predictor.training
+        predictor.eval()
+        components = RuntimeComponents(
+            predictor=predictor,
+            make_policy=self.assembly.plugins.make_policy,
+            router=self.assembly.plugins.router,
+            tap=self.assembly.tap,
+            guard_non_finite=True,
+        )
+        attachment = self.assembly.adapter.attach(components)
+        try:
+            sample = self._sample()
+        finally:
+            attachment.remove()
+            predictor.train(was_training)
+        sample = sample.to(reference.device)
+        if self.space == "image":
+            return psnr(to_uint8(reference), to_uint8(sample))
+        return snr_db(sample, reference)
+
+    def score(self, predictor: Predictor) -> float:
+        """The mean closed-loop score (dB) over the validation prompts (``-inf`` if not finite)."""
+        value = float(self.per_prompt(predictor).mean())
+        return value if math.isfinite(value) else -math.inf
+
+
+@dataclass
+class BestKeeper:
+    """Keeps the best-scoring weights of a predictor seen so far (see the module docstring).
+
+    :ivar scores: every scored point, ``(label, dB)``, in order.
+    """
+
+    validator: ClosedLoopValidator
+    predictor: Predictor
+    scores: list[tuple[str, float]] = field(default_factory=list)
+    best_label: str | None = None
+    best_score: float = -math.inf
+    _state: dict[str, Tensor] | None = None
+
+    def consider(self, label: str) -> float:
+        """Score the predictor now; keep its weights if they beat the best so far."""
+        score = self.validator.score(self.predictor)
+        self.scores.append((label, score))
+        logger.info(
+            "validation (closed loop, %d prompts, %s): %s %.3f dB",
+            len(self.validator.rows),
+            self.validator.space,
+            label,
+            score,
+        )
+        if self._state is None or score > self.best_score:
+            self.best_label, self.best_score = label, score
+            self._state = copy.deepcopy(self.predictor.state_dict())
+        return score
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """What a checkpoint keeps of the selection: the scores (JSON) and the best weights (tensors)."""
+        state = {
+            "scores": [[label, score] for label, score in self.scores],
+            "best": self.best_label,
+            "best_score": self.best_score,
+        }
+        return state, dict(self._state or {})
+
+    def load_state(self, state: dict[str, Any], tensors: dict[str, Tensor]) -> bool:
+        """Take up a checkpoint's selection (see :meth:`to_state`); ``False`` if it holds none."""
+        if not state.get("scores") or not tensors:
+            return False
+        self.scores = [(str(label), float(score)) for label, score in state["scores"]]
+        self.best_label, self.best_score = state["best"], float(state["best_score"])
+        self._state = dict(tensors)
+        return True
+
+    def restore(self) -> None:
+        """Load the best weights back into the predictor."""
+        if self._state is not None:
+            self.predictor.load_state_dict(self._state)
+
+    def summary(self) -> dict[str, Any]:
+        """What the report and the bundle metadata record: every score, the winner, its gain on the start."""
+        start = self.scores[0][1] if self.scores else math.nan
+        return {
+            "space": self.validator.space,
+            "scores": [[label, round(score, 4)] for label, score in self.scores],
+            "best": self.best_label,
+            "best_db": round(self.best_score, 4),
+            "gain_over_start_db": round(self.best_score - start, 4),
+        }
+
+
+# -- teacher-forced examples and coefficient targets -------------------------------------------------------
+
+
+def forecast_steps(teacher: TeacherForcing) -> list[int]:
+    """The steps the policy forecasts and the predictor has history for."""
+    return [s for s, d in enumerate(teacher.decisions) if d is Decision.FORECAST and teacher.can_forecast(s)]
+
+
+def teacher_forced_examples(
+    teacher: TeacherForcing,
+    taps: dict[str, Tensor],
+    batch_rows: int = 16,
+) -> Iterator[Example]:
+    """Every forecast step's teacher-forced examples, every context, in batches of ``batch_rows`` prompts."""
+    for step in forecast_steps(teacher):
+        idx = teacher.history(step)
+        for truth in taps.values():
+            for start in range(0, truth.shape[0], batch_rows):
+                rows = truth[start : start + batch_rows]
+                yield Example(teacher.forecast_input([rows[:, j] for j in idx], idx, step), rows[:, step])
+
+
+def fit_closed_form(
+    predictor: Predictor, decisions: Sequence[Decision], times: Tensor, taps: dict[str, Tensor]
+) -> dict[str, float]:
+    """Fit a :class:`~lesa_core.interfaces.ClosedFormFit` family on teacher-forced examples of ``taps``."""
+    assert isinstance(predictor, ClosedFormFit)
+    return predictor.fit_closed_form(
+        teacher_forced_examples(TeacherForcing(predictor, decisions, times), taps)
+    )
+
+
+def can_start_from_coefficients(predictor: Predictor) -> bool:
+    """Whether the predictor (every expert of a stage-aware one) can start from coefficients."""
+    if isinstance(predictor, StageAwarePredictor):
+        return all(isinstance(e, CoefficientStart) for e in predictor.expert_list)
+    return isinstance(predictor, CoefficientStart)
+
+
+def coefficient_targets(candidate: LinearPredictor, learner: TeacherForcing) -> list[CoefficientTarget]:
+    """The candidate's coefficients at every forecast step of ``learner``, over the learner's history there
+    (entries the candidate does not read weigh zero)."""
+    targets = []
+    with torch.no_grad():
+        for step in forecast_steps(learner):
+            idx = learner.history(step)
+            n = len(idx)
+            inputs = learner.forecast_input([torch.zeros(1)] * n, idx, step)
+            k = min(candidate.history_size, n)
+            coef, bias = candidate.coefficients(inputs.last(k))
+            coef = torch.cat([coef.new_zeros((n - k, *coef.shape[1:])), coef]).float()
+            targets.append(CoefficientTarget(inputs, coef, bias.float()))
+    return targets
+
+
+def start_from_targets(predictor: Predictor, targets: Sequence[CoefficientTarget]) -> float:
+    """Hand each expert the targets of its stage (trimmed to its history size); the mean remaining error."""
+    experts = predictor.expert_list if isinstance(predictor, StageAwarePredictor) else [predictor]
+    groups: list[list[CoefficientTarget]] = [[] for _ in experts]
+    for target in targets:
+        stage = int(predictor.stage_of(target.inputs.t)) if isinstance(predictor, StageAwarePredictor) else 0
+        k = min(experts[stage].history_size, len(target.inputs.features))
+        groups[stage].append(CoefficientTarget(target.inputs.last(k), target.coef[-k:], target.bias))
+    errors = []
+    for expert, group in zip(experts, groups, strict=True):
+        if group:
+            assert isinstance(expert, CoefficientStart)
+            errors.append(expert.start_from(group))
+    return sum(errors) / max(len(errors), 1)
+
+
+def label(spec: PluginSpec) -> str:
+    """A short name for a start candidate: ``taylor`` order 0/1/2 read as reuse/taylor1/taylor2."""
+    if spec.name == "taylor":
+        order = spec.params.get("order", 1)
+        return "reuse" if order == 0 else f"taylor{order}"
+    extra = ",".join(f"{k}={v}" for k, v in sorted(spec.params.items()))
+    return f"{spec.name}({extra})" if extra else spec.name
+
+
+def build_candidate(
+    assembly: Assembly,
+    spec: PluginSpec,
+    schedule: list[float],
+    host: PluginHost | None,
+) -> LinearPredictor | None:
+    """The run's predictor replaced by ``spec`` (same history mode when the family has one), or ``None``
+    with a warning when the family is not registered, cannot be built here, or is not linear."""
+    from lesa_core.trainer import with_schedule  # the package imports this module
+
+    params = dict(spec.params)
+    try:
+        run = assembly.run.derive(predictor={"name": spec.name, **params}, host=host)
+        if "history" in run.plugins.predictor_cls.Config.model_fields and "history" not in params:
+            params["history"] = assembly.predictor.history_mode
+            run = assembly.run.derive(predictor={"name": spec.name, **params}, host=host)
+        run = with_schedule(run, schedule, host=host)
+        predictor = Binding(run, assembly.adapter, assembly.tap).build_predictor().float()
+    except (ConfigError, LesaError) as error:
+        logger.warning("training.start: skipping '%s': %s", label(spec), str(error).splitlines()[0])
+        return None
+    if not isinstance(predictor, LinearPredictor):
+        logger.warning("training.start: skipping '%s': it is not a linear forecaster", label(spec))
+        return None
+    return predictor.to(next(iter(assembly.predictor.parameters())).device).eval()
+
+
+@dataclass
+class StartChoice:
+    """What :func:`choose_start` measured: each candidate's validation score and the chosen one."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    chosen: str | None = None
+    coefficient_error: float | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "candidates": {k: round(v, 4) for k, v in self.scores.items()},
+            "chosen": self.chosen,
+            "coefficient_error": self.coefficient_error,
+        }
+
+
+def choose_start(
+    assembly: Assembly,
+    validator: ClosedLoopValidator,
+    specs: Sequence[PluginSpec],
+    decisions: Sequence[Decision],
+    times: Tensor,
+    train_taps: dict[str, Tensor],
+    schedule: list[float],
+    host: PluginHost | None = None,
+) -> StartChoice:
+    """Score every start candidate on the validation slice and set the learned predictor to the best one's
+    coefficients (it must be able to: :func:`can_start_from_coefficients`)."""
+    choice = StartChoice()
+    best: LinearPredictor | None = None
+    for spec in specs:
+        candidate = build_candidate(assembly, spec, schedule, host)
+        if candidate is None:
+            continue
+        if isinstance(candidate, ClosedFormFit):
+            fit_closed_form(candidate, decisions, times, train_taps)
+        name = label(spec)
+        choice.scores[name] = validator.score(candidate)
+        logger.info(
+            "validation (closed loop, %d prompts): start candidate %s %.3f dB",
+            len(validator.rows),
+            name,
+            choice.scores[name],
+        )
+        if choice.chosen is None or choice.scores[name] > choice.scores[choice.chosen]:
+            choice.chosen, best = name, candidate
+    if best is not None:
+        learner = TeacherForcing(assembly.predictor, decisions, times)
+        choice.coefficient_error = start_from_targets(assembly.predictor, coefficient_targets(best, learner))
+    return choice
+
+
+def describe_selection(selection: dict[str, Any]) -> str | None:
+    """One line for the CLI report: which start won and by how much, which epoch was kept and its gain
+    (``None`` without a validation slice)."""
+    count = selection.get("validation_prompts", 0)
+    if not count:
+        return None
+    parts = []
+    if "closed_form" in selection:
+        fit = selection["closed_form"]
+        parts.append(
+            f"closed-form fit of {fit['steps']:g} forecast steps (squared error {fit['residual']:.3f} of "
+            f"reuse's on the training slice); validation {selection.get('validation_db', math.nan):.2f} dB"
+        )
+    start = selection.get("start")
+    if start and start.get("chosen"):
+        scores = start["candidates"]
+        others = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != start["chosen"])
+        parts.append(f"start: {start['chosen']} ({scores[start['chosen']]:.2f} dB; {others})")
+    epochs = selection.get("epochs")
+    if epochs:
+        parts.append(
+            f"kept: {epochs['best']} ({epochs['best_db']:.2f} dB, {epochs['gain_over_start_db']:+.2f} dB over "
+            "the start)"
+        )
+        space = epochs.get("space", "image")
+    else:
+        space = "image"
+    metric = "image PSNR" if space == "image" else "latent SNR"
+    return f"selection on {count} validation prompts ({metric}, closed loop): " + "; ".join(parts)

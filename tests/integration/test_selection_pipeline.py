@@ -1,0 +1,136 @@
+"""Selection by what users see, on a real (tiny, offline) FluxPipeline: the start is the best of the
+training-free forecasters and the closed-form fit, the best epoch is kept, and the trainer never returns a
+predictor worse on the validation slice than its start (issue #15)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lesa_core.assembly import assemble
+from lesa_core.bundle import read_metadata
+from lesa_core.testing.tiny import tiny_flux_pipeline
+from lesa_core.trainer import PipelineRunner, train
+from lesa_core.trainer.selection import ClosedLoopValidator
+from lesa_core.trainer.store import TrajectoryStore
+
+pytestmark = pytest.mark.integration
+
+STEPS = 12
+POLICY = {"name": "interval", "interval": 4, "warmup": 2, "force_full": []}
+PROMPTS = [f"a prompt number {i}" for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_flux_pipeline()
+
+
+def _runner(pipe) -> PipelineRunner:
+    return PipelineRunner(pipe, height=32, width=32, max_sequence_length=16)
+
+
+def _config(predictor: dict, **training) -> dict:
+    return {
+        "predictor": predictor,
+        "policy": POLICY,
+        "training": {
+            "num_steps": STEPS,
+            "seed": 3,
+            "validation_prompts": 2,
+            "stage1": {"epochs": 2, "batch_size": 4, "lr": 0.003},
+            "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001},
+            **training,
+        },
+    }
+
+
+def _validation_score(pipe, bundle: Path, data: Path) -> float:
+    """The returned bundle scored again from scratch, by the same validator on the same slice."""
+    meta = TrajectoryStore(data / "trajectories").read_meta()
+    assert meta is not None
+    assembly = assemble(pipe.transformer, str(bundle))
+    rows = range(len(meta.prompts) - 2, len(meta.prompts))
+    return ClosedLoopValidator(assembly, _runner(pipe), meta, rows).score(assembly.predictor)
+
+
+def test_harmful_training_never_returns_worse_than_the_start(pipe, tmp_path: Path) -> None:
+    """A stage-1 learning rate far too high wrecks the fit; the kept weights still score the best of all."""
+    config = _config(
+        {"name": "kan", "taps": [3, 4, 4], "hidden": [8, 8]}, stage1={"epochs": 2, "batch_size": 4, "lr": 3.0}
+    )
+    bundle, report = train(
+        pipe,
+        config,
+        PROMPTS,
+        runner=_runner(pipe),
+        out=tmp_path / "b",
+        data_dir=tmp_path / "d",
+        show_progress=False,
+    )
+    start = report.selection["start"]
+    assert set(start["candidates"]) == {"reuse", "taylor1", "taylor2", "linear"}
+    assert start["chosen"] == max(start["candidates"], key=start["candidates"].get)
+    epochs = report.selection["epochs"]
+    scores = dict(epochs["scores"])
+    assert list(scores) == ["start", "stage1 epoch 1", "stage1 epoch 2", "stage2 epoch 1"]
+    assert epochs["best_db"] == round(max(scores.values()), 4) and epochs["gain_over_start_db"] >= 0
+    assert min(scores.values()) < scores["start"]  # the harmful epochs really were worse
+    assert read_metadata(bundle).extra["selection"]["epochs"]["best"] == epochs["best"]
+    assert _validation_score(pipe, bundle, tmp_path / "d") == pytest.approx(epochs["best_db"], abs=1e-3)
+
+
+def test_linear_family_trains_in_closed_form_and_runs_as_a_peer(pipe, tmp_path: Path) -> None:
+    bundle, report = train(
+        pipe,
+        _config({"name": "linear"}),
+        PROMPTS,
+        runner=_runner(pipe),
+        out=tmp_path / "lin",
+        data_dir=tmp_path / "d",
+        show_progress=False,
+    )
+    fit = report.selection["closed_form"]
+    assert fit["steps"] > 0 and 0 <= fit["residual"] < 1  # better than reuse on the training slice
+    assert report.losses == {} and "closed_form" in report.seconds
+    score = _validation_score(pipe, bundle, tmp_path / "d")
+    assert score == pytest.approx(report.selection["validation_db"], abs=1e-3)
+
+
+def test_stage2_output_loss_trains_through_the_tap_head(pipe, tmp_path: Path) -> None:
+    config = {
+        **_config(
+            {"name": "kan", "taps": [3, 4, 4], "hidden": [8, 8]},
+            stage2={"epochs": 1, "batch_size": 4, "lr": 0.001, "loss": "output"},
+            validation_prompts=0,
+        ),
+        "tap": "normed",
+    }
+    _, report = train(
+        pipe,
+        config,
+        PROMPTS,
+        runner=_runner(pipe),
+        out=tmp_path / "o",
+        data_dir=tmp_path / "d",
+        show_progress=False,
+    )
+    assert len(report.losses["stage2"]) == 1 and report.losses["stage2"][0] > 0
+
+
+def test_stage2_output_loss_is_refused_before_collection_on_a_tap_without_head(pipe, tmp_path: Path) -> None:
+    from lesa_core.errors import TrainingError
+
+    config = _config({"name": "kan"}, stage2={"epochs": 1, "loss": "output"})
+    with pytest.raises(TrainingError, match="head"):
+        train(
+            pipe,
+            config,
+            PROMPTS,
+            runner=_runner(pipe),
+            out=tmp_path / "o",
+            data_dir=tmp_path / "d",
+            show_progress=False,
+        )
+    assert not (tmp_path / "d" / "trajectories").exists()

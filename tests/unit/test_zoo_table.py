@@ -1,0 +1,68 @@
+"""``lesa bench --quality --zoo``'s table and checks (the numbers come from real runs; here the arithmetic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lesa_workflows.bench.zoo import PEERS, ZooReport, ZooSetting, paired, recipe_config, schedule_text
+
+
+def _setting() -> ZooSetting:
+    s = ZooSetting("embedded", "default", 50, {"name": "interval", "interval": 7, "warmup": 3}, 10)
+    values = {
+        "lesa": [40.0, 42.0, 44.0],
+        "linear": [39.0, 41.5, 43.0],
+        "reuse": [38.0, 39.0, 40.0],
+        "taylor1": [36.0, 37.0, 38.0],
+        "taylor2": [30.0, 31.0, 32.0],
+        "lesa@N10": [38.5, 39.5, 41.0],
+        "taylor1@N10": [28.0, 29.0, 30.0],
+    }
+    for name, per_image in values.items():
+        s.rows[name] = {
+            "psnr": sum(per_image) / 3,
+            "ssim": 0.9,
+            "full_passes": 10 if "@" not in name else 8,
+            "psnr_per_image": per_image,
+        }
+    return s
+
+
+def test_paired_difference_is_mean_and_standard_error() -> None:
+    mean, se = paired([2.0, 4.0, 6.0], [1.0, 1.0, 1.0])
+    assert mean == pytest.approx(3.0) and se == pytest.approx((4 / 3) ** 0.5)
+
+
+def test_checks_compare_with_the_best_training_free_method_at_n() -> None:
+    s = _setting()
+    assert s.best_free() == "reuse" and set(PEERS) == {"reuse", "taylor1", "taylor2"}
+    checks = s.checks()
+    assert checks["lesa − reuse"][0] == pytest.approx(3.0)
+    assert checks["lesa@N10 − reuse@N7"][0] == pytest.approx(2.0 / 3, abs=1e-9)
+    assert checks["lesa − linear"][0] == pytest.approx(2.5 / 3)
+
+
+def test_the_table_states_the_full_step_schedule_with_n() -> None:
+    text = ZooReport([_setting()]).markdown()
+    assert "N = 7, E = 3, phase E + N − 1, forced [3]" in text
+    assert "| embedded | default | lesa − reuse | +3.00 ± 0.58 |" in text
+    assert (
+        schedule_text({"interval": 5, "warmup": 2, "force_full": [], "phase": 4})
+        == "N = 5, E = 2, phase 4, forced none"
+    )
+
+
+def test_the_recipe_is_predictor_kan_with_nothing_else() -> None:
+    class Source:
+        def default_config(self):
+            return {
+                "model": "m",
+                "tap": "normed",
+                "predictor": {"name": "kan", "per_channel": True},
+                "policy": {"name": "interval", "interval": 7},
+                "training": {"num_prompts": 24, "stage1": {"epochs": 99}},
+            }
+
+    config = recipe_config(Source())
+    assert config["predictor"] == {"name": "kan"} and config["training"] == {"num_prompts": 24}
+    assert config["tap"] == "normed" and config["policy"]["interval"] == 7

@@ -1,0 +1,297 @@
+"""The recipe over the zoo (``lesa bench --quality --zoo``): every trained model, one table.
+
+For each registered model source that is trained (:attr:`~lesa_core.interfaces.model.ModelSource.trained`)
+and each setting asked for (the model's own sampling call, plus call overrides such as ``true_cfg_scale: 1``
+— another setting of the same model with other dynamics), :func:`check_recipe`
+
+1. trains ``lesa`` with **the selection recipe** (:data:`SELECTION_RECIPE`): the model's tap, router, policy
+   and collection size, ``predictor: kan`` with nothing else set, short phases, the start chosen on the
+   validation slice and the best epoch kept (:mod:`lesa_core.trainer.selection`);
+2. fits the closed-form ``linear`` peer on the same trajectories;
+3. samples the held-out prompts (seeds 10 000 + i) with full compute, ``lesa``, ``linear``, reuse,
+   Taylor-1, Taylor-2 at the policy's N, and ``lesa`` and Taylor-1 at a longer interval (fewer full passes).
+
+Every row carries its per-image PSNR, so :meth:`ZooReport.markdown` states the paired differences the
+recipe is held to: ``lesa`` − the best training-free method at N, ``lesa`` at the longer interval − that
+same best at N, and ``lesa`` − ``linear`` (mean ± standard error over the prompts). The full-step
+schedule (warm-up E, phase, forced full steps) is printed with every N.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lesa_core.interfaces.model import ModelSource
+
+PEERS = {"reuse": 0, "taylor1": 1, "taylor2": 2}
+"""The training-free methods and their Taylor order."""
+
+
+def paired(values: Sequence[float], reference: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the per-image differences ``values − reference``."""
+    diffs = [a - b for a, b in zip(values, reference, strict=True)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / max(n - 1, 1)
+    return mean, math.sqrt(var / n)
+
+
+def schedule_text(policy: dict[str, Any]) -> str:
+    """The full-step schedule in words: ``N = 7, E = 3, phase E + N − 1, forced [3]``."""
+    n, e = policy.get("interval", 7), policy.get("warmup", 3)
+    phase = policy.get("phase")
+    forced = list(policy.get("force_full", [3]))
+    return (
+        f"N = {n}, E = {e}, phase {'E + N − 1' if phase is None else phase}, "
+        f"forced {forced if forced else 'none'}"
+    )
+
+
+SELECTION_RECIPE: dict[str, Any] = {
+    "validation_prompts": 8,
+    "stage1": {"epochs": 6, "lr": 3e-3, "batch_size": 24},
+    "stage2": {"epochs": 1, "lr": 1e-4, "batch_size": 12},
+}
+"""The model-independent recipe under test (issue #15): a validation slice of 8 prompts, the best start of
+``training.start`` and the best epoch kept, short phases. Not yet the library default: on the embedded model
+it is below the model's hand-sized recipe (docs/results.md, "One recipe for any model")."""
+
+
+def recipe_config(source: ModelSource, num_steps: int | None = None) -> dict[str, Any]:
+    """The selection recipe on ``source``: its tap, router, policy and collection size; ``predictor: kan``
+    and :data:`SELECTION_RECIPE`, nothing model-specific."""
+    base = source.default_config()
+    training = {
+        k: v
+        for k, v in base.get("training", {}).items()
+        if k in ("num_prompts", "num_steps", "token_subsample", "prompts", "seed")
+    }
+    if num_steps is not None:
+        training["num_steps"] = num_steps
+    config = {k: base[k] for k in ("model", "tap", "router", "policy") if base.get(k) is not None}
+    return {**config, "predictor": {"name": "kan"}, "training": {**training, **SELECTION_RECIPE}}
+
+
+@dataclass
+class ZooSetting:
+    """One model at one setting: the rows, the timings and what selection chose."""
+
+    model: str
+    setting: str
+    steps: int
+    policy: dict[str, Any]
+    long_interval: int
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
+    load_average: list[float] = field(default_factory=list)
+
+    def per_image(self, name: str) -> list[float]:
+        return list(self.rows[name]["psnr_per_image"])
+
+    def best_free(self) -> str:
+        """The training-free method with the highest mean PSNR at the policy's N."""
+        return max(PEERS, key=lambda n: self.rows[n]["psnr"])
+
+    def checks(self) -> dict[str, tuple[float, float]]:
+        """The recipe's paired differences (see the module docstring)."""
+        best = self.best_free()
+        longer = f"lesa@N{self.long_interval}"
+        return {
+            f"lesa − {best}": paired(self.per_image("lesa"), self.per_image(best)),
+            f"{longer} − {best}@N{self.policy.get('interval')}": paired(
+                self.per_image(longer), self.per_image(best)
+            ),
+            "lesa − linear": paired(self.per_image("lesa"), self.per_image("linear")),
+        }
+
+
+def check_recipe(
+    source: ModelSource,
+    model: str,
+    *,
+    out: str | Path,
+    setting: str = "default",
+    call: dict[str, Any] | None = None,
+    num_steps: int | None = None,
+    eval_prompts: int = 64,
+    long_interval: int = 10,
+    device: str = "cpu",
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> ZooSetting:
+    """Train the recipe and the ``linear`` peer on ``source`` (with ``call`` overriding its sampling call) and
+    evaluate every method on ``eval_prompts`` held-out prompts (module docstring); trajectories, bundles and
+    ``setting.json`` go under ``out``."""
+    from lesa_core.run import resolve_run
+    from lesa_core.sources import training_prompts
+    from lesa_core.trainer import PipelineRunner, train
+    from lesa_workflows.evaluate import evaluate
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = recipe_config(source, num_steps)
+    run = resolve_run(config)
+    call_kwargs = {**source.call_defaults(), **(call or {})}
+    steps = run.config.training.num_steps
+    policy = run.policy.as_dict()
+    result = ZooSetting(model, setting, steps, policy, long_interval)
+    pipe = source.load(device)
+    runner = PipelineRunner(pipe, **call_kwargs)
+    prompts = training_prompts(run.config.training, source)
+    load = os.getloadavg()[0]
+    began = time.perf_counter()
+    log(f"{model} / {setting}: training lesa (predictor: kan, the default recipe)")
+    bundle, report = train(
+        pipe,
+        config,
+        prompts,
+        runner=runner,
+        out=out / "lesa",
+        data_dir=out / "data",
+        checkpoint_dir=out / "checkpoint-lesa",
+        show_progress=show_progress,
+    )
+    result.seconds["collect_and_train_lesa"] = time.perf_counter() - began
+    result.seconds.update({f"lesa_{k}": v for k, v in report.seconds.items()})
+    result.selection = {"lesa": report.selection, "losses": report.losses}
+    began = time.perf_counter()
+    log(f"{model} / {setting}: fitting linear")
+    linear, linear_report = train(
+        pipe,
+        {**config, "predictor": {"name": "linear"}},
+        prompts,
+        runner=runner,
+        out=out / "linear",
+        data_dir=out / "data",
+        checkpoint_dir=out / "checkpoint-linear",
+        show_progress=show_progress,
+    )
+    result.seconds["train_linear"] = time.perf_counter() - began
+    result.selection["linear"] = linear_report.selection
+    result.load_average = [load, os.getloadavg()[0]]
+
+    shared = {"tap": run.config.tap, "router": run.router.as_dict()}
+    longer = {**policy, "interval": long_interval}
+
+    def peer(order: int, pol: dict[str, Any]) -> dict[str, Any]:
+        return {**shared, "policy": pol, "predictor": {"name": "taylor", "order": order}}
+
+    methods: dict[str, Any] = {
+        "full": None,
+        "lesa": {"bundle": str(bundle)},
+        "linear": {"bundle": str(linear)},
+        **{name: peer(order, policy) for name, order in PEERS.items()},
+        f"lesa@N{long_interval}": {"bundle": str(bundle), "policy": longer},
+        f"taylor1@N{long_interval}": peer(1, longer),
+    }
+    held_out = source.eval_prompts()[:eval_prompts]
+    seeds = [10_000 + i for i in range(len(held_out))]
+    log(f"{model} / {setting}: evaluating {len(methods)} methods on {len(held_out)} held-out prompts")
+    began = time.perf_counter()
+    results = evaluate(
+        pipe,
+        methods,
+        held_out,
+        seeds,
+        num_steps=steps,
+        call_kwargs=call_kwargs,
+        source=source,
+        show_progress=show_progress,
+        reference_tap=run.config.tap,
+    )
+    result.seconds["evaluate"] = time.perf_counter() - began
+    result.rows = {
+        r.name: {
+            "psnr": r.psnr,
+            "ssim": r.ssim,
+            "full_passes": r.full_passes,
+            "psnr_per_image": list(r.psnr_per_image),
+        }
+        for r in results
+        if r.name != "full"
+    }
+    (out / "setting.json").write_text(json.dumps(asdict(result), indent=1, default=str) + "\n")
+    return result
+
+
+@dataclass
+class ZooReport:
+    """Every model and setting of one zoo run."""
+
+    settings: list[ZooSetting] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"settings": [asdict(s) for s in self.settings]}
+
+    def markdown(self) -> str:
+        """One table of PSNR (dB) per model and setting, then the recipe's paired checks."""
+        lines = [
+            "| model | setting | steps | full-step schedule | full passes | lesa | linear | reuse | taylor1 | "
+            "taylor2 | lesa, longer N (full passes) | taylor1, longer N |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s in self.settings:
+            longer = f"lesa@N{s.long_interval}"
+            lines.append(
+                f"| {s.model} | {s.setting} | {s.steps} | {schedule_text(s.policy)} | {s.rows['lesa']['full_passes']:g} | "
+                + " | ".join(
+                    f"{s.rows[n]['psnr']:.2f}" for n in ("lesa", "linear", "reuse", "taylor1", "taylor2")
+                )
+                + f" | {s.rows[longer]['psnr']:.2f} (N = {s.long_interval}, {s.rows[longer]['full_passes']:g}) | "
+                f"{s.rows[f'taylor1@N{s.long_interval}']['psnr']:.2f} |"
+            )
+        lines += ["", "| model | setting | check | Δ dB ± s.e. (paired, per image) |", "|---|---|---|---|"]
+        for s in self.settings:
+            for name, (mean, se) in s.checks().items():
+                lines.append(f"| {s.model} | {s.setting} | {name} | {mean:+.2f} ± {se:.2f} |")
+        return "\n".join(lines) + "\n"
+
+
+def trained_sources(host: Any) -> dict[str, ModelSource]:
+    """Every registered model source that is trained, by name."""
+    sources = {name: host.models.get(name)() for name in host.models.names()}
+    return {name: source for name, source in sources.items() if getattr(source, "trained", True)}
+
+
+def run_zoo(
+    sources: dict[str, ModelSource],
+    *,
+    out: str | Path,
+    settings: dict[str, dict[str, Any]] | None = None,
+    eval_prompts: int = 64,
+    long_interval: int = 10,
+    device: str = "cpu",
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> ZooReport:
+    """:func:`check_recipe` on every source and setting (``settings``: name → call overrides; default the
+    model's own call only); writes ``zoo.json`` and ``zoo.md`` into ``out``."""
+    out = Path(out)
+    report = ZooReport()
+    for model, source in sources.items():
+        for setting, call in (settings or {"default": {}}).items():
+            report.settings.append(
+                check_recipe(
+                    source,
+                    model,
+                    out=out / model / setting,
+                    setting=setting,
+                    call=call,
+                    eval_prompts=eval_prompts,
+                    long_interval=long_interval,
+                    device=device,
+                    show_progress=show_progress,
+                    log=log,
+                )
+            )
+            (out / "zoo.json").write_text(json.dumps(report.to_json(), indent=1, default=str) + "\n")
+            (out / "zoo.md").write_text(report.markdown())
+    return report
