@@ -98,20 +98,29 @@ def test_lesa_schedule_runs_the_body_on_exactly_the_scheduled_steps_with_real_we
     config = {"tap": None, "predictor": {"name": "taylor", "order": 1},
               "router": {"name": "threshold", "boundaries": []},
               "policy": {"name": "interval", "interval": 7, "warmup": 3, "force_full": [3]}}  # fmt: skip
-    calls: list[int] = []
-    counter = pipe.transformer.transformer_blocks[0].register_forward_hook(lambda *_: calls.append(1))
+    # plain torch hooks, independent of LESA's statistics: transformer call c is step c // 2 of context
+    # c % 2 (cond, then uncond); a block really computes when its attention runs
+    call = [-1]
+    executed: dict[str, list[int]] = {"first": [], "last": []}
+    blocks = pipe.transformer.transformer_blocks
+    handles = [pipe.transformer.register_forward_pre_hook(lambda *_: call.__setitem__(0, call[0] + 1))]
+    for key, block in (("first", blocks[0]), ("last", blocks[-1])):
+        handles.append(block.attn.register_forward_hook(lambda *_, key=key: executed[key].append(call[0])))
     gens = [torch.Generator().manual_seed(0)]
     try:
         with torch.no_grad(), lesa_core.attach(pipe, config, host=host) as handle:
             cached = pipe(heldout_prompts(1), generator=gens, output_type="pt", **QWEN_CALL_DEFAULTS).images
             stats = handle.stats()
     finally:
-        counter.remove()
+        for h in handles:
+            h.remove()
     assert set(stats) == {"cond", "uncond"}
     for name in ("cond", "uncond"):
         assert stats[name]["full_steps"] == 10 and stats[name]["forecast_steps"] == 40, name
         assert [i for i, c in enumerate(stats[name]["decisions"]) if c == "F"] == SCHEDULED_FULL
-    assert len(calls) == 20  # the first block ran on 10 steps of each context, and only then
+    for key in ("first", "last"):
+        for j in (0, 1):
+            assert [c // 2 for c in executed[key] if c % 2 == j] == SCHEDULED_FULL, (key, j)
     assert torch.isfinite(cached).all()
     res = score_adherence(cached, heldout_prompts(1))
     assert res.per_attribute["colour1"].all() and res.per_attribute["colour2"].all()

@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--ema", type=float, default=0.995)
     p.add_argument("--train-mu", type=float, default=None, help="σ shift μ (default: the scheduler's)")
     p.add_argument("--init-from", default=None, help="weights folder whose VAE to reuse (skips stage 1)")
+    p.add_argument(
+        "--continue-vae",
+        action="store_true",
+        help="with --init-from: train the loaded VAE further (--vae-steps) instead of skipping stage 1",
+    )
     p.add_argument("--caption-dropout", type=float, default=0.1)
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--threads", type=int, default=None)
@@ -127,8 +132,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         src = Path(args.init_from)
         vae.load_state_dict({k: v.float() for k, v in load_file(str(src / "vae.safetensors")).items()})
         init_meta = json.loads((src / "meta.json").read_text())
-        init_vae = True
-        _log(f"VAE from {src}")
+        init_vae = not args.continue_vae
+        meta["vae_init_from"] = {"folder": str(src), "vae_steps": init_meta.get("vae_steps"),
+                                 "continued": args.continue_vae}  # fmt: skip
+        _log(f"VAE from {src}" + (", trained further" if args.continue_vae else ""))
     vae_total = 0 if init_vae else args.vae_steps
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     vgen = torch.Generator(device=dev).manual_seed(args.seed + 500)
