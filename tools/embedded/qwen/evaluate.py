@@ -140,6 +140,49 @@ def peers(
     }
 
 
+def family_table(
+    pipe, lesa_bundle: str, mlp_bundle: str, n: int = 54, tap: str = "normed", warmup: int = 3
+) -> dict[str, Any]:
+    """The per-family results table: full, lesa, mlp, taylor1, taylor2, reuse at N = 7 and N = 10 on ``n``
+    held-out captions (seeds 10000 + i): PSNR / SSIM against full compute, paired Δ PSNR ± s.e. vs lesa."""
+    from lesa_workflows.evaluate import evaluate
+
+    caps = heldout_prompts(n)
+    base = {"router": {"name": "threshold", "boundaries": [0.9, 0.5]}, "tap": tap}
+    methods: dict[str, Any] = {"full": None}
+    for interval in (7, 10):
+        policy = {"name": "interval", "interval": interval, "warmup": warmup}
+        methods[f"lesa@N{interval}"] = {"bundle": lesa_bundle, "policy": policy}
+        methods[f"mlp@N{interval}"] = {"bundle": mlp_bundle, "policy": policy}
+        for order, name in ((1, "taylor1"), (2, "taylor2"), (0, "reuse")):
+            methods[f"{name}@N{interval}"] = {
+                **base,
+                "policy": policy,
+                "predictor": {"name": "taylor", "order": order},
+            }
+    kwargs = {k: v for k, v in QWEN_CALL_DEFAULTS.items() if k != "num_inference_steps"}
+    t0 = time.time()
+    results = evaluate(pipe, methods, caps, [10_000 + i for i in range(len(caps))], num_steps=50,
+                       call_kwargs=kwargs, batch_size=8, show_progress=False, reference_tap=tap)  # fmt: skip
+    by = {r.name: r for r in results}
+    rows: dict[str, Any] = {}
+    for r in results:
+        row: dict[str, Any] = {
+            "full_passes": r.full_passes,
+            "psnr": round(r.psnr, 2),
+            "ssim": round(r.ssim, 4),
+        }
+        interval = r.name.split("@N")[-1]
+        ref = by.get(f"lesa@N{interval}")
+        if r.name != "full" and ref is not None and ref is not r:
+            d = torch.tensor(r.psnr_per_image) - torch.tensor(ref.psnr_per_image)
+            d = d[torch.isfinite(d)]
+            row["delta_vs_lesa"] = round(float(d.mean()), 2)
+            row["delta_se"] = round(float(d.std() / math.sqrt(len(d))), 2)
+        rows[r.name] = row
+    return {"n": len(caps), "rows": rows, "seconds": round(time.time() - t0, 1)}
+
+
 def plot_grid(images: torch.Tensor, captions: list[str], path: str | Path, cols: int = 4) -> None:
     import matplotlib
 
@@ -203,10 +246,23 @@ def plot_trajectory(traj: dict[str, list[float]], path: str | Path, n_prompts: i
 
 PEER_SETTINGS: dict[str, dict[str, Any]] = {
     "50 steps, CFG 4 (defaults)": {},
+    "50 steps, CFG 4, N = 10": {"interval": 10},
     "50 steps, no CFG": {"true_cfg_scale": 1.0, "negative_prompt": None},
+    "50 steps, CFG 2": {"true_cfg_scale": 2.0},
     "30 steps, CFG 4": {"steps": 30},
-    "20 steps, CFG 4": {"steps": 20},
+    "50 steps, CFG 4, sampling shift mu = 0 (none)": {"mu": 0.0},
+    "50 steps, CFG 4, sampling shift mu = 2": {"mu": 2.0},
 }
+
+
+def with_shift(pipe, mu: float | None):
+    """``pipe`` with its scheduler's dynamic shift fixed to ``mu`` (None: unchanged); returns the old one."""
+    old = pipe.scheduler
+    if mu is not None:
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(old.config, base_shift=mu, max_shift=mu)
+    return old
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -221,6 +277,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--trajectory-prompts", type=int, default=8)
     p.add_argument("--peers", type=int, default=0, help="held-out captions for full/reuse/taylor1/taylor2")
     p.add_argument("--peer-settings", action="store_true", help="also at other steps / guidance")
+    p.add_argument("--family-table", nargs=2, metavar=("LESA_BUNDLE", "MLP_BUNDLE"), default=None,
+                   help="the per-family results table with these trained bundles (e.g. a demo's)")  # fmt: skip
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     pipe = load(args.pipeline)
@@ -253,9 +311,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["peers"] = {}
         for label, s in settings.items():
             s = dict(s)
-            r = peers(pipe, args.peers, steps=s.pop("steps", 50), **s)
+            old = with_shift(pipe, s.pop("mu", None))
+            try:
+                r = peers(pipe, args.peers, steps=s.pop("steps", 50), interval=s.pop("interval", 7), **s)
+            finally:
+                pipe.scheduler = old
             res["peers"][label] = r
             print(f"peers, {label}: {json.dumps(r)}", flush=True)
+    if args.family_table:
+        res["family_table"] = family_table(pipe, *args.family_table, n=args.peers or 54)
+        print(f"family table: {json.dumps(res['family_table'])}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return res

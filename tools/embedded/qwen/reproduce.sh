@@ -15,5 +15,5 @@ $PY -m tools.embedded.qwen.train --skeleton "$W/skeleton" --out "$W/vae2" --init
     --continue-vae --vae-steps 1200 --vae-batch-size 8 --steps 0 --latent-bank 256
 # 3. transformer + text encoder on the frozen VAE
 $PY -m tools.embedded.qwen.train --skeleton "$W/skeleton" --out "$W/weights" --init-from "$W/vae2" \
-    --steps "${FLOW_STEPS:?set FLOW_STEPS to the shipped run's step count}" --latent-bank 8192
+    --steps "${FLOW_STEPS:-1086}" --latent-bank 8192
 $PY -m tools.embedded.qwen.build assemble --skeleton "$W/skeleton" --weights "$W/weights" --out "$W/pipeline"
