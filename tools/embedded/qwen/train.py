@@ -18,7 +18,7 @@ scheduler's exponential shift at 100 tokens (the shift the pipeline samples with
 ``QwenImagePipeline._get_qwen_prompt_embeds``: the prompt template, the text encoder's last hidden
 state, the 34 template tokens dropped, padded positions zeroed and masked.  10 % of captions are
 replaced by ``""`` (true CFG with ``negative_prompt=""``).  AdamW, warm-up + cosine, clip 1.0; the EMA
-of the weights is saved (at half-way and at the end, so a run can be stopped early).
+of the weights is saved at 50 % and 75 % of the steps (also kept in ``at-50/``, ``at-75/``) and at the end.
 
 Budget: with ``--budget-seconds`` the step counts are fixed after timing the first steps and logged;
 ``--vae-steps N --steps M`` replays a run.  Seeds fix networks, data and noise.
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if step == int(total * frac) and frac not in checkpoints:
                     meta["steps"] = total
                     save(f"at {frac:.0%}", step)
+                    keep = out / f"at-{round(frac * 100)}"  # kept: the final save overwrites `out`
+                    keep.mkdir(exist_ok=True)
+                    for f in [*out.glob("*.safetensors"), out / "meta.json"]:
+                        shutil.copy2(f, keep / f.name)
                     checkpoints.add(frac)
     meta["steps"] = step
     meta["flow_seconds"] = round(time.time() - t0, 1)
