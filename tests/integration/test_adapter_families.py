@@ -11,10 +11,11 @@ reproduces the full step bit for bit (the declarations are exact). The coverage 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -166,13 +167,34 @@ def _sample(output: Any) -> torch.Tensor:
     return torch.stack(list(sample)) if isinstance(sample, list) else sample
 
 
+@contextlib.contextmanager
+def _step_context(transformer: Any, handle: Any, step: int, num_steps: int) -> Iterator[None]:
+    """Run one replayed call as step ``step`` of ``num_steps`` in the context ``default``: through the model's
+    ``cache_context`` where it has one, else (PixArt, Sana, SD3, ... in diffusers 0.42.1) by setting the
+    engine leader's context, as the generic adapter's proof does."""
+    cache_context = getattr(transformer, "cache_context", None)
+    if callable(cache_context):
+        with cache_context("default", step_index=step, num_inference_steps=num_steps):
+            yield
+        return
+    from lesa_adapters.engine.hooks import CacheContext
+
+    leader = handle._attachment.leader
+    leader.set_context(CacheContext("default", step_index=step, num_inference_steps=num_steps))
+    try:
+        yield
+    finally:
+        leader.set_context(None)
+
+
 def test_a_forecast_equal_to_the_true_feature_reproduces_the_full_step(
     spec: FamilySpec, host: PluginHost
 ) -> None:
     """The declarations are exact, not just runnable: the pipeline's calls of its first two steps (one
-    context) are replayed as a trajectory, the second one twice; the third call forecasts with order-0
-    Taylor (reuse), so its forecast *is* the true feature of the identical second call, and the output
-    must be that call's bit for bit, for every tap. This fails if a block passes through the wrong
+    context) are replayed as a trajectory of three steps, the second call twice (each call carries its
+    step index, so the runtime does not take the replay for a pipeline calling one step twice); the third
+    step forecasts with order-0 Taylor (reuse), so its forecast *is* the true feature of the identical
+    second call, and the output must be that call's bit for bit, for every tap. This fails if a block passes through the wrong
     stream, a ``forecast_skips`` module feeds the head, or the forecast lands anywhere but at the tap.
     A tap's declared head (``proj_out`` after ``norm_out``) maps the full step's tap to its output, and
     its declared width (``tap_channels``) is the feature's."""
@@ -188,12 +210,17 @@ def test_a_forecast_equal_to_the_true_feature_reproduces_the_full_step(
         events: list[Any] = []
         config = run_config(2, 2, tap=tap, order=0, force_full=())
         with lesa_core.attach(transformer, config, host=host, observer=events.append) as handle:
-            outputs = [_sample(transformer(*args, **kwargs)) for args, kwargs in (first, second, second)]
+            outputs = []
+            for step, (args, kwargs) in enumerate((first, second, second)):
+                with _step_context(transformer, handle, step, 3):
+                    outputs.append(_sample(transformer(*args, **kwargs)))
             (stats,) = handle.stats().values()
         assert stats["decisions"] == "FFc", tap
         assert torch.equal(outputs[2], outputs[1]), tap
         # the declared width is the feature's: channels last, or at dim 1 (CogVideoX: 2) of a channel-first output
-        feature, width = events[1].tap, adapter.tap_channels(tap)
+        # step 1's tap; with batched guidance each branch's rows come as an event of their own, in row order
+        feature = torch.cat([event.tap for event in events if event.step_index == 1])
+        width = adapter.tap_channels(tap)
         if tap == "output" and adapter.output_channels_first:
             assert width in feature.shape[1:3], (tap, width, feature.shape)
         else:
@@ -201,7 +228,7 @@ def test_a_forecast_equal_to_the_true_feature_reproduces_the_full_step(
         head = adapter.tap_head(tap)  # maps the tap to the output: the same values, up to the layout
         if head is not None:
             with torch.no_grad():
-                mapped = head(events[1].tap)
+                mapped = head(feature)
             torch.testing.assert_close(
                 mapped.flatten().sort().values,
                 outputs[1].flatten().sort().values,

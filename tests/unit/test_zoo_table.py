@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from lesa_workflows.bench.zoo import PEERS, ZooReport, ZooSetting, paired, recipe_config, schedule_text
+from lesa_workflows.bench.zoo import (
+    PEERS,
+    SELECTION_RECIPE,
+    ZooReport,
+    ZooSetting,
+    paired,
+    recipe_config,
+    schedule_text,
+)
 
 
 def _setting() -> ZooSetting:
@@ -64,5 +72,6 @@ def test_the_recipe_is_predictor_kan_with_nothing_else() -> None:
             }
 
     config = recipe_config(Source())
-    assert config["predictor"] == {"name": "kan"} and config["training"] == {"num_prompts": 24}
+    assert config["predictor"] == {"name": "kan"}
+    assert config["training"] == {"num_prompts": 24, **SELECTION_RECIPE}  # nothing model-specific: stage1 99 dropped
     assert config["tap"] == "normed" and config["policy"]["interval"] == 7
