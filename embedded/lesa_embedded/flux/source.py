@@ -9,7 +9,7 @@ caption combinations (never seen in training). Prompt adherence is the analytic 
 
 from __future__ import annotations
 
-import random
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -18,30 +18,25 @@ from torch import Tensor
 from lesa_core import hookimpl
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.registry import Registry
-
-_SHUFFLE_SEED = 20260226
-
-
-def _shuffled(captions: list[str]) -> list[str]:
-    captions = list(captions)
-    random.Random(_SHUFFLE_SEED).shuffle(captions)
-    return captions
+from lesa_embedded.common.source import ShippedPipelineSource
 
 
-class EmbeddedModelSource(ModelSource):
+class EmbeddedModelSource(ShippedPipelineSource):
     """The shipped, trained ``FluxPipeline`` (64×64 images, 256 image tokens)."""
 
     description = "the project's small trained FLUX-class text-to-image model (shipped, offline)"
 
-    def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
+    shuffle_seed = 20260226
+
+    def load_pipeline(self, device: str | torch.device, dtype: torch.dtype) -> Any:
         from lesa_embedded.flux import load_embedded_pipeline
 
         return load_embedded_pipeline(device=device, dtype=dtype)
 
-    def call_defaults(self) -> dict[str, Any]:
+    def shipped_call_defaults(self) -> Mapping[str, Any]:
         from lesa_embedded.flux import EMBEDDED_CALL_DEFAULTS
 
-        return {k: v for k, v in EMBEDDED_CALL_DEFAULTS.items() if k != "num_inference_steps"}
+        return EMBEDDED_CALL_DEFAULTS
 
     def default_config(self) -> dict[str, Any]:
         return {
@@ -64,27 +59,25 @@ class EmbeddedModelSource(ModelSource):
             },
         }
 
-    def train_prompts(self) -> list[str]:
+    def train_captions(self) -> list[str]:
         from lesa_embedded.flux.shapes import train_captions
 
-        return _shuffled(train_captions())
+        return train_captions()
 
-    def eval_prompts(self) -> list[str]:
+    def heldout_captions(self) -> list[str]:
         from lesa_embedded.flux.shapes import heldout_captions
 
-        return _shuffled(heldout_captions())
+        return heldout_captions()
 
-    def score_adherence(self, images: Tensor, prompts: list[str]) -> Tensor | None:
-        """Whether each image shows its caption; ``None`` when a prompt is not a caption of the shapes data
-        set (``lesa sample --prompt "anything"``): the analytic scorer reads only those."""
-        from lesa_embedded.flux.adherence import score_adherence
+    def parse_caption(self, prompt: str) -> object:
         from lesa_embedded.flux.shapes import parse_caption
 
-        try:
-            for prompt in prompts:
-                parse_caption(prompt)
-        except ValueError:
-            return None
+        return parse_caption(prompt)
+
+    def score(self, images: Tensor, prompts: list[str]) -> Tensor:
+        """Whether each image shows its caption (all attributes match)."""
+        from lesa_embedded.flux.adherence import score_adherence
+
         return score_adherence(images, prompts).match.float()
 
 

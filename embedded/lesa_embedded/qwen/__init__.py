@@ -22,6 +22,9 @@ from typing import Any
 
 import torch
 
+from lesa_embedded.common.captions import spread
+from lesa_embedded.common.loading import load_pipeline_folder
+
 from . import pairs
 from .adherence import PairAdherence, detect_object, score_adherence
 
@@ -47,20 +50,14 @@ TRAIN_PROMPTS: tuple[str, ...] = tuple(pairs.train_captions())
 HELDOUT_PROMPTS: tuple[str, ...] = tuple(pairs.heldout_captions())
 
 
-def _spread(items: tuple[str, ...], n: int | None) -> list[str]:
-    if n is None or n >= len(items):
-        return list(items)
-    return [items[(i * len(items)) // n] for i in range(n)]
-
-
 def train_prompts(n: int | None = None) -> list[str]:
     """``n`` training captions spread evenly over the training set (all if ``n`` is None)."""
-    return _spread(TRAIN_PROMPTS, n)
+    return spread(TRAIN_PROMPTS, n)
 
 
 def heldout_prompts(n: int | None = None) -> list[str]:
     """``n`` held-out captions spread evenly over the held-out set (all 54 if ``n`` is None)."""
-    return _spread(HELDOUT_PROMPTS, n)
+    return spread(HELDOUT_PROMPTS, n)
 
 
 def load_qwen_pipeline(
@@ -69,15 +66,7 @@ def load_qwen_pipeline(
     progress_bar: bool = False,
 ):
     """Load the shipped pipeline offline (``local_files_only``), every component in ``eval()`` mode."""
-    from diffusers import QwenImagePipeline
-
-    pipe = QwenImagePipeline.from_pretrained(QWEN_PIPELINE_DIR, dtype=dtype, local_files_only=True)
-    for comp in pipe.components.values():
-        if isinstance(comp, torch.nn.Module):
-            comp.eval()
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=not progress_bar)
-    return pipe
+    return load_pipeline_folder("QwenImagePipeline", QWEN_PIPELINE_DIR, device=device, dtype=dtype, progress_bar=progress_bar)
 
 
 def adherence_scores(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:

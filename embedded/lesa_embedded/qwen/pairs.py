@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lesa_embedded.common.captions import CaptionedCombos, enumerate_combos
+
 IMAGE_SIZE = 40
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
@@ -77,32 +79,6 @@ class Combo:
         return {a: getattr(self, a) for a in ATTRIBUTES}
 
 
-def _enumerate_combos() -> tuple[Combo, ...]:
-    out = []
-    for s1 in range(len(SHAPES)):
-        for c1 in range(len(COLOURS)):
-            for s2 in range(len(SHAPES)):
-                for c2 in range(len(COLOURS)):
-                    for r in range(len(RELATIONS)):
-                        if c1 != c2:
-                            out.append(Combo(s1, c1, s2, c2, r))
-    return tuple(out)
-
-
-ALL_COMBOS: tuple[Combo, ...] = _enumerate_combos()
-
-
-def _split() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    g = torch.Generator().manual_seed(HELDOUT_SEED)
-    perm = torch.randperm(len(ALL_COMBOS), generator=g).tolist()
-    n_held = round(HELDOUT_FRACTION * len(ALL_COMBOS))
-    return tuple(sorted(perm[n_held:])), tuple(sorted(perm[:n_held]))
-
-
-#: Indices into :data:`ALL_COMBOS`: training and held-out combinations (disjoint, fixed).
-TRAIN_COMBOS, HELDOUT_COMBOS = _split()
-
-
 def caption(combo: Combo | dict[str, int]) -> str:
     """The canonical caption, e.g. ``"a red circle left of a blue square"``."""
     d = combo.as_dict() if isinstance(combo, Combo) else combo
@@ -112,24 +88,30 @@ def caption(combo: Combo | dict[str, int]) -> str:
     )
 
 
-_CAPTION_TO_COMBO = {caption(c): c for c in ALL_COMBOS}
+CAPTION_SET: CaptionedCombos[Combo] = CaptionedCombos(
+    enumerate_combos(
+        Combo, (len(SHAPES), len(COLOURS), len(SHAPES), len(COLOURS), len(RELATIONS)), keep=lambda s1, c1, s2, c2, r: c1 != c2
+    ),
+    HELDOUT_FRACTION,
+    HELDOUT_SEED,
+    kind="two-object",
+)
+ALL_COMBOS: tuple[Combo, ...] = CAPTION_SET.all
+#: Indices into :data:`ALL_COMBOS`: training and held-out combinations (disjoint, fixed).
+TRAIN_COMBOS, HELDOUT_COMBOS = CAPTION_SET.train, CAPTION_SET.heldout
 
 
 def parse_caption(text: str) -> Combo:
     """Inverse of :func:`caption` (canonical captions only; raises ``ValueError`` otherwise)."""
-    key = " ".join(text.strip().lower().split())
-    try:
-        return _CAPTION_TO_COMBO[key]
-    except KeyError:
-        raise ValueError(f"not a canonical two-object caption: {text!r}") from None
+    return CAPTION_SET.parse(text)
 
 
 def train_captions() -> list[str]:
-    return [ALL_COMBOS[i].caption for i in TRAIN_COMBOS]
+    return CAPTION_SET.captions("train")
 
 
 def heldout_captions() -> list[str]:
-    return [ALL_COMBOS[i].caption for i in HELDOUT_COMBOS]
+    return CAPTION_SET.captions("heldout")
 
 
 def combos_to_tensors(combos: Sequence[Combo], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -227,7 +209,7 @@ def sample_batch(
     """``n`` random (image in [0, 1], attributes, caption) triples from ``split`` ("train"/"heldout"/"all")."""
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else seed)
-    pool = {"train": TRAIN_COMBOS, "heldout": HELDOUT_COMBOS, "all": tuple(range(len(ALL_COMBOS)))}[split]
+    pool = CAPTION_SET.pool(split)
     pick = torch.randint(len(pool), (n,), generator=generator)
     combos = [ALL_COMBOS[pool[i]] for i in pick.tolist()]
     jitter = draw_jitter(n, generator)
@@ -239,7 +221,7 @@ class TrainSampler:
     """Repeated sampling for training: ``next(n)`` → (images in [-1, 1] on device, positions in ``pool``)."""
 
     def __init__(self, split: str = "train", seed: int = 0, device: torch.device | str = "cpu"):
-        self.pool = {"train": TRAIN_COMBOS, "heldout": HELDOUT_COMBOS}[split]
+        self.pool = CAPTION_SET.pool(split)
         self.generator = torch.Generator().manual_seed(seed)
         self.device = torch.device(device)
         combos = [ALL_COMBOS[i] for i in self.pool]
