@@ -60,6 +60,7 @@ def main() -> int:
     parser.add_argument("--long-interval", type=int, default=10)
     parser.add_argument("--reference", action="append", default=[], help="JSON with per-image rows to pair")
     parser.add_argument("--call", default="{}", help="JSON: sampling-call overrides")
+    parser.add_argument("--no-eval", action="store_true", help="train only (the validation scores per epoch)")
     args = parser.parse_args()
 
     import torch
@@ -122,6 +123,10 @@ def main() -> int:
             f"## {name}: trained in {seconds:.0f} s (load {load:.1f}); {json.dumps(report.selection)}",
             flush=True,
         )
+    if args.no_eval:
+        results.update(trained)
+        results_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        return 0
     rows = evaluate(
         pipe,
         methods,

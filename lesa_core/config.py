@@ -118,8 +118,8 @@ class TrainingConfig(BaseModel):
 
     The defaults are **the one recipe** for every model (docs/training.md): the sizes are the library's,
     not a model's — 24 training prompts of a model source plus a validation slice of 8, 32 tokens per
-    sample, stage 1 6 epochs, stage 2 1 epoch; the start is the best of ``start`` on the validation slice
-    and the best epoch is kept (:mod:`lesa_core.trainer.selection`).
+    sample, stage 1 6 epochs, stage 2 1 epoch; the best epoch on the validation slice is kept, and the
+    forecasters of ``start`` are a floor under it (:mod:`lesa_core.trainer.selection`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -162,10 +162,11 @@ class TrainingConfig(BaseModel):
     start: list[PluginSpec] = Field(
         default_factory=lambda: [PluginSpec(name="taylor", order=0), PluginSpec(name="taylor", order=1),
                                  PluginSpec(name="taylor", order=2), PluginSpec(name="linear")],
-        description="the training-free (or closed-form) forecasters a learned family may start from: each is "
-        "scored on the validation slice and the family starts from the best one's coefficients (families that "
-        "can start from coefficients only; an unregistered name is skipped with a warning); [] keeps the "
-        "family's own initialisation")
+        description="the training-free (or closed-form) forecasters the result must not fall below: each is "
+        "scored on the validation slice; training starts from the family's own initialisation, and if its best "
+        "epoch scores below the best of these, the family is set to reproduce that one's coefficients (families "
+        "that can start from coefficients only; an unregistered name is skipped with a warning); [] skips the "
+        "floor")
 
 
 class RunConfig(BaseModel):

@@ -50,9 +50,10 @@ from lesa_core.trainer.schedule import history_indices
 from lesa_core.trainer.selection import (
     BestKeeper,
     ClosedLoopValidator,
+    apply_floor,
     can_start_from_coefficients,
-    choose_start,
     fit_closed_form,
+    score_floor,
     training_slice,
     validation_count,
 )
@@ -351,19 +352,22 @@ def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], run
             selection["validation_db"] = round(validator.score(predictor), 4)
         report.selection = selection
         return report
-    start_choice = None
+    floor = None
     if validator is not None and training.start and can_start_from_coefficients(predictor):
         start = time.perf_counter()
-        start_choice = choose_start(assembly, validator, training.start, decisions, times, train_taps,
-                                    meta.schedule, host=host)
-        start_choice.seconds = time.perf_counter() - start
-        selection["start"] = start_choice.summary()
+        floor = score_floor(assembly, validator, training.start, decisions, times, train_taps, meta.schedule,
+                            host=host)
+        floor[0].seconds = time.perf_counter() - start
     keeper = BestKeeper(validator, predictor) if validator is not None else None
     trainer = Trainer(assembly, train_meta, train_taps, training, checkpoints, show_progress=show_progress,
                       keeper=keeper)
     report = trainer.fit(runner, stages=stages)
-    if start_choice is not None:
-        report.seconds["start"] = start_choice.seconds
+    if floor is not None and keeper is not None:
+        start = time.perf_counter()
+        outcome = apply_floor(assembly, keeper, *floor, decisions, times)
+        selection["floor"] = {**floor[0].summary(), **outcome}
+        report.seconds["floor"] = floor[0].seconds + time.perf_counter() - start
+        report.selection["epochs"] = keeper.summary()
     report.selection = {**selection, **report.selection}
     return report
 
