@@ -482,8 +482,11 @@ def describe_selection(selection: dict[str, Any]) -> str | None:
     if floor and floor.get("chosen"):
         scores = floor["candidates"]
         others = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != floor["chosen"])
-        verdict = (f"training fell short, the predictor reproduces {floor['chosen']}" if floor.get("applied")
-                   else "training beat it")
+        verdict = (
+            f"training fell short, the predictor reproduces {floor['chosen']}"
+            if floor.get("applied")
+            else "training beat it"
+        )
         parts.append(f"floor: {floor['chosen']} ({scores[floor['chosen']]:.2f} dB; {others}) — {verdict}")
     epochs = selection.get("epochs")
     if epochs:
