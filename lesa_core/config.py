@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lesa_core.errors import ConfigError, UnknownPluginError
 from lesa_core.interfaces import CachePolicy, PluginConfig, Predictor, StageRouter
@@ -107,21 +107,43 @@ class ClosedLoopConfig(PhaseConfig):
         "tap with a head, as training.loss: latent does)")
 
 
+DEFAULT_SOURCE_PROMPTS = 24
+"""Prompts trained on when a run takes a model source's own prompts and sets no ``training.num_prompts``."""
+AUTO_TOKEN_SUBSAMPLE = 32
+"""Tokens kept per sample by ``training.token_subsample: auto`` on a (batch, tokens, channels) tap."""
+
+
 class TrainingConfig(BaseModel):
-    """How to collect trajectories and train a learned predictor."""
+    """How to collect trajectories and train a learned predictor.
+
+    The defaults are **the one recipe** for every model (docs/training.md): the sizes are the library's,
+    not a model's — 24 training prompts of a model source plus a validation slice of 8, 32 tokens per
+    sample, stage 1 6 epochs, stage 2 1 epoch; the best epoch on the validation slice is kept, and the
+    forecasters of ``start`` are a floor under it (:mod:`lesa_core.trainer.selection`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     prompts: list[str] | str | None = Field(
         None, description="training prompts: a list, a text file (one per line), or None for the model's defaults"
     )
-    num_prompts: int | None = Field(None, ge=1, description="use only the first N prompts")
+    num_prompts: int | None = Field(
+        None, ge=1, description="the prompts trained on: the first N (default: all of a given list, "
+        f"{DEFAULT_SOURCE_PROMPTS} of a model source's own prompts, which then also give the validation slice)")
     num_steps: int = Field(50, ge=2, description="denoising steps of the collected trajectories")
     seed: int = Field(0, description="base seed: prompt i uses seed + i; training shuffles with seed")
     data_dir: str = Field("lesa-data", description="where trajectory shards and checkpoints are written")
-    token_subsample: int | None = Field(
-        None, ge=1, description="keep this many randomly chosen tokens per sample (bounds memory and disk)"
-    )
+    token_subsample: int | Literal["auto"] | None = Field(
+        "auto", description="keep this many randomly chosen tokens per sample (bounds memory, disk and training "
+        f"time); 'auto': {AUTO_TOKEN_SUBSAMPLE} on a (batch, tokens, channels) tap, all on any other; null: all")
+
+    @field_validator("token_subsample")
+    @classmethod
+    def _positive_tokens(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("token_subsample must be at least 1, 'auto' or null (all tokens)")
+        return value
+
     weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False)
     clip_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False)
     loss: Literal["tap", "latent"] = Field(
@@ -129,22 +151,22 @@ class TrainingConfig(BaseModel):
         "every forecast step) or 'latent' (L1 of the latent error the forecasts between two full passes "
         "leave at the next one: through the tap's output projection, combined over the guidance "
         "contexts, summed over the sampler's steps; needs a tap the adapter can map to the output)")
-    stage1: PhaseConfig = PhaseConfig(epochs=30, lr=3e-3, batch_size=64)
-    stage2: ClosedLoopConfig = ClosedLoopConfig(epochs=4, lr=5e-4, batch_size=16)
-    # Selection is opt-in (e.g. validation_prompts: 8 with stage1 6 epochs, stage2 1): measured on the embedded
-    # model it is 1.15 dB below the hand-sized recipe at N = 7 and costs 13 validation rollouts (docs/results.md)
+    stage1: PhaseConfig = PhaseConfig(epochs=6, lr=3e-3, batch_size=24)
+    stage2: ClosedLoopConfig = ClosedLoopConfig(epochs=1, lr=1e-4, batch_size=12)
     validation_prompts: int = Field(
-        0, ge=0, description="the last prompts of the collection (at most a quarter of them) are a validation "
+        8, ge=0, description="the last prompts of the collection (at most a quarter of them; drawn in addition "
+        "to num_prompts from a model source's own prompts) are a validation "
         "slice, not trained on: the trainer scores closed-loop rollouts of them (final latent against full "
         "compute) to pick the start, keep the best epoch and never return a predictor worse than its start; "
         "0 turns selection off")
     start: list[PluginSpec] = Field(
         default_factory=lambda: [PluginSpec(name="taylor", order=0), PluginSpec(name="taylor", order=1),
                                  PluginSpec(name="taylor", order=2), PluginSpec(name="linear")],
-        description="the training-free (or closed-form) forecasters a learned family may start from: each is "
-        "scored on the validation slice and the family starts from the best one's coefficients (families that "
-        "can start from coefficients only; an unregistered name is skipped with a warning); [] keeps the "
-        "family's own initialisation")
+        description="the training-free (or closed-form) forecasters the result must not fall below: each is "
+        "scored on the validation slice; training starts from the family's own initialisation, and if its best "
+        "epoch scores below the best of these, the family is set to reproduce that one's coefficients (families "
+        "that can start from coefficients only; an unregistered name is skipped with a warning); [] skips the "
+        "floor")
 
 
 class RunConfig(BaseModel):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lesa_core.config import TrainingConfig
+from lesa_core.config import DEFAULT_SOURCE_PROMPTS, TrainingConfig
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.parsing import parse_json, read_text, short_repr
@@ -126,7 +126,13 @@ def read_prompts(value: list[str] | str | None, fallback: list[str]) -> list[str
 
 
 def training_prompts(training: TrainingConfig, source: ModelSource) -> list[str]:
-    """A run's training prompts: ``training.prompts`` (a list or a file) or the model source's own, cut to
-    ``training.num_prompts``."""
-    prompts = read_prompts(training.prompts, source.train_prompts())
-    return prompts[: training.num_prompts] if training.num_prompts else prompts
+    """A run's collection prompts: ``training.prompts`` (a list or a file) cut to ``training.num_prompts``;
+    or the model source's own, ``training.num_prompts`` (default
+    :data:`~lesa_core.config.DEFAULT_SOURCE_PROMPTS`) of them plus the validation slice
+    (``training.validation_prompts``, at most a third as many: the trainer keeps at most a quarter of the
+    collection for it, :func:`~lesa_core.trainer.selection.validation_count`)."""
+    if training.prompts is not None:
+        prompts = read_prompts(training.prompts, [])
+        return prompts[: training.num_prompts] if training.num_prompts else prompts
+    count = training.num_prompts or DEFAULT_SOURCE_PROMPTS
+    return list(source.train_prompts())[: count + min(training.validation_prompts, count // 3)]

@@ -65,7 +65,20 @@ def run(args: argparse.Namespace) -> int:
             last = {k: (v[-1] if v else None) for k, v in report.losses.items()}
             print(f"wrote bundle {path} ({report.updates} updates; final L1 stage 1: {last.get('stage1')}, "
                   f"stage 2: {last.get('stage2')})" + (f" [{dist.world_size} ranks]" if dist.world_size > 1 else ""))
+            print(full_step_schedule(run_config))
             summary = describe_selection(report.selection)
             if summary:
                 print(summary)
     return 0
+
+
+def full_step_schedule(run_config: Any) -> str:
+    """The policy the predictor was trained for, with its full steps on the training step count:
+    ``policy {'interval': 7, 'warmup': 3, ...}: full steps 0, 1, 2, 3, 9, … (10 of 50)``."""
+    from lesa_core.interfaces import Decision
+
+    steps = run_config.config.training.num_steps
+    decisions = run_config.plugins.make_policy().schedule(steps)  # what stage 1 trained on
+    full = [i for i, d in enumerate(decisions) if d is Decision.COMPUTE]
+    return (f"policy {run_config.plugins.policy_config.model_dump()}: full steps {', '.join(map(str, full))} "
+            f"({len(full)} of {steps})")

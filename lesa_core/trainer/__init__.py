@@ -33,6 +33,7 @@ import torch
 from lesa_core import distributed
 from lesa_core.assembly import Assembly, Binding, bind, find_transformer, model_device
 from lesa_core.bundle import check_bundle_destination, save_bundle
+from lesa_core.config import AUTO_TOKEN_SUBSAMPLE
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import ClosedFormFit, StageRouter
 from lesa_core.outputs import check_free_space, check_not_nested, check_output_folder, check_writable
@@ -49,9 +50,10 @@ from lesa_core.trainer.schedule import history_indices
 from lesa_core.trainer.selection import (
     BestKeeper,
     ClosedLoopValidator,
+    apply_floor,
     can_start_from_coefficients,
-    choose_start,
     fit_closed_form,
+    score_floor,
     training_slice,
     validation_count,
 )
@@ -71,6 +73,7 @@ __all__ = [
     "fit_policy",
     "fit_router",
     "history_indices",
+    "token_subsample",
     "train",
     "trainable_assembly",
     "with_schedule",
@@ -97,7 +100,7 @@ def check_collectable(binding: Binding, runner: TrajectoryRunner | None = None) 
                 f"the sampling call sets `{option}`, which makes extra transformer calls (`{argument}`) on some steps "
                 "only; their trajectory is not one of the run's. Remove it from the call arguments for collection and "
                 "training (the trained bundle still runs with it: the extra calls get a cache context of their own)")
-    if binding.run.config.training.token_subsample is not None and not adapter.tap_is_token_major(tap):
+    if isinstance(binding.run.config.training.token_subsample, int) and not adapter.tap_is_token_major(tap):
         raise TrainingError(
             f"training.token_subsample needs a (batch, tokens, channels) tap, and {type(adapter).__name__}'s tap "
             f"'{tap}' is channels first; remove token_subsample or choose a token tap "
@@ -178,13 +181,23 @@ def _check_data_dir(root: Path) -> None:
     check_output_folder(store, markers={STORE_META}, what="trajectory store")
 
 
+def token_subsample(binding: Binding) -> int | None:
+    """The tokens a collection keeps per sample: ``training.token_subsample``, with ``auto`` read as
+    :data:`~lesa_core.config.AUTO_TOKEN_SUBSAMPLE` on a (batch, tokens, channels) tap and all tokens on any
+    other."""
+    value = binding.run.config.training.token_subsample
+    if value != "auto":
+        return value if isinstance(value, int) else None
+    return AUTO_TOKEN_SUBSAMPLE if binding.adapter.tap_is_token_major(binding.tap) else None
+
+
 def _collect(binding: Binding, runner: TrajectoryRunner, prompts: Sequence[str], *, data_dir: str | Path | None,
              rank: int | None = None, world_size: int | None = None, show_progress: bool = True) -> StoreMeta:
     _check_prompts(prompts)
     training = binding.run.config.training
     store = _store(binding.run, data_dir)
     return collect(binding, runner, store, prompts, num_steps=training.num_steps,
-                   seed=training.seed, token_subsample=training.token_subsample, rank=rank,
+                   seed=training.seed, token_subsample=token_subsample(binding), rank=rank,
                    world_size=world_size, show_progress=show_progress, before_each=_space_check(store))
 
 
@@ -339,19 +352,22 @@ def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], run
             selection["validation_db"] = round(validator.score(predictor), 4)
         report.selection = selection
         return report
-    start_choice = None
+    floor = None
     if validator is not None and training.start and can_start_from_coefficients(predictor):
         start = time.perf_counter()
-        start_choice = choose_start(assembly, validator, training.start, decisions, times, train_taps,
-                                    meta.schedule, host=host)
-        start_choice.seconds = time.perf_counter() - start
-        selection["start"] = start_choice.summary()
+        floor = score_floor(assembly, validator, training.start, decisions, times, train_taps, meta.schedule,
+                            host=host)
+        floor[0].seconds = time.perf_counter() - start
     keeper = BestKeeper(validator, predictor) if validator is not None else None
     trainer = Trainer(assembly, train_meta, train_taps, training, checkpoints, show_progress=show_progress,
                       keeper=keeper)
     report = trainer.fit(runner, stages=stages)
-    if start_choice is not None:
-        report.seconds["start"] = start_choice.seconds
+    if floor is not None and keeper is not None:
+        start = time.perf_counter()
+        outcome = apply_floor(assembly, keeper, *floor, decisions, times)
+        selection["floor"] = {**floor[0].summary(), **outcome}
+        report.seconds["floor"] = floor[0].seconds + time.perf_counter() - start
+        report.selection["epochs"] = keeper.summary()
     report.selection = {**selection, **report.selection}
     return report
 

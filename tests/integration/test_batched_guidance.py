@@ -27,6 +27,7 @@ CONFIG: dict[str, Any] = {
     "training": {
         "num_steps": STEPS,
         "seed": 1,
+        "token_subsample": None,  # every token: the collection is compared with the uncached run's taps
         "stage1": {"epochs": 2, "batch_size": 2, "lr": 0.003},
         "stage2": {"epochs": 1, "batch_size": 2, "lr": 0.001},
     },

@@ -22,6 +22,7 @@ BASE = {
     "training": {
         "num_steps": STEPS,
         "seed": 3,
+        "validation_prompts": 0,  # these tests are about the fitted policies: train on all four prompts
         "stage1": {"epochs": 2, "batch_size": 4, "lr": 0.003},
         "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001},
     },

@@ -188,3 +188,10 @@ def test_the_cli_line_says_which_start_won_and_by_how_much() -> None:
         "start: linear (43.58 dB; reuse 41.44)" in line and "kept: stage1 epoch 5 (45.53 dB, +1.94 dB" in line
     )
     assert describe_selection({"validation_prompts": 0}) is None
+    floor = {
+        "validation_prompts": 8,
+        "floor": {"candidates": {"reuse": 42.96, "linear": 46.68}, "chosen": "linear", "applied": False},
+    }
+    assert "floor: linear (46.68 dB; reuse 42.96) — training beat it" in (describe_selection(floor) or "")
+    floor["floor"]["applied"] = True
+    assert "the predictor reproduces linear" in (describe_selection(floor) or "")

@@ -6,7 +6,6 @@ import pytest
 
 from lesa_workflows.bench.zoo import (
     PEERS,
-    SELECTION_RECIPE,
     ZooReport,
     ZooSetting,
     paired,
@@ -73,5 +72,6 @@ def test_the_recipe_is_predictor_kan_with_nothing_else() -> None:
 
     config = recipe_config(Source())
     assert config["predictor"] == {"name": "kan"}
-    assert config["training"] == {"num_prompts": 24, **SELECTION_RECIPE}  # nothing model-specific: stage1 99 dropped
+    assert "training" not in config  # nothing model-specific: the library's defaults, stage1 99 dropped
+    assert recipe_config(Source(), num_steps=30)["training"] == {"num_steps": 30}
     assert config["tap"] == "normed" and config["policy"]["interval"] == 7

@@ -48,15 +48,6 @@ class EmbeddedModelSource(ShippedPipelineSource):
                           "per_channel": True},
             "router": {"name": "threshold", "boundaries": [0.9, 0.5]},
             "policy": {"name": "interval", "interval": 7, "warmup": 3},
-            # sized for a 2-core CPU: collection + both stages in a few minutes; stage 1's 5 epochs were
-            # chosen among 3/5/7/10 on validation prompts disjoint from the reported ones (docs/results.md)
-            "training": {
-                "num_prompts": 24,
-                "num_steps": 50,
-                "token_subsample": 32,
-                "stage1": {"epochs": 5, "batch_size": 24, "lr": 0.003},
-                "stage2": {"epochs": 1, "batch_size": 12, "lr": 0.0001},
-            },
         }
 
     def train_captions(self) -> list[str]:

@@ -50,14 +50,6 @@ class EmbeddedQwenModelSource(ShippedPipelineSource):
             },
             "router": {"name": "threshold", "boundaries": [0.9, 0.5]},
             "policy": {"name": "interval", "interval": 7, "warmup": 3},
-            # the FLUX-class model's CPU-sized training recipe (its tokens are fewer here: 100 per image)
-            "training": {
-                "num_prompts": 24,
-                "num_steps": 50,
-                "token_subsample": 32,
-                "stage1": {"epochs": 5, "batch_size": 24, "lr": 0.003},
-                "stage2": {"epochs": 1, "batch_size": 12, "lr": 0.0001},
-            },
         }
 
     def train_captions(self) -> list[str]:

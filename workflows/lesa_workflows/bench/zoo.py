@@ -4,9 +4,9 @@ For each registered model source that is trained (:attr:`~lesa_core.interfaces.m
 and each setting asked for (the model's own sampling call, plus call overrides such as ``true_cfg_scale: 1``
 — another setting of the same model with other dynamics), :func:`check_recipe`
 
-1. trains ``lesa`` with **the selection recipe** (:data:`SELECTION_RECIPE`): the model's tap, router, policy
-   and collection size, ``predictor: kan`` with nothing else set, short phases, the start chosen on the
-   validation slice and the best epoch kept (:mod:`lesa_core.trainer.selection`);
+1. trains ``lesa`` with **the one default recipe** (:func:`recipe_config`): the model's tap, router and
+   policy, ``predictor: kan`` with nothing else set, and the library's training defaults — the start chosen
+   on the validation slice and the best epoch kept (:mod:`lesa_core.trainer.selection`);
 2. fits the closed-form ``linear`` peer on the same trajectories;
 3. samples the held-out prompts (seeds 10 000 + i) with full compute, ``lesa``, ``linear``, reuse,
    Taylor-1, Taylor-2 at the policy's N, and ``lesa`` and Taylor-1 at a longer interval (fewer full passes).
@@ -54,29 +54,18 @@ def schedule_text(policy: dict[str, Any]) -> str:
     )
 
 
-SELECTION_RECIPE: dict[str, Any] = {
-    "validation_prompts": 8,
-    "stage1": {"epochs": 6, "lr": 3e-3, "batch_size": 24},
-    "stage2": {"epochs": 1, "lr": 1e-4, "batch_size": 12},
-}
-"""The model-independent recipe under test (issue #15): a validation slice of 8 prompts, the best start of
-``training.start`` and the best epoch kept, short phases. Not yet the library default: on the embedded model
-it is below the model's hand-sized recipe (docs/results.md, "One recipe for any model")."""
-
-
 def recipe_config(source: ModelSource, num_steps: int | None = None) -> dict[str, Any]:
-    """The selection recipe on ``source``: its tap, router, policy and collection size; ``predictor: kan``
-    and :data:`SELECTION_RECIPE`, nothing model-specific."""
+    """The one default recipe on ``source``: its model facts (tap, router, policy), ``predictor: kan`` and the
+    library's training defaults (:class:`~lesa_core.config.TrainingConfig`), nothing model-specific; only the
+    step count may be set (``num_steps``)."""
     base = source.default_config()
-    training = {
-        k: v
-        for k, v in base.get("training", {}).items()
-        if k in ("num_prompts", "num_steps", "token_subsample", "prompts", "seed")
+    config: dict[str, Any] = {
+        k: base[k] for k in ("model", "tap", "router", "policy") if base.get(k) is not None
     }
+    config["predictor"] = {"name": "kan"}
     if num_steps is not None:
-        training["num_steps"] = num_steps
-    config = {k: base[k] for k in ("model", "tap", "router", "policy") if base.get(k) is not None}
-    return {**config, "predictor": {"name": "kan"}, "training": {**training, **SELECTION_RECIPE}}
+        config["training"] = {"num_steps": num_steps}
+    return config
 
 
 @dataclass

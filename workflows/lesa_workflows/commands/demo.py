@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
            + (f"; at N = {args.extra_interval} the same with N changed" if args.extra_interval else "") + "."]
           if policy.get("name") == "interval" else []),
         *([line] if (line := describe_selection(lesa_report.selection)) else []),
-        f"Trained on {len(prompts)} prompts ({lesa_report.updates} updates); "
+        f"Collected {len(prompts)} prompts, trained on "
+        f"{len(prompts) - lesa_report.selection.get('validation_prompts', 0)} ({lesa_report.updates} updates); "
         f"timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + ".",
     ]
     paths = write_report(out, results, steps=num_steps, prompts=eval_prompts,
