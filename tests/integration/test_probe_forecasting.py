@@ -135,6 +135,9 @@ def test_forecast_steps_with_a_probe_cost_k_blocks_in_full_pass_equivalents(
     assert results["taylor"].full_pass_equivalents == pytest.approx(len(FULL))
     assert results["probe-1"].full_pass_equivalents == pytest.approx(len(FULL) + forecasts * 1 / 4)
     assert results["probe-3"].full_pass_equivalents == pytest.approx(len(FULL) + forecasts * 3 / 4)
+    row = results["probe-3"].row()  # what the evaluate / demo reports write
+    assert row["full_passes"] == len(FULL) and row["full_pass_equivalents"] == pytest.approx(10.0)
+    assert results["probe-3"].cost == pytest.approx(10.0) and results["taylor"].cost == pytest.approx(len(FULL))
 
 
 def test_a_probe_through_the_whole_body_or_with_a_model_output_tap_is_refused(
