@@ -50,6 +50,8 @@ class StepEvent:
         detached; observers must not modify it.
     :ivar inputs: the predictor's input on forecast steps, else ``None``.
     :ivar fallback: ``True`` if a non-finite forecast was replaced by a full step.
+    :ivar probe: the probe point's output at this step (detached), when the runtime runs a probe
+        (:attr:`Predictor.uses_probe`), else ``None``.
     """
 
     context: str
@@ -59,6 +61,7 @@ class StepEvent:
     tap: Tensor
     inputs: ForecastInput | None = None
     fallback: bool = False
+    probe: Tensor | None = None
 
 
 @dataclass
@@ -113,6 +116,8 @@ class BackboneAdapter(ABC):
         (SD3, PixArt, Sana, CogVideoX: ``("uncond", "cond")``); empty if the pipeline runs each branch in a
         call (and cache context) of its own. The runtime treats each branch's rows as a trajectory of its own
         (its observer reports them as separate contexts), when the call's latent holds equal chunks.
+    :cvar probe_blocks: the default probe point of a probe-conditioned predictor (one whose
+        ``uses_probe`` is set and whose config names no k): the output of the first k body blocks.
     :cvar extra_call_arguments: forward arguments whose presence makes a call an *extra* call of the step
         (SD3's ``skip_layers`` of skip-layer guidance), each mapped to the pipeline option that causes it
         (``skip_guidance_layers``); such calls run in a cache context of their own, and training refuses
@@ -126,6 +131,7 @@ class BackboneAdapter(ABC):
     timestep_argument: ClassVar[str] = "timestep"
     batched_guidance: ClassVar[tuple[str, ...]] = ()
     extra_call_arguments: ClassVar[Mapping[str, str]] = {}
+    probe_blocks: ClassVar[int] = 1
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model

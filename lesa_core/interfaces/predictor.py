@@ -47,6 +47,11 @@ class ForecastInput:
         never need them; :func:`lesa_core.interfaces.coefficients.fast_coefficients` uses them to memoise
         coefficients of device inputs. They must identify the device values: the same numbers always
         come with the same device values (the same schedule passed the same way).
+    :ivar probe_drift: for a predictor that reads a probe (:attr:`Predictor.uses_probe`), the drift of the
+        probe point — the hidden stream after the first k body blocks, computed for real on every step —
+        between the step to forecast and the last full pass: ``probe(now) − probe(last full pass)``, shaped
+        like the probe ``(..., C_probe)`` with the features' leading (token) axes. ``None`` for every other
+        predictor, and wherever no probe was run; predictors that ignore it are unchanged.
     """
 
     features: Sequence[Tensor]
@@ -55,12 +60,15 @@ class ForecastInput:
     t: Tensor
     step: Tensor
     scalars: tuple[tuple[float, ...], tuple[float, ...], float, float] | None = None
+    probe_drift: Tensor | None = None
 
     def last(self, k: int) -> ForecastInput:
-        """The same input restricted to the ``k`` newest history entries."""
+        """The same input restricted to the ``k`` newest history entries (the probe drift is kept)."""
         s = self.scalars
         scalars = None if s is None else (s[0][-k:], s[1][-k:], s[2], s[3])
-        return ForecastInput(self.features[-k:], self.times[-k:], self.steps[-k:], self.t, self.step, scalars)
+        return ForecastInput(
+            self.features[-k:], self.times[-k:], self.steps[-k:], self.t, self.step, scalars, self.probe_drift
+        )
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,27 @@ class Predictor(nn.Module, ABC):
     def min_history(self) -> int:
         """The fewest history entries a forecast accepts (default 1: it degrades gracefully)."""
         return 1
+
+    @classmethod
+    def reads_probe(cls, config: PredictorConfig) -> bool:
+        """Whether a predictor built from ``config`` reads :attr:`ForecastInput.probe_drift` (known before
+        building it: collection records probes for such a run). Default ``False``."""
+        return False
+
+    @property
+    def uses_probe(self) -> bool:
+        """``True`` if forecasts read :attr:`ForecastInput.probe_drift`: the runtime then runs the first
+        :attr:`probe_blocks` body blocks for real on forecast steps too (their cost counts) and records the
+        probe on every step. Default: :meth:`reads_probe` of the config (``False``: no block runs on a
+        forecast step)."""
+        return type(self).reads_probe(self.config)
+
+    @property
+    def probe_blocks(self) -> int | None:
+        """k, the body blocks whose output is the probe point: the config's ``probe_blocks`` if it has one,
+        else ``None`` for the adapter's declared probe point (only read when :attr:`uses_probe`)."""
+        value = getattr(self.config, "probe_blocks", None)
+        return None if value is None else int(value)
 
     @abstractmethod
     def forward(self, inputs: ForecastInput) -> Tensor:

@@ -310,8 +310,9 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
         device = model_device(model)
         assembly.predictor.to(device)
         taps = {k: v.to(device) for k, v in taps.items()}
+        probes = _store(binding.run, root).load(what="probes") if meta.probe_blocks is not None else {}
         report = _fit(assembly, meta, taps, runner, checkpoints, stages=stages, host=host,
-                      show_progress=show_progress)
+                      show_progress=show_progress, probes={k: v.to(device) for k, v in probes.items()})
         predictor = assembly.predictor.eval().requires_grad_(False)
         run, policy_fit = fit_policy(run, predictor, taps, meta.schedule, host=host)
         assembly = Assembly(run, assembly.adapter, assembly.tap, predictor)
@@ -329,7 +330,8 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
 
 
 def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], runner: TrajectoryRunner,
-         checkpoints: Path, *, stages: Sequence[int], host: PluginHost, show_progress: bool) -> TrainReport:
+         checkpoints: Path, *, stages: Sequence[int], host: PluginHost, show_progress: bool,
+         probes: dict[str, torch.Tensor] | None = None) -> TrainReport:
     """Fit the assembled predictor: in closed form when its family can (:class:`ClosedFormFit`), else by the
     two stages; with a validation slice, the start is the best of ``training.start`` and the best epoch is
     kept (:mod:`lesa_core.trainer.selection`)."""
@@ -346,7 +348,9 @@ def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], run
     predictor = assembly.predictor
     if isinstance(predictor, ClosedFormFit):
         start = time.perf_counter()
-        selection["closed_form"] = fit_closed_form(predictor, decisions, times, train_taps)
+        keep = len(meta.prompts) - num_validation
+        train_probes = {context: probe[:keep] for context, probe in (probes or {}).items()}
+        selection["closed_form"] = fit_closed_form(predictor, decisions, times, train_taps, train_probes)
         report = TrainReport(seconds={"closed_form": time.perf_counter() - start})
         if validator is not None:
             selection["validation_db"] = round(validator.score(predictor), 4)

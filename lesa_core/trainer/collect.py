@@ -40,11 +40,24 @@ from lesa_core.trainer.store import StoreMeta, TrajectoryStore
 
 
 class _CollectionOnly(Predictor):
-    """Stands in for the run's predictor while collecting (every step computes; nothing is forecast)."""
+    """Stands in for the run's predictor while collecting (every step computes; nothing is forecast); for a
+    run whose predictor reads a probe it asks for the same probe point, so that every step records it."""
+
+    def __init__(self, probe_blocks: int | None = None) -> None:
+        super().__init__(PredictorConfig())
+        self._probe_blocks = probe_blocks
 
     @property
     def history_size(self) -> int:
         return 1
+
+    @property
+    def uses_probe(self) -> bool:
+        return self._probe_blocks is not None
+
+    @property
+    def probe_blocks(self) -> int | None:
+        return self._probe_blocks
 
     def forward(self, inputs: ForecastInput) -> Tensor:
         raise AssertionError("collection never forecasts")
@@ -56,10 +69,32 @@ class _Recorder:
 
     taps: dict[str, list[Tensor]] = field(default_factory=dict)
     times: dict[str, list[float]] = field(default_factory=dict)
+    probes: dict[str, list[Tensor]] = field(default_factory=dict)
 
     def __call__(self, event: StepEvent) -> None:
         self.taps.setdefault(event.context, []).append(event.tap.detach().to("cpu", torch.float32))
+        if event.probe is not None:
+            self.probes.setdefault(event.context, []).append(event.probe.detach().to("cpu", torch.float32))
         self.times.setdefault(event.context, []).append(float(event.t.reshape(-1)[0]))
+
+
+def probe_point(binding: Binding) -> int | None:
+    """k, the body blocks whose output a collection records as the probe, when the run's predictor reads
+    one (its config's ``probe_blocks``, else the adapter's declared probe point); ``None`` otherwise."""
+    plugins = binding.run.plugins
+    if not plugins.predictor_cls.reads_probe(plugins.predictor_config):
+        return None
+    requested = getattr(plugins.predictor_config, "probe_blocks", None)
+    return int(requested) if requested is not None else int(binding.adapter.probe_blocks)
+
+
+def _rows(per_context: dict[str, Tensor], row: int, token_index: list[int] | None) -> dict[str, Tensor]:
+    """Row ``row`` of every context's ``(S, B, N, ...)`` stack, restricted to the kept tokens."""
+    out = {}
+    for ctx, stacked in per_context.items():
+        one = stacked[:, row]
+        out[ctx] = one if token_index is None else one[:, token_index]
+    return out
 
 
 def choose_token_index(num_tokens: int, keep: int | None, seed: int) -> list[int] | None:
@@ -118,10 +153,11 @@ def collect(
     rank = distributed.rank() if rank is None else rank
     world_size = distributed.world_size() if world_size is None else world_size
     group = distributed.is_distributed()
+    probe_blocks = probe_point(binding)
     meta = StoreMeta(
         model_class=binding.adapter.model_class(), model_fingerprint=binding.adapter.fingerprint(),
         tap=binding.tap, num_steps=num_steps, schedule=None, token_index=None, prompts=list(prompts),
-        seed=seed, call=runner.settings, token_subsample=token_subsample,
+        seed=seed, call=runner.settings, token_subsample=token_subsample, probe_blocks=probe_blocks,
     )
     if group and rank != 0:
         distributed.barrier()  # rank 0 creates store.json first: no two ranks race to create it
@@ -132,7 +168,7 @@ def collect(
     assert current is not None
     todo = [i for i in range(len(prompts)) if i % world_size == rank and not store.has(i)]
     components = RuntimeComponents(
-        predictor=_CollectionOnly(PredictorConfig()), make_policy=lambda: AlwaysCompute(PluginConfig()),
+        predictor=_CollectionOnly(probe_blocks), make_policy=lambda: AlwaysCompute(PluginConfig()),
         router=binding.run.plugins.router, tap=binding.tap, guard_non_finite=False,
     )
     token_index = current.token_index
@@ -151,6 +187,9 @@ def collect(
             attachment.remove()
         per_context = {ctx: torch.stack(taps) for ctx, taps in recorder.taps.items()}  # (S, B, ...)
         check_recorded(per_context, num_steps, len(batch))
+        probes = {ctx: torch.stack(probe) for ctx, probe in recorder.probes.items()}  # (S, B, ...)
+        if probe_blocks is not None:
+            check_recorded(probes, num_steps, len(batch))
         if schedule is None:
             times = next(iter(recorder.times.values()))
             schedule = [*times, 0.0]
@@ -163,13 +202,7 @@ def collect(
                 token_index = choose_token_index(sample.shape[2], token_subsample, seed)
             store.update_meta(schedule=schedule, token_index=token_index)
         for b, i in enumerate(batch):
-            taps = {}
-            for ctx, stacked in per_context.items():
-                one = stacked[:, b]
-                if token_index is not None:
-                    one = one[:, token_index]
-                taps[ctx] = one
-            store.write(i, taps, prompts[i])
+            store.write(i, _rows(per_context, b, token_index), prompts[i], _rows(probes, b, token_index))
         bar.update(len(batch))
     bar.close()
     if group:

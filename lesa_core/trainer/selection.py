@@ -248,23 +248,42 @@ def teacher_forced_examples(
     teacher: TeacherForcing,
     taps: dict[str, Tensor],
     batch_rows: int = 16,
+    probes: dict[str, Tensor] | None = None,
 ) -> Iterator[Example]:
-    """Every forecast step's teacher-forced examples, every context, in batches of ``batch_rows`` prompts."""
+    """Every forecast step's teacher-forced examples, every context, in batches of ``batch_rows`` prompts.
+
+    With ``probes`` (context → ``(P, S, N', C_probe)``, a probe collection) each example also carries the
+    probe's drift from the newest history entry — the last full pass — to the forecast step, as the runtime
+    hands it (:attr:`~lesa_core.interfaces.ForecastInput.probe_drift`).
+    """
+    probes = probes or {}
     for step in forecast_steps(teacher):
         idx = teacher.history(step)
-        for truth in taps.values():
+        for context, truth in taps.items():
+            probe = probes.get(context)
             for start in range(0, truth.shape[0], batch_rows):
                 rows = truth[start : start + batch_rows]
-                yield Example(teacher.forecast_input([rows[:, j] for j in idx], idx, step), rows[:, step])
+                inputs = teacher.forecast_input([rows[:, j] for j in idx], idx, step)
+                if probe is not None:
+                    block = probe[start : start + batch_rows]
+                    inputs = dataclasses.replace(inputs, probe_drift=block[:, step] - block[:, idx[-1]])
+                yield Example(inputs, rows[:, step])
 
 
 def fit_closed_form(
-    predictor: Predictor, decisions: Sequence[Decision], times: Tensor, taps: dict[str, Tensor]
+    predictor: Predictor,
+    decisions: Sequence[Decision],
+    times: Tensor,
+    taps: dict[str, Tensor],
+    probes: dict[str, Tensor] | None = None,
 ) -> dict[str, float]:
-    """Fit a :class:`~lesa_core.interfaces.ClosedFormFit` family on teacher-forced examples of ``taps``."""
+    """Fit a :class:`~lesa_core.interfaces.ClosedFormFit` family on teacher-forced examples of ``taps`` (with
+    the probe drift of ``probes`` when the family reads a probe)."""
     assert isinstance(predictor, ClosedFormFit)
     return predictor.fit_closed_form(
-        teacher_forced_examples(TeacherForcing(predictor, decisions, times), taps)
+        teacher_forced_examples(
+            TeacherForcing(predictor, decisions, times), taps, probes=probes if predictor.uses_probe else None
+        )
     )
 
 

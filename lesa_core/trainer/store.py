@@ -5,6 +5,7 @@ Layout of a store folder::
     store/
       store.json              # what was collected: model, tap, steps, schedule, token subset, contexts
       traj_00000.safetensors  # taps.<context>: (S, N', C) — the tap at every step of prompt 0
+                              # (+ probes.<context>: (S, N', P) — the probe, for a probe-conditioned run)
       traj_00001.safetensors
       ...
 
@@ -30,6 +31,7 @@ from lesa_core.outputs import follow_umask
 from lesa_core.parsing import parse_json, read_text
 
 STORE_META = "store.json"
+PROBE_PREFIX = "probes."
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class StoreMeta:
     :ivar prompts: the prompts, in order; prompt i uses seed ``seed + i``.
     :ivar call: the sampling call's settings (must match between collection and closed-loop training).
     :ivar token_subsample: ``training.token_subsample`` of the collection (tokens kept per sample).
+    :ivar probe_blocks: k when the shards also hold the probe (the first k body blocks' output,
+        ``probes.<context>``) for a probe-conditioned predictor; ``None`` (and absent from stores written
+        before probes existed) when they hold taps only.
     """
 
     model_class: str
@@ -54,6 +59,7 @@ class StoreMeta:
     seed: int
     call: dict[str, Any]
     token_subsample: int | None = None
+    probe_blocks: int | None = None
 
     def identity(self) -> dict[str, Any]:
         """The fields that must agree for a store to be reused: every setting that changes what the shards
@@ -74,7 +80,7 @@ class StoreMeta:
         names = {f.name for f in fields(cls)}
         if "token_subsample" not in data and isinstance(data.get("token_index"), list):
             data = {**data, "token_subsample": len(data["token_index"])}  # written before the field existed
-        unknown, missing = sorted(set(data) - names), sorted(names - set(data) - {"token_subsample"})
+        unknown, missing = sorted(set(data) - names), sorted(names - set(data) - {"token_subsample", "probe_blocks"})
         if unknown or missing:
             raise _damaged(source, f"unknown keys {unknown or 'none'}, missing keys {missing or 'none'}")
         checks = {
@@ -87,6 +93,7 @@ class StoreMeta:
             "prompts": isinstance(data["prompts"], list) and all(isinstance(x, str) for x in data["prompts"]),
             "seed": _is_int(data["seed"]), "call": isinstance(data["call"], dict),
             "token_subsample": data.get("token_subsample") is None or _is_int(data["token_subsample"]),
+            "probe_blocks": data.get("probe_blocks") is None or _is_int(data["probe_blocks"]),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -195,12 +202,14 @@ class TrajectoryStore:
             path.unlink(missing_ok=True)  # a damaged shard is recollected
             return False
 
-    def write(self, index: int, taps: dict[str, Tensor], prompt: str) -> None:
-        """Write prompt ``index``'s taps (context name → (S, N', C)) atomically (and remove a temporary
-        file of this shard that a killed run left behind)."""
+    def write(self, index: int, taps: dict[str, Tensor], prompt: str, probes: dict[str, Tensor] | None = None) -> None:
+        """Write prompt ``index``'s taps (context name → (S, N', C)) and, for a probe collection, its probes
+        (context name → (S, N', P)) atomically (and remove a temporary file of this shard that a killed run
+        left behind)."""
         from safetensors.torch import save_file
 
         tensors = {f"taps.{ctx}": t.detach().to("cpu").contiguous() for ctx, t in taps.items()}
+        tensors.update({f"{PROBE_PREFIX}{ctx}": t.detach().to("cpu").contiguous() for ctx, t in (probes or {}).items()})
         path = self.shard_path(index)
         for stale in self.root.glob(f".{path.name}.*"):  # left by a writer that was killed (only this
             stale.unlink(missing_ok=True)                 # process writes this shard)
@@ -209,8 +218,11 @@ class TrajectoryStore:
         info = json.dumps({"index": index, "prompt": prompt}, sort_keys=True)
         _atomic_write_bytes(self.shard_path(index), lambda tmp: save_file(tensors, tmp, metadata={"shard": info}))
 
-    def load(self, indices: list[int] | None = None, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
-        """Load shards into memory: context → (P, S, N', C), in prompt order. Every shard is checked: it
+    def load(self, indices: list[int] | None = None, dtype: torch.dtype = torch.float32, *,
+             what: str = "taps") -> dict[str, Tensor]:
+        """Load shards into memory: context → (P, S, N', C), in prompt order — the taps, or with
+        ``what="probes"`` the probes of a probe collection (an empty dict for shards without probes, as
+        every store collected before probes existed). Every shard is checked: it
         must be readable, hold the steps of the store and finite values only.
 
         :raises TrainingError: if a shard is missing (collection incomplete), damaged, of another shape, or
@@ -237,7 +249,8 @@ class TrajectoryStore:
                 tensors = load_file(str(path))
             except (SafetensorError, OSError, ValueError) as exc:
                 raise TrainingError(f"trajectory shard {path} is damaged ({exc}); {redo}") from None
-            if set(per_context) and set(tensors) != {f"taps.{c}" for c in per_context}:
+            tensors = {k: v for k, v in tensors.items() if k.startswith(f"{what}.")}
+            if set(per_context) and set(tensors) != {f"{what}.{c}" for c in per_context}:
                 raise TrainingError(f"trajectory shard {path} holds contexts {sorted(tensors)}, unlike the other "
                                     f"shards; {redo}")
             for key, value in tensors.items():
@@ -250,7 +263,7 @@ class TrajectoryStore:
                         f"would diverge. If the file was damaged, {redo}; if the model itself produces them for "
                         "this prompt, remove the prompt from training.prompts"
                     )
-                per_context.setdefault(key.removeprefix("taps."), []).append(value.to(dtype))
+                per_context.setdefault(key.removeprefix(f"{what}."), []).append(value.to(dtype))
         try:
             return {ctx: torch.stack(values) for ctx, values in per_context.items()}
         except RuntimeError as exc:

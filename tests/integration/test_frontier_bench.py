@@ -91,8 +91,24 @@ def test_frontier_end_to_end(tmp_path: Path) -> None:
             assert r.full_pass_equivalents <= r.budget + 1e-9  # the cap holds
         if r.family == "diffusers-fbcache":
             assert r.full_pass_equivalents > 0
+        if r.family in ("lesa-probe", "lesa-probe-learned"):  # forecast steps run 1 of the 2 blocks
+            assert r.full_pass_equivalents == pytest.approx(r.budget + (STEPS - r.budget) / 2), r.name
     written = json.loads((tmp_path / "out" / "frontier.json").read_text())
     assert set(written["comparisons"]["per_budget"]) == {"4", "6"}
+    assert all(
+        c["best_lesa"] not in ("lesa-probe", "lesa-probe-learned")  # more FPE: compared net of cost
+        for c in written["comparisons"]["per_budget"].values()
+    )
+    net = written["comparisons"]["probe_net_of_cost"]
+    assert {p["name"] for p in net} == {
+        "lesa-probe@4",
+        "lesa-probe@6",
+        "lesa-probe-learned@4",
+        "lesa-probe-learned@6",
+    }
+    at4 = next(p for p in net if p["name"] == "lesa-probe@4")  # 8 FPE: more than B = 6 rows spend
+    assert at4["full_pass_equivalents"] == pytest.approx(8.0) and "lesa" not in at4 and "peer" not in at4
+    assert "net of their cost" in (tmp_path / "out" / "frontier.md").read_text()
     assert (tmp_path / "out" / "frontier.png").stat().st_size > 1000
     assert "Best LESA variant" in (tmp_path / "out" / "frontier.md").read_text()
 

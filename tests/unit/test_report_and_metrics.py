@@ -38,7 +38,8 @@ def test_report_files_and_json_schema(tmp_path: Path) -> None:
     data = json.loads(paths["report.json"].read_text())
     assert data["steps"] == 3
     assert [m["name"] for m in data["methods"]] == names[:6]
-    assert set(data["methods"][0]) == {"name", "full_passes", "psnr", "ssim", "adherence", "seconds", "speedup"}
+    assert set(data["methods"][0]) == {"name", "full_passes", "psnr", "ssim", "adherence", "seconds", "speedup",
+                                       "full_pass_equivalents"}
     assert [m["name"] for m in data["extra_methods"]] == ["lesa@N10"]
     for name in ("grid.png", "error_per_step.png"):
         assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -64,6 +64,7 @@ class DiffusersAttachment(Attachment):
         self._warned_non_finite = False
         self._removed = False
         self.shared = StepFlags()
+        self.shared.probe_at = self._probe_index(adapter, components)
         self._default_context: CacheContext = hooks.CacheContext(DEFAULT_CONTEXT)
 
         positions, defaults = parameter_positions(model)
@@ -90,7 +91,7 @@ class DiffusersAttachment(Attachment):
                 tail = isinstance(self.tap_spec, BodyOutputTap)
                 for i, block in enumerate(blocks):
                     is_tail = tail and i == len(blocks) - 1
-                    self._install(block, hooks.BlockHook(self.shared, adapter.io_for(block), is_tail), BLOCK_HOOK)
+                    self._install(block, hooks.BlockHook(self.shared, adapter.io_for(block), is_tail, i), BLOCK_HOOK)
                 if isinstance(self.tap_spec, ModuleOutputTap):
                     try:
                         tapped = model.get_submodule(self.tap_spec.module)
@@ -107,6 +108,26 @@ class DiffusersAttachment(Attachment):
             self.remove()
             raise
         root.invalidate_child_registries_cache()
+
+    def _probe_index(self, adapter: DiffusersBackbone, components: RuntimeComponents) -> int:
+        """The index of the body block whose output is the probe (k − 1), or −1 when the predictor reads
+        no probe (:attr:`~lesa_core.interfaces.Predictor.uses_probe`).
+
+        :raises AttachError: for a probe with a tap that skips the whole forward, or a k the body cannot hold.
+        """
+        if not self.predictor.uses_probe:
+            return -1
+        if self.skips_forward:
+            raise AttachError(
+                f"predictor {type(self.predictor).__name__} reads a probe of the first body blocks, but tap "
+                f"'{self.tap}' skips the whole forward on forecast steps; choose a body tap (e.g. 'hidden')"
+            )
+        return adapter.check_probe(self.predictor.probe_blocks) - 1
+
+    @property
+    def probe_blocks(self) -> int:
+        """k, the body blocks a forecast step runs for real (0 without a probe)."""
+        return self.shared.probe_at + 1
 
     def _install(self, module: nn.Module, hook: ModelHook, name: str) -> None:
         from lesa_adapters.engine.hooks import registry
@@ -311,18 +332,50 @@ class DiffusersAttachment(Attachment):
         """Forecast the tap from the context's history under ``torch.no_grad()``; with too little
         history, or a forecast the guard rejects, the step becomes a full one."""
         state = call.state
-        if len(state.features) < self.min_history:
+        if len(state.features) < self.min_history or (self.shared.probe_at >= 0 and state.probe is None):
             call.decision = Decision.COMPUTE  # too little history: nothing to forecast from
             return
-        assert call.t_dev is not None and call.step_dev is not None
-        inputs = ForecastInput(features=tuple(state.features), times=torch.stack(tuple(state.times)),
-                               steps=torch.stack(tuple(state.steps)), t=call.t_dev, step=call.step_dev)
+        if self.shared.probe_at >= 0:
+            call.awaits_probe = True  # forecast once the probe block ran (_forecast_on_probe)
+            return
+        inputs = self._forecast_input(call)
         with torch.no_grad():
             forecast = self.predictor(inputs)
         if self._rejects(call, forecast) or self._overruled(call, inputs, forecast):
             return
         call.forecast = forecast
         call.inputs = inputs
+
+    def _forecast_input(self, call: Call, probe_drift: Tensor | None = None) -> ForecastInput:
+        """The predictor's input from the context's history (and the probe's drift, on a probe step)."""
+        state = call.state
+        assert call.t_dev is not None and call.step_dev is not None
+        return ForecastInput(features=tuple(state.features), times=torch.stack(tuple(state.times)),
+                             steps=torch.stack(tuple(state.steps)), t=call.t_dev, step=call.step_dev,
+                             probe_drift=probe_drift)
+
+    @torch.compiler.disable
+    def _forecast_on_probe(self, call: Call) -> None:
+        """Called by the probe block's hook on a probe forecast step, once blocks 0..k−1 ran: forecast from
+        the history and the probe's drift since the last full pass; the blocks after the probe then pass
+        through and the tail substitutes the forecast. A forecast the guard rejects, or the policy overrules,
+        leaves the body running: the step becomes a full one (its first k blocks already ran)."""
+        shared = self.shared
+        shared.on_probe = None
+        call.awaits_probe = False
+        state = call.state
+        assert shared.probe is not None and state.probe is not None
+        inputs = self._forecast_input(call, shared.probe.detach() - state.probe)
+        with torch.no_grad():
+            forecast = self.predictor(inputs)
+        if self._rejects(call, forecast) or self._overruled(call, inputs, forecast):
+            if call.host_t is not None:
+                self.predictor.check_time(call.index, call.host_t)
+            return
+        call.forecast = forecast
+        call.inputs = inputs
+        shared.skip_body = True
+        shared.forecast = forecast
 
     def _overruled(self, call: Call, inputs: ForecastInput, forecast: Tensor) -> bool:
         """``True`` if the context's policy reviews forecasts (an adaptive policy) and, told the forecast's
@@ -380,6 +433,9 @@ class DiffusersAttachment(Attachment):
         that replaces the whole forward."""
         shared = self.shared
         shared.active = True
+        if call.awaits_probe:
+            shared.on_probe = lambda: self._forecast_on_probe(call)
+            return
         if call.forecast is None:
             return
         if self.skips_forward:
@@ -406,9 +462,15 @@ class DiffusersAttachment(Attachment):
         shared = self.shared
         state = call.state
         try:
+            if call.awaits_probe:
+                raise ForwardInputError(
+                    f"LESA: the probe block ({self.probe_blocks} of the body) was not reached during this forward of "
+                    f"{type(self.model).__qualname__}; check the adapter's body declarations")
             if call.forecast is None:
                 tap = self._recorded_tap(result)
                 keep = True
+                if shared.probe_at >= 0:
+                    state.probe = self._recorded_probe()
             else:
                 if not self.skips_forward and not shared.substituted:
                     raise ForwardInputError(
@@ -435,14 +497,18 @@ class DiffusersAttachment(Attachment):
         assert self.observer is not None and call.t_dev is not None
         state = call.state
         name = state.name or DEFAULT_CONTEXT
+        probe = None if self.shared.probe is None else self.shared.probe.detach()
         if state.row_groups is None:
-            self.observer(StepEvent(name, call.index, call.t_dev, call.decision, tap, call.inputs, call.fallback))
+            self.observer(StepEvent(name, call.index, call.t_dev, call.decision, tap, call.inputs, call.fallback,
+                                    probe))
             return
         for branch, rows in state.row_groups:
             label = branch if name == DEFAULT_CONTEXT else f"{name}:{branch}"
             inputs = None if call.inputs is None else dataclasses.replace(
-                call.inputs, features=tuple(f[rows] for f in call.inputs.features))
-            self.observer(StepEvent(label, call.index, call.t_dev, call.decision, tap[rows], inputs, call.fallback))
+                call.inputs, features=tuple(f[rows] for f in call.inputs.features),
+                probe_drift=None if call.inputs.probe_drift is None else call.inputs.probe_drift[rows])
+            self.observer(StepEvent(label, call.index, call.t_dev, call.decision, tap[rows], inputs, call.fallback,
+                                    None if probe is None else probe[rows]))
 
     def _recorded_tap(self, result: Any) -> Tensor:
         """The tap of a full step, detached and contiguous (a view would keep the whole joint-stream
@@ -460,6 +526,16 @@ class DiffusersAttachment(Attachment):
         if not tap.is_contiguous():
             tap = tap.contiguous()
         return tap
+
+    def _recorded_probe(self) -> Tensor:
+        """The probe of a full step, detached and contiguous (kept as the drift's reference)."""
+        probe = self.shared.probe
+        if probe is None:
+            raise ForwardInputError(
+                f"LESA: the probe block ({self.probe_blocks} of the body) was not reached during this forward of "
+                f"{type(self.model).__qualname__}{self._skipped_hint()}; check the adapter's body declarations")
+        probe = probe.detach()
+        return probe if probe.is_contiguous() else probe.contiguous()
 
     def _skipped_hint(self) -> str:
         """Why a tap may not have been reached: an extra call that skipped the tapped block."""

@@ -175,6 +175,10 @@ class DiffusersBackbone(BackboneAdapter):
         ``(B, tokens, C)``; decides :meth:`output_channels`.
     :cvar taps: the offered taps (:func:`standard_taps` by default); the kind of each
         :class:`TapSpec` subclass decides how the runtime implements it.
+    :cvar probe_blocks: the probe point a probe-conditioned predictor reads when its config names none:
+        the hidden stream (``BlockIO.hidden_output``) after the first k body blocks. Default 1, the first
+        block's output (FirstBlockCache's signal), so every adapter offers a probe without code; override
+        it only for a body whose first block says little on its own.
     """
 
     model_classes: ClassVar[tuple[str, ...]] = ()
@@ -184,6 +188,7 @@ class DiffusersBackbone(BackboneAdapter):
     output_channels_first: ClassVar[bool] = False
     taps: ClassVar[Mapping[str, TapSpec]] = standard_taps()
     default_tap: ClassVar[str] = "hidden"
+    probe_blocks: ClassVar[int] = 1
 
     # -- identity -----------------------------------------------------------------------------
     @classmethod
@@ -217,6 +222,23 @@ class DiffusersBackbone(BackboneAdapter):
         if not blocks:
             raise AttachError(f"{type(self.model).__qualname__} has no body blocks in {list(self.body)}")
         return blocks
+
+    def check_probe(self, requested: int | None) -> int:
+        """k, the body blocks that run on a probe-conditioned forecast step: ``requested`` (a predictor's
+        ``probe_blocks``), else the adapter's declared :attr:`probe_blocks`.
+
+        :raises AttachError: if k is not between 1 and the number of body blocks − 1 (a probe through the
+            whole body would be a full pass).
+        """
+        k = self.probe_blocks if requested is None else int(requested)
+        count = len(self.body_blocks())
+        if not 1 <= k < count:
+            raise AttachError(
+                f"probe point of {k} body block(s) for {type(self.model).__qualname__}, which has {count}: choose "
+                f"probe_blocks between 1 and {count - 1} in the predictor config (or leave it unset for the "
+                f"adapter's default, {self.probe_blocks})"
+            )
+        return k
 
     def io_for(self, block: nn.Module) -> BlockIO:
         """The :class:`BlockIO` of ``block``'s class (looked up along its MRO by class name).

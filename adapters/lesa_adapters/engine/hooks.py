@@ -88,20 +88,28 @@ class LeaderHook(_Hook):
 
 class BlockHook(_Hook):
     """On every body block: pass the inputs through on forecast steps; the last block also taps
-    (``hidden``) and substitutes the forecast."""
+    (``hidden``) and substitutes the forecast; the probe block (index ``shared.probe_at``) records the
+    probe and, on a probe forecast step, lets the attachment forecast (``shared.on_probe``), which turns
+    the blocks after it into pass-throughs."""
 
-    def __init__(self, shared: StepFlags, io: BlockIO, tail: bool) -> None:
+    def __init__(self, shared: StepFlags, io: BlockIO, tail: bool, index: int = -1) -> None:
         super().__init__()
         self.shared = shared
         self.io = io
         self.tail = tail
+        self.index = index
 
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         shared = self.shared
         if not shared.skip_body:
             output = self.original_forward(*args, **kwargs)
-            if self.tail and shared.active:
-                shared.recorded = self.io.hidden_output(output)
+            if shared.active:
+                if self.tail:
+                    shared.recorded = self.io.hidden_output(output)
+                elif self.index == shared.probe_at:
+                    shared.probe = self.io.hidden_output(output)
+                    if shared.on_probe is not None:
+                        shared.on_probe()
             return output
         if self.tail:
             shared.substituted = True

@@ -29,7 +29,7 @@ class StepFlags:
     their values (two graph variants: full and forecast).
     """
 
-    __slots__ = ("active", "forecast", "recorded", "skip_body", "substituted")
+    __slots__ = ("active", "forecast", "on_probe", "probe", "probe_at", "recorded", "skip_body", "substituted")
 
     def __init__(self) -> None:
         self.active = False  # inside a forward call of the hooked model
@@ -37,6 +37,9 @@ class StepFlags:
         self.forecast: Tensor | None = None
         self.recorded: Tensor | None = None
         self.substituted = False  # forecast step: the forecast took the tap's place
+        self.probe_at = -1  # index of the body block whose output is the probe (-1: no probe); fixed
+        self.probe: Tensor | None = None  # the probe recorded during this call
+        self.on_probe: Callable[[], None] | None = None  # a probe forecast step: forecast once the probe is in
 
     def clear(self) -> None:
         self.active = False
@@ -44,6 +47,8 @@ class StepFlags:
         self.forecast = None
         self.recorded = None
         self.substituted = False
+        self.probe = None
+        self.on_probe = None
 
 
 class Call:
@@ -68,9 +73,11 @@ class Call:
     :ivar forecast: the forecast tap, on a forecast step.
     :ivar inputs: what the predictor was given, on a forecast step.
     :ivar output: the model's return value when the whole forward is skipped (model-output tap).
+    :ivar awaits_probe: a probe forecast step: the forecast is made once the probe block ran (see
+        :meth:`DiffusersAttachment._forecast_on_probe`).
     """
 
-    __slots__ = ("decision", "device", "fallback", "forecast", "given_index", "given_steps", "host_t",
+    __slots__ = ("awaits_probe", "decision", "device", "fallback", "forecast", "given_index", "given_steps", "host_t",
                  "index", "inputs", "key", "latent", "output", "owned", "previous", "started", "state", "step_dev",
                  "t_dev")
 
@@ -93,6 +100,7 @@ class Call:
         self.index = 0
         self.t_dev: Tensor | None = None
         self.step_dev: Tensor | None = None
+        self.awaits_probe = False
 
 
 class ContextState:
@@ -119,6 +127,7 @@ class ContextState:
         self.features.clear()
         self.times.clear()
         self.steps.clear()
+        self.probe: Tensor | None = None  # the probe of the last full pass
         self.steps_done = 0
         self.last_index = -1
         self.last_t: float | None = None
@@ -187,7 +196,8 @@ class ContextState:
         self.seconds += time.perf_counter() - call.started
 
     def cache_bytes(self) -> int:
-        return sum(f.numel() * f.element_size() for f in self.features)
+        probe = 0 if self.probe is None else self.probe.numel() * self.probe.element_size()
+        return probe + sum(f.numel() * f.element_size() for f in self.features)
 
     def summary(self) -> dict[str, Any]:
         extra = {} if self.row_groups is None else {"row_groups": [name for name, _ in self.row_groups]}

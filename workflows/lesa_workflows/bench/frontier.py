@@ -21,6 +21,11 @@ Methods per budget (``FAMILIES``):
 ``lesa``            the trained predictor, LESA's fixed schedule (interval N, warm-up E, forced step E) of B passes
 ``lesa-learned``    the same predictor, the ``learned`` schedule fitted for B
 ``lesa-adaptive``   the same predictor, the ``adaptive`` policy (fitted threshold, cap B)
+``lesa-probe``      the ``probe`` predictor (Taylor + a closed-form map of the first k blocks' drift; its own
+                    collection, with probes, and closed-form fit), LESA's fixed schedule of B passes; every
+                    forecast step also runs k of the body's blocks, so its FPE is B + (S − B)·k / blocks
+``lesa-probe-learned``   the ``probe`` predictor on ``lesa-learned``'s schedule for B (fitted for the run's
+                    predictor: the teacher-forced schedule error does not see the probe)
 ``reuse`` / ``taylor1`` / ``taylor2``   FORA and TaylorSeer orders 1, 2 (this framework's ``taylor``), LESA's fixed schedule
 ``diffusers-taylorseer``   diffusers' ``TaylorSeerCacheConfig`` in lite mode (whole blocks skipped), its
                     interval and warm-up chosen for B passes
@@ -33,6 +38,11 @@ Cost is measured, not assumed: full-pass equivalents are counted on the body blo
 threshold cache's real number of passes are what the table shows. The wall clock is the whole sampling
 loop (decode included), timed interleaved, on one thread where the machine is set so. Δ are paired
 per-image PSNR differences (mean ± standard error over the prompts).
+
+The probe variants spend more than B full-pass equivalents, so they are left out of the per-budget
+comparison and compared **net of their cost** instead (:meth:`FrontierReport.probe_net_of_cost`): each
+probe row against the best non-probe LESA row and the best peer at the smallest budget whose FPE is at least
+the probe row's (the probe never gets more compute than what it is compared with).
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from lesa_core.sources import training_prompts
 __all__ = [
     "DEFAULT_BUDGETS",
     "FAMILIES",
+    "PROBE_FAMILIES",
     "FrontierReport",
     "FrontierRow",
     "diffusers_taylorseer_for_budget",
@@ -64,6 +75,7 @@ __all__ = [
 ]
 
 DEFAULT_BUDGETS = (6, 8, 10, 12, 14, 16)
+PROBE_FAMILIES = ("lesa-probe", "lesa-probe-learned")
 LESA_FAMILIES = ("lesa", "lesa-learned", "lesa-adaptive")
 PEER_FAMILIES = (
     "reuse",
@@ -73,7 +85,7 @@ PEER_FAMILIES = (
     "diffusers-fbcache",
     "diffusers-magcache",
 )
-FAMILIES = LESA_FAMILIES + PEER_FAMILIES
+FAMILIES = LESA_FAMILIES + PROBE_FAMILIES + PEER_FAMILIES
 
 
 def interval_for_budget(steps: int, budget: int) -> dict[str, Any] | None:
@@ -200,6 +212,43 @@ class FrontierReport:
                 "delta": mean,
                 "se": se,
             }
+        out["probe_net_of_cost"] = self.probe_net_of_cost()
+        return out
+
+    def _fpe(self, row: FrontierRow) -> float:
+        return row.full_pass_equivalents if row.full_pass_equivalents is not None else row.full_passes
+
+    def probe_net_of_cost(self) -> list[dict[str, Any]]:
+        """Each probe row against the best non-probe LESA row and the best peer at the smallest budget B' whose
+        rows' FPE is at least the probe row's (paired Δ): the probe's gain net of its cost. A probe row with
+        more FPE than every budget measured is compared with nothing."""
+        out = []
+        for row in self.rows:
+            if row.family not in PROBE_FAMILIES:
+                continue
+            fpe = self._fpe(row)
+            entry: dict[str, Any] = {
+                "name": row.name,
+                "family": row.family,
+                "budget": row.budget,
+                "full_pass_equivalents": fpe,
+                "psnr": row.psnr,
+            }
+            for label, families in (("lesa", LESA_FAMILIES), ("peer", PEER_FAMILIES)):
+                for budget in sorted(self.budgets):
+                    other = self.best(families, budget)
+                    if other is None or self._fpe(other) < fpe - 1e-9:
+                        continue
+                    mean, se = paired(row.psnr_per_image, other.psnr_per_image)
+                    entry[label] = {
+                        "name": other.name,
+                        "full_pass_equivalents": self._fpe(other),
+                        "psnr": other.psnr,
+                        "delta": mean,
+                        "se": se,
+                    }
+                    break
+            out.append(entry)
         return out
 
     def markdown(self) -> str:
@@ -255,6 +304,32 @@ class FrontierReport:
                 f"- Best LESA variant at 8 ({check['lesa']}) against the best peer at 10 ({check['peer']}): "
                 f"{check['delta']:+.2f} ± {check['se']:.2f} dB."
             )
+        probe = comparisons["probe_net_of_cost"]
+        if probe:
+            lines += [
+                "",
+                "## Probe variants net of their cost (against rows with at least their FPE; Δ dB ± s.e., paired)",
+                "",
+                "| probe row | FPE | PSNR | best non-probe lesa (FPE) | Δ | best peer (FPE) | Δ |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for p in probe:
+                cells = []
+                for label in ("lesa", "peer"):
+                    other = p.get(label)
+                    cells += (
+                        ["—", "—"]
+                        if other is None
+                        else [
+                            f"{other['name']} ({other['full_pass_equivalents']:.1f})",
+                            f"{other['delta']:+.2f} ± {other['se']:.2f}",
+                        ]
+                    )
+                lines.append(
+                    f"| {p['name']} | {p['full_pass_equivalents']:.1f} | {p['psnr']:.2f} | "
+                    + " | ".join(cells)
+                    + " |"
+                )
         settings = [f"- {r.name}: {r.setting}" for r in self.rows if r.setting]
         if settings:
             lines += ["", "## Settings", "", *settings]
@@ -424,6 +499,19 @@ def run_frontier_bench(
         checkpoint_dir=out / "checkpoint",
         show_progress=show_progress,
     )
+    probe_bundle = None
+    if any(f in families for f in PROBE_FAMILIES):
+        log(f"training the probe predictor (closed form) on {len(prompts)} prompts, collected with probes")
+        probe_bundle, _ = train(
+            pipe,
+            probe_variant(run),
+            prompts,
+            runner=runner,
+            out=out / "bundle-probe",
+            data_dir=data.with_name(data.name + "-probe"),
+            checkpoint_dir=out / "checkpoint-probe",
+            show_progress=show_progress,
+        )
     assembly = assemble(find_transformer(pipe), {"bundle": str(bundle)})
     predictor = assembly.predictor
     blocks = list(assembly.adapter.body_blocks())  # type: ignore[attr-defined]
@@ -491,6 +579,8 @@ def run_frontier_bench(
         if fixed is not None:
             setting = f"interval N = {fixed['interval']}, E = {fixed['warmup']}, forced {fixed['force_full']}"
             add("lesa", budget, {"bundle": str(bundle), "policy": fixed}, setting)
+            if probe_bundle is not None:
+                add("lesa-probe", budget, {"bundle": str(probe_bundle), "policy": fixed}, setting)
             for order, family in enumerate(("reuse", "taylor1", "taylor2")):
                 add(
                     family,
@@ -503,7 +593,7 @@ def run_frontier_bench(
                     },
                     setting,
                 )
-        if "lesa-learned" in families:
+        if "lesa-learned" in families or "lesa-probe-learned" in families:
             full = search_schedule(error, budget, starts=("dp", "even"), max_rounds=2)
             learned = {
                 "name": "learned",
@@ -513,6 +603,13 @@ def run_frontier_bench(
                 "times": [error.flow_times[s] for s in full],
             }
             add("lesa-learned", budget, {"bundle": str(bundle), "policy": learned}, f"steps {full}")
+            if probe_bundle is not None:
+                add(
+                    "lesa-probe-learned",
+                    budget,
+                    {"bundle": str(probe_bundle), "policy": learned},
+                    f"steps {full} (lesa-learned's)",
+                )
         if "lesa-adaptive" in families:
             params = AdaptivePolicy(AdaptiveConfig(budget=budget)).fit(error)
             assert params is not None
@@ -591,6 +688,15 @@ def run_frontier_bench(
     (out / "frontier.md").write_text(report.markdown())
     save_frontier_plot(out / "frontier.png", report)
     return report
+
+
+def probe_variant(run: ResolvedRun, **params: Any) -> dict[str, Any]:
+    """The run's config with the ``probe`` predictor (its default parameters, updated by ``params``): the same
+    tap, router, training settings and prompts."""
+    config = run.config.model_dump(mode="json", exclude_none=True)
+    config["predictor"] = {"name": "probe", **params}
+    config.pop("bundle", None)
+    return config
 
 
 def save_frontier_plot(path: Path, report: FrontierReport) -> None:
