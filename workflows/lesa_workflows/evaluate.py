@@ -3,7 +3,8 @@
 Every method samples the same prompts with the same seeds. ``full`` runs the real model at every
 step (its taps are recorded as the ground truth of the per-step error); every other method runs with
 LESA attached. Reported per method: full passes, seconds (wall clock of the whole sampling loop),
-speed-up over ``full``, PSNR and SSIM of the decoded images against ``full``'s, prompt adherence
+speed-up over ``full``, PSNR and SSIM of the decoded images against ``full``'s (for a video pipeline's
+``.frames``: over all frames, and PSNR per frame), prompt adherence
 (when the model source has a scorer), and the per-step relative error of the tap.
 
 **Timing is interleaved**, as in ``lesa bench --speed``: batch after batch, every method samples that
@@ -26,10 +27,11 @@ from torch import Tensor
 from lesa_core.assembly import assemble, find_transformer
 from lesa_core.interfaces import AlwaysCompute, Decision, PluginConfig, StepEvent
 from lesa_core.interfaces.model import ModelSource
-from lesa_core.metrics import psnr, ssim, to_uint8
+from lesa_core.metrics import to_uint8
 from lesa_core.progress import progress_bar
 from lesa_core.run import ConfigLike, ResolvedRun
 from lesa_core.trainer.runner import PipelineRunner
+from lesa_workflows.video import output_pixels, per_sample_quality
 
 
 @runtime_checkable
@@ -52,6 +54,8 @@ class EvaluatedMethod:
         layer (attention ``to_q`` where there is one), so a block that a cache skips or passes through is not
         counted and one that always runs (FirstBlockCache's first block) is. ``None`` when the adapter does
         not list its blocks.
+    :ivar images: the decoded outputs in [0, 1]: images ``(B, C, H, W)`` or videos ``(B, F, C, H, W)``.
+    :ivar psnr_per_frame: for videos, the PSNR of each frame index against ``full``, averaged over the videos.
     """
 
     name: str
@@ -60,6 +64,7 @@ class EvaluatedMethod:
     images: Tensor
     step_error: list[float] = field(default_factory=list)
     psnr_per_image: list[float] = field(default_factory=list)
+    psnr_per_frame: list[float] = field(default_factory=list)
     psnr: float = float("nan")
     ssim: float = float("nan")
     adherence: float | None = None
@@ -120,7 +125,8 @@ class BlockCounter:
 
 
 def _images(output: Any) -> Tensor:
-    images = output.images if hasattr(output, "images") else output[0]
+    """The output's pixels as floats in [0, 1]: images ``(B, C, H, W)`` or video frames ``(B, F, C, H, W)``."""
+    images = output_pixels(output)
     if isinstance(images, Tensor):
         return images.float().cpu()
     import numpy as np
@@ -228,10 +234,11 @@ def evaluate(
     ref_u8 = to_uint8(reference.images)
     for result in results.values():
         test_u8 = to_uint8(result.images)
-        per_image = psnr(ref_u8, test_u8)
+        per_image, per_image_ssim, per_frame = per_sample_quality(ref_u8, test_u8)
         result.psnr_per_image = [float(v) for v in per_image]
         result.psnr = float(per_image.mean())
-        result.ssim = float(ssim(ref_u8, test_u8).mean())
+        result.ssim = float(per_image_ssim.mean())
+        result.psnr_per_frame = [] if per_frame is None else [float(v) for v in per_frame]
         result.speedup = reference.seconds / max(result.seconds, 1e-9)
         if source is not None:
             scores = source.score_adherence(result.images, list(prompts))

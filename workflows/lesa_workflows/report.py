@@ -15,6 +15,7 @@ from lesa_core.errors import OutputError
 from lesa_core.metrics import to_uint8
 from lesa_core.outputs import claim_output_folder
 from lesa_workflows.evaluate import EvaluatedMethod
+from lesa_workflows.video import is_video, save_frame_error_plot, save_frame_strips, still_frames
 
 REPORT_MARKERS = ("report.json",)
 """What marks a folder as holding a report LESA wrote (besides :data:`lesa_core.outputs.OUTPUT_MARKER`)."""
@@ -27,11 +28,11 @@ def _atomic_text(path: Path, text: str) -> None:
 
 
 def save_grid(path: Path, results: Sequence[EvaluatedMethod], prompts: Sequence[str], *, max_rows: int = 8) -> None:
-    """A PNG grid: one row per prompt, one column per method, labelled."""
+    """A PNG grid: one row per prompt, one column per method, labelled (a video shows its middle frame)."""
     from PIL import Image, ImageDraw
 
     rows = min(max_rows, len(prompts))
-    first = results[0].images
+    first = still_frames(results[0].images)
     h, w = first.shape[-2:]
     scale = max(1, 128 // max(h, w))
     cell_h, cell_w, head, side = h * scale, w * scale, 18, 0
@@ -40,7 +41,7 @@ def save_grid(path: Path, results: Sequence[EvaluatedMethod], prompts: Sequence[
     for c, result in enumerate(results):
         label = f"{result.name} {result.psnr:.1f}dB" if result.psnr < 99 else result.name
         draw.text((side + c * cell_w + 3, 3), label, fill="black")
-        images = to_uint8(result.images[:rows]).permute(0, 2, 3, 1).numpy()
+        images = to_uint8(still_frames(result.images[:rows])).permute(0, 2, 3, 1).numpy()
         for r in range(rows):
             tile = Image.fromarray(images[r]).resize((cell_w, cell_h), Image.Resampling.NEAREST)
             grid.paste(tile, (side + c * cell_w, head + r * cell_h))
@@ -85,7 +86,8 @@ def write_report(out: Path, results: Sequence[EvaluatedMethod], *, steps: int, p
                  title: str, notes: Sequence[str] = (), schedule: Sequence[float] | None = None,
                  boundaries: Sequence[float] = (), extra: dict[str, Any] | None = None,
                  main_methods: Sequence[str] | None = None) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md``, ``grid.png`` and ``error_per_step.png`` into ``out``.
+    """Write ``report.json``, ``report.md``, ``grid.png`` and ``error_per_step.png`` into ``out``; for videos also
+    ``frames.png`` (frames side by side per method) and ``error_per_frame.png`` (PSNR per frame).
 
     ``report.json`` lists the ``main_methods`` (default: all) under ``methods`` and any other rows under
     ``extra_methods``; the Markdown table shows every row. A measured speed-up above its method's bound
@@ -133,11 +135,22 @@ def _write_report_files(out: Path, results: Sequence[EvaluatedMethod], *, steps:
               "body blocks that really ran, in full passes, where they differ from the full steps — a probe's "
               "blocks on forecast steps, a cache's always-run first block.)"
               + (" † above that bound: timing noise on a busy machine." if noisy else "")]
+    video = is_video(results[0].images)
+    if video:
+        lines += ["", f"Videos of {results[0].images.shape[1]} frames: PSNR over all frames of a video, SSIM the "
+                  "mean of its frames'; grid.png shows each video's middle frame."]
     lines += ["", *notes, "", "![grid](grid.png)", "", "![error per step](error_per_step.png)", ""]
+    if video:
+        lines += ["![frames side by side](frames.png)", "", "![error per frame](error_per_frame.png)", ""]
     _atomic_text(out / "report.md", "\n".join(lines))
     save_grid(out / "grid.png", results, prompts)
     save_step_error_plot(out / "error_per_step.png", results, schedule, boundaries)
-    return {name: out / name for name in ("report.json", "report.md", "grid.png", "error_per_step.png")}
+    names = ["report.json", "report.md", "grid.png", "error_per_step.png"]
+    if video:
+        save_frame_strips(out / "frames.png", results, prompts)
+        save_frame_error_plot(out / "error_per_frame.png", results)
+        names += ["frames.png", "error_per_frame.png"]
+    return {name: out / name for name in names}
 
 
 def images_to_tensor(images: Sequence[Any]) -> Tensor:

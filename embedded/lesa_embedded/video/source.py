@@ -1,0 +1,96 @@
+"""``embedded-video``: the project's small trained HunyuanVideo-class model as a LESA model source.
+
+Registered through the ``lesa`` entry point ``embedded-video`` so ``lesa demo --model embedded-video``
+(and ``collect``, ``train``, ``sample``, ``evaluate``) run on it offline.  Training prompts are a fixed,
+seeded shuffle of the training captions; evaluation prompts the same for the 16 held-out caption
+combinations.  Prompt adherence is the analytic per-frame and motion scorer of
+:mod:`lesa_embedded.video.adherence`; the pipeline returns videos (``.frames``, ``(B, F, 3, H, W)``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lesa_core import hookimpl
+from lesa_core.interfaces.model import ModelSource
+from lesa_core.registry import Registry
+
+_SHUFFLE_SEED = 20260303
+
+
+def _shuffled(captions: list[str]) -> list[str]:
+    captions = list(captions)
+    random.Random(_SHUFFLE_SEED).shuffle(captions)
+    return captions
+
+
+class EmbeddedVideoModelSource(ModelSource):
+    """The shipped, trained ``HunyuanVideoPipeline`` (9 frames of 32×32, 48 video tokens, true CFG)."""
+
+    description = "the project's small trained HunyuanVideo-class text-to-video model (shipped, offline)"
+
+    def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
+        from lesa_embedded.video import load_video_pipeline
+
+        return load_video_pipeline(device=device, dtype=dtype)
+
+    def call_defaults(self) -> dict[str, Any]:
+        from lesa_embedded.video import VIDEO_CALL_DEFAULTS
+
+        return {k: v for k, v in VIDEO_CALL_DEFAULTS.items() if k != "num_inference_steps"}
+
+    def default_config(self) -> dict[str, Any]:
+        return {
+            "model": "embedded-video",
+            "tap": "output",  # LESA's HunyuanVideo tap: the transformer's output (the velocity)
+            "predictor": {
+                "name": "kan",
+                "taps": [4, 8, 8],
+                "time_encoding": "relative",
+                "history": "full",
+                "per_channel": True,
+            },
+            "router": {"name": "threshold", "boundaries": [0.9, 0.5]},
+            "policy": {"name": "interval", "interval": 7, "warmup": 3},
+            # the other embedded models' CPU-sized recipe with fewer prompts (two transformer calls per
+            # step); no token_subsample: the 'output' tap is channels-first (8 × 3 × 8 × 8 per video)
+            "training": {
+                "num_prompts": 16,
+                "num_steps": 50,
+                "stage1": {"epochs": 5, "batch_size": 16, "lr": 0.003},
+                "stage2": {"epochs": 1, "batch_size": 8, "lr": 0.0001},
+            },
+        }
+
+    def train_prompts(self) -> list[str]:
+        from lesa_embedded.video.motions import train_captions
+
+        return _shuffled(train_captions())
+
+    def eval_prompts(self) -> list[str]:
+        from lesa_embedded.video.motions import heldout_captions
+
+        return _shuffled(heldout_captions())
+
+    def score_adherence(self, images: Tensor, prompts: list[str]) -> Tensor | None:
+        """Whether each video ``(B, F, 3, H, W)`` shows its caption; ``None`` for other prompts or images."""
+        from lesa_embedded.video.adherence import score_adherence
+        from lesa_embedded.video.motions import parse_caption
+
+        if images.dim() != 5:
+            return None
+        try:
+            for prompt in prompts:
+                parse_caption(prompt)
+        except ValueError:
+            return None
+        return score_adherence(images, prompts).match.float()
+
+
+@hookimpl
+def lesa_register_models(registry: Registry[type[ModelSource]]) -> None:
+    registry.add("embedded-video", EmbeddedVideoModelSource)
