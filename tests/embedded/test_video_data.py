@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lesa_embedded.common.captions import seeded_split
 from lesa_embedded.video import HELDOUT_PROMPTS, PROMPT_TEMPLATE, TRAIN_PROMPTS, heldout_prompts, motions
 from lesa_embedded.video.adherence import score_adherence
 
@@ -34,7 +35,7 @@ def test_heldout_split_is_fixed_disjoint_and_covers_every_value() -> None:
     for attr, n in {"shape": 3, "colour": 5, "motion": len(motions.MOTIONS) + 1}.items():
         assert {getattr(motions.ALL_COMBOS[i], attr) for i in motions.TRAIN_COMBOS} == set(range(n)), attr
     assert heldout_prompts(2) == [HELDOUT_PROMPTS[0], HELDOUT_PROMPTS[8]]
-    assert motions.seeded_split(160, 0.1, motions.HELDOUT_SEED) == (
+    assert seeded_split(160, 0.1, motions.HELDOUT_SEED) == (
         motions.TRAIN_COMBOS,
         motions.HELDOUT_COMBOS,
     )

@@ -64,7 +64,7 @@ def load_qwen_pipeline(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     progress_bar: bool = False,
-):
+) -> Any:
     """Load the shipped pipeline offline (``local_files_only``), every component in ``eval()`` mode."""
     return load_pipeline_folder("QwenImagePipeline", QWEN_PIPELINE_DIR, device=device, dtype=dtype, progress_bar=progress_bar)
 

@@ -23,6 +23,9 @@ from typing import Any
 
 import torch
 
+from lesa_embedded.common.captions import spread
+from lesa_embedded.common.loading import load_pipeline_folder
+
 from . import motions
 from .adherence import VideoAdherence, score_adherence
 
@@ -67,37 +70,23 @@ TRAIN_PROMPTS: tuple[str, ...] = tuple(motions.train_captions())
 HELDOUT_PROMPTS: tuple[str, ...] = tuple(motions.heldout_captions())
 
 
-def _spread(items: tuple[str, ...], n: int | None) -> list[str]:
-    if n is None or n >= len(items):
-        return list(items)
-    return [items[(i * len(items)) // n] for i in range(n)]
-
-
 def train_prompts(n: int | None = None) -> list[str]:
     """``n`` training captions spread evenly over the training set (all if ``n`` is None)."""
-    return _spread(TRAIN_PROMPTS, n)
+    return spread(TRAIN_PROMPTS, n)
 
 
 def heldout_prompts(n: int | None = None) -> list[str]:
     """``n`` held-out captions spread evenly over the held-out set (all 16 if ``n`` is None)."""
-    return _spread(HELDOUT_PROMPTS, n)
+    return spread(HELDOUT_PROMPTS, n)
 
 
 def load_video_pipeline(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     progress_bar: bool = False,
-):
+) -> Any:
     """Load the shipped pipeline offline (``local_files_only``), every component in ``eval()`` mode."""
-    from diffusers import HunyuanVideoPipeline
-
-    pipe = HunyuanVideoPipeline.from_pretrained(VIDEO_PIPELINE_DIR, dtype=dtype, local_files_only=True)
-    for comp in pipe.components.values():
-        if isinstance(comp, torch.nn.Module):
-            comp.eval()
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=not progress_bar)
-    return pipe
+    return load_pipeline_folder("HunyuanVideoPipeline", VIDEO_PIPELINE_DIR, device, dtype, progress_bar)
 
 
 def adherence_scores(videos: torch.Tensor, prompts: list[str]) -> torch.Tensor:

@@ -127,7 +127,7 @@ def _shifted(mask: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Te
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     theta[:, 0, 2] = -dx * 2 / w
     theta[:, 1, 2] = -dy * 2 / h
-    grid = F.affine_grid(theta, (b, 1, h, w), align_corners=False)
+    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
     return F.grid_sample(mask[:, None], grid, align_corners=False, padding_mode="zeros")[:, 0]
 
 

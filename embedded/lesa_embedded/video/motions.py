@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lesa_embedded.common.captions import CaptionedCombos
+
 FRAME_SIZE = 32
 NUM_FRAMES = 9
 
@@ -83,6 +85,7 @@ class Combo:
 
 
 def _enumerate_combos() -> tuple[Combo, ...]:
+    """Every (shape, colour, motion) but a turning circle, and every colour change to another colour."""
     out = []
     for s in range(len(SHAPES)):
         for c in range(len(COLOURS)):
@@ -94,45 +97,30 @@ def _enumerate_combos() -> tuple[Combo, ...]:
     return tuple(out)
 
 
-ALL_COMBOS: tuple[Combo, ...] = _enumerate_combos()
-
-
-def seeded_split(n: int, fraction: float, seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Indices ``0..n-1`` split into (kept, held out): a fixed seeded permutation, ``fraction`` held out."""
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=g).tolist()
-    n_held = round(fraction * n)
-    return tuple(sorted(perm[n_held:])), tuple(sorted(perm[:n_held]))
-
-
-#: Indices into :data:`ALL_COMBOS`: training and held-out combinations (disjoint, fixed).
-TRAIN_COMBOS, HELDOUT_COMBOS = seeded_split(len(ALL_COMBOS), HELDOUT_FRACTION, HELDOUT_SEED)
-
-
 def caption(combo: Combo) -> str:
     """The canonical caption, e.g. ``"a red square moving right"`` or ``"a red square turning blue"``."""
     what = f"turning {COLOURS[combo.target]}" if combo.motion == RECOLOUR else MOTIONS[combo.motion]
     return f"a {COLOURS[combo.colour]} {SHAPES[combo.shape]} {what}"
 
 
-_CAPTION_TO_COMBO = {caption(c): c for c in ALL_COMBOS}
+#: Every combination, the fixed held-out split and the caption parser.
+CAPTION_SET: CaptionedCombos[Combo] = CaptionedCombos(_enumerate_combos(), HELDOUT_FRACTION, HELDOUT_SEED, kind="motion")
+ALL_COMBOS: tuple[Combo, ...] = CAPTION_SET.all
+#: Indices into :data:`ALL_COMBOS`: training and held-out combinations (disjoint, fixed).
+TRAIN_COMBOS, HELDOUT_COMBOS = CAPTION_SET.train, CAPTION_SET.heldout
 
 
 def parse_caption(text: str) -> Combo:
     """Inverse of :func:`caption` (canonical captions only; raises ``ValueError`` otherwise)."""
-    key = " ".join(text.strip().lower().split())
-    try:
-        return _CAPTION_TO_COMBO[key]
-    except KeyError:
-        raise ValueError(f"not a canonical motion caption: {text!r}") from None
+    return CAPTION_SET.parse(text)
 
 
 def train_captions() -> list[str]:
-    return [ALL_COMBOS[i].caption for i in TRAIN_COMBOS]
+    return CAPTION_SET.captions("train")
 
 
 def heldout_captions() -> list[str]:
-    return [ALL_COMBOS[i].caption for i in HELDOUT_COMBOS]
+    return CAPTION_SET.captions("heldout")
 
 
 def combos_to_tensors(combos: Sequence[Combo], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -243,7 +231,7 @@ def sample_batch(
     """``n`` random (video ``(3, F, H, W)`` in [0, 1], attributes, caption) from ``split`` (train/heldout/all)."""
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else seed)
-    pool = {"train": TRAIN_COMBOS, "heldout": HELDOUT_COMBOS, "all": tuple(range(len(ALL_COMBOS)))}[split]
+    pool = CAPTION_SET.pool(split)
     pick = torch.randint(len(pool), (n,), generator=generator)
     combos = [ALL_COMBOS[pool[i]] for i in pick.tolist()]
     jitter = draw_jitter(n, generator)
@@ -255,7 +243,7 @@ class TrainSampler:
     """Repeated sampling for training: ``next(n)`` → (videos in [-1, 1] on device, positions in the pool)."""
 
     def __init__(self, split: str = "train", seed: int = 0, device: torch.device | str = "cpu"):
-        self.pool = {"train": TRAIN_COMBOS, "heldout": HELDOUT_COMBOS}[split]
+        self.pool = CAPTION_SET.pool(split)
         self.generator = torch.Generator().manual_seed(seed)
         self.device = torch.device(device)
         combos = [ALL_COMBOS[i] for i in self.pool]

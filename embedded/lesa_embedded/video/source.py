@@ -9,7 +9,7 @@ combinations.  Prompt adherence is the analytic per-frame and motion scorer of
 
 from __future__ import annotations
 
-import random
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -18,30 +18,25 @@ from torch import Tensor
 from lesa_core import hookimpl
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.registry import Registry
-
-_SHUFFLE_SEED = 20260303
-
-
-def _shuffled(captions: list[str]) -> list[str]:
-    captions = list(captions)
-    random.Random(_SHUFFLE_SEED).shuffle(captions)
-    return captions
+from lesa_embedded.common.source import ShippedPipelineSource
 
 
-class EmbeddedVideoModelSource(ModelSource):
+class EmbeddedVideoModelSource(ShippedPipelineSource):
     """The shipped, trained ``HunyuanVideoPipeline`` (9 frames of 32×32, 48 video tokens, true CFG)."""
 
     description = "the project's small trained HunyuanVideo-class text-to-video model (shipped, offline)"
 
-    def load(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
+    shuffle_seed = 20260303
+
+    def load_pipeline(self, device: str | torch.device, dtype: torch.dtype) -> Any:
         from lesa_embedded.video import load_video_pipeline
 
         return load_video_pipeline(device=device, dtype=dtype)
 
-    def call_defaults(self) -> dict[str, Any]:
+    def shipped_call_defaults(self) -> Mapping[str, Any]:
         from lesa_embedded.video import VIDEO_CALL_DEFAULTS
 
-        return {k: v for k, v in VIDEO_CALL_DEFAULTS.items() if k != "num_inference_steps"}
+        return VIDEO_CALL_DEFAULTS
 
     def default_config(self) -> dict[str, Any]:
         return {
@@ -66,28 +61,31 @@ class EmbeddedVideoModelSource(ModelSource):
             },
         }
 
-    def train_prompts(self) -> list[str]:
+    def train_captions(self) -> list[str]:
         from lesa_embedded.video.motions import train_captions
 
-        return _shuffled(train_captions())
+        return train_captions()
 
-    def eval_prompts(self) -> list[str]:
+    def heldout_captions(self) -> list[str]:
         from lesa_embedded.video.motions import heldout_captions
 
-        return _shuffled(heldout_captions())
+        return heldout_captions()
 
-    def score_adherence(self, images: Tensor, prompts: list[str]) -> Tensor | None:
-        """Whether each video ``(B, F, 3, H, W)`` shows its caption; ``None`` for other prompts or images."""
-        from lesa_embedded.video.adherence import score_adherence
+    def parse_caption(self, prompt: str) -> object:
         from lesa_embedded.video.motions import parse_caption
 
+        return parse_caption(prompt)
+
+    def score_adherence(self, images: Tensor, prompts: list[str]) -> Tensor | None:
+        """``None`` unless ``images`` are videos ``(B, F, 3, H, W)`` and every prompt a canonical caption."""
         if images.dim() != 5:
             return None
-        try:
-            for prompt in prompts:
-                parse_caption(prompt)
-        except ValueError:
-            return None
+        return super().score_adherence(images, prompts)
+
+    def score(self, images: Tensor, prompts: list[str]) -> Tensor:
+        """Whether each video shows its caption (colour, shape and motion all match)."""
+        from lesa_embedded.video.adherence import score_adherence
+
         return score_adherence(images, prompts).match.float()
 
 
