@@ -81,14 +81,8 @@ class _Source(ShippedPipelineSource):
     def shipped_call_defaults(self):  # type: ignore[no-untyped-def]
         return {"num_inference_steps": 50, "height": 8}
 
-    def train_captions(self) -> list[str]:
-        return self._set.captions("train")
-
-    def heldout_captions(self) -> list[str]:
-        return self._set.captions("heldout")
-
-    def parse_caption(self, prompt: str) -> object:
-        return self._set.parse(prompt)
+    def caption_set(self) -> CaptionedCombos[_Pair]:
+        return self._set
 
     def score(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         return torch.ones(len(prompts))

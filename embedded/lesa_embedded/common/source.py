@@ -11,7 +11,7 @@ from torch import Tensor
 
 from lesa_core.interfaces.model import ModelSource
 
-from .captions import shuffled
+from .captions import CaptionedCombos, shuffled
 
 
 class ShippedPipelineSource(ModelSource):
@@ -21,7 +21,7 @@ class ShippedPipelineSource(ModelSource):
     for the held-out captions (never trained on). Prompt adherence is scored only for canonical
     captions of the set (``lesa sample --prompt "anything"`` gets ``None``: the scorers are analytic).
 
-    Subclasses set :attr:`shuffle_seed` and implement the six small methods below.
+    Subclasses set :attr:`shuffle_seed` and implement the four small abstract methods below.
     """
 
     #: Seed of the shuffle that orders training and evaluation prompts.
@@ -36,16 +36,20 @@ class ShippedPipelineSource(ModelSource):
         """The call keyword arguments the model is measured with (``num_inference_steps`` included)."""
 
     @abstractmethod
+    def caption_set(self) -> CaptionedCombos[Any]:
+        """The model's procedural caption set (imported lazily: listing sources stays cheap)."""
+
     def train_captions(self) -> list[str]:
         """Every training caption, in a fixed order."""
+        return self.caption_set().captions("train")
 
-    @abstractmethod
     def heldout_captions(self) -> list[str]:
         """Every held-out caption, in a fixed order."""
+        return self.caption_set().captions("heldout")
 
-    @abstractmethod
     def parse_caption(self, prompt: str) -> object:
         """The caption's content; raises ``ValueError`` if ``prompt`` is not a caption of the set."""
+        return self.caption_set().parse(prompt)
 
     @abstractmethod
     def score(self, images: Tensor, prompts: list[str]) -> Tensor:

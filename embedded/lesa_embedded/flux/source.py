@@ -18,6 +18,7 @@ from torch import Tensor
 from lesa_core import hookimpl
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.registry import Registry
+from lesa_embedded.common.captions import CaptionedCombos
 from lesa_embedded.common.source import ShippedPipelineSource
 
 
@@ -50,20 +51,10 @@ class EmbeddedModelSource(ShippedPipelineSource):
             "policy": {"name": "interval", "interval": 7, "warmup": 3},
         }
 
-    def train_captions(self) -> list[str]:
-        from lesa_embedded.flux.shapes import train_captions
+    def caption_set(self) -> CaptionedCombos[Any]:
+        from lesa_embedded.flux.shapes import CAPTION_SET
 
-        return train_captions()
-
-    def heldout_captions(self) -> list[str]:
-        from lesa_embedded.flux.shapes import heldout_captions
-
-        return heldout_captions()
-
-    def parse_caption(self, prompt: str) -> object:
-        from lesa_embedded.flux.shapes import parse_caption
-
-        return parse_caption(prompt)
+        return CAPTION_SET
 
     def score(self, images: Tensor, prompts: list[str]) -> Tensor:
         """Whether each image shows its caption (all attributes match)."""

@@ -18,6 +18,7 @@ from torch import Tensor
 from lesa_core import hookimpl
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.registry import Registry
+from lesa_embedded.common.captions import CaptionedCombos
 from lesa_embedded.common.source import ShippedPipelineSource
 
 
@@ -61,20 +62,10 @@ class EmbeddedVideoModelSource(ShippedPipelineSource):
             },
         }
 
-    def train_captions(self) -> list[str]:
-        from lesa_embedded.video.motions import train_captions
+    def caption_set(self) -> CaptionedCombos[Any]:
+        from lesa_embedded.video.motions import CAPTION_SET
 
-        return train_captions()
-
-    def heldout_captions(self) -> list[str]:
-        from lesa_embedded.video.motions import heldout_captions
-
-        return heldout_captions()
-
-    def parse_caption(self, prompt: str) -> object:
-        from lesa_embedded.video.motions import parse_caption
-
-        return parse_caption(prompt)
+        return CAPTION_SET
 
     def score_adherence(self, images: Tensor, prompts: list[str]) -> Tensor | None:
         """``None`` unless ``images`` are videos ``(B, F, 3, H, W)`` and every prompt a canonical caption."""
