@@ -82,11 +82,12 @@ def training_slice(
 
 
 def final_output(output: Any) -> Tensor:
-    """The sampled batch's final latents (or images) from a runner's return value, float32.
+    """The sampled batch's final latents, images or videos from a runner's return value, float32: a
+    pipeline output's ``.images`` (image pipelines), else its ``.frames`` (video pipelines), else the value.
 
     :raises TrainingError: if the runner returned nothing tensor-like.
     """
-    value = getattr(output, "images", output)
+    value = next((getattr(output, name) for name in ("images", "frames") if hasattr(output, name)), output)
     if isinstance(value, (tuple, list)) and value and isinstance(value[0], Tensor):
         value = torch.stack(list(value)) if value[0].dim() > 0 and len(value) > 1 else value[0]
     if not isinstance(value, Tensor):

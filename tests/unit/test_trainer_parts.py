@@ -103,3 +103,17 @@ def test_guidance_weights() -> None:
     assert guidance_weights(["default"], {"true_cfg_scale": 4.0}) is None
     with pytest.raises(TrainingError, match="names no guidance scale"):
         guidance_weights(["cond", "uncond"], {"height": 64})
+
+
+def test_final_output_reads_images_frames_tuples_and_refuses_anything_else() -> None:
+    from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
+    from diffusers.pipelines.hunyuan_video.pipeline_output import HunyuanVideoPipelineOutput
+
+    from lesa_core.trainer.selection import final_output
+
+    images, videos = torch.rand(2, 3, 8, 8), torch.rand(2, 9, 3, 8, 8)
+    assert torch.equal(final_output(FluxPipelineOutput(images=images)), images)
+    assert torch.equal(final_output(HunyuanVideoPipelineOutput(frames=videos)), videos)  # a video pipeline
+    assert torch.equal(final_output((images,)), images) and torch.equal(final_output(images.double()), images)
+    with pytest.raises(TrainingError, match="validation_prompts: 0"):
+        final_output(FluxPipelineOutput(images=[object()]))

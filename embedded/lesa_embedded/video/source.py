@@ -52,14 +52,6 @@ class EmbeddedVideoModelSource(ShippedPipelineSource):
             },
             "router": {"name": "threshold", "boundaries": [0.9, 0.5]},
             "policy": {"name": "interval", "interval": 7, "warmup": 3},
-            # the other embedded models' CPU-sized recipe with fewer prompts (two transformer calls per
-            # step); no token_subsample: the 'output' tap is channels-first (8 × 3 × 8 × 8 per video)
-            "training": {
-                "num_prompts": 16,
-                "num_steps": 50,
-                "stage1": {"epochs": 5, "batch_size": 16, "lr": 0.003},
-                "stage2": {"epochs": 1, "batch_size": 8, "lr": 0.0001},
-            },
         }
 
     def caption_set(self) -> CaptionedCombos[Any]:
