@@ -30,7 +30,6 @@ evaluation), ``losses.csv`` (step, stage, loss, lr, seconds).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -42,6 +41,8 @@ import torch.nn.functional as F
 
 from lesa_embedded.flux import shapes
 
+from ..common.cli import training_parser
+from ..common.loop import FlowLogging, run_flow_loop
 from ..common.optim import Ema, adamw, clipped_step, set_lr
 from ..common.runlog import CsvLog, console_log
 from ..common.schedule import StepBudget, exponential_shift, logit_normal_sigmas, lr_at, scheduler_mu
@@ -73,15 +74,7 @@ def tokenize(tokenizer, tokenizer_2, captions: list[str]) -> tuple[torch.Tensor,
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--skeleton", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget-seconds", type=float, default=330.0, help="VAE + transformer training time")
-    p.add_argument("--vae-fraction", type=float, default=0.2)
-    p.add_argument("--vae-steps", type=int, default=None, help="fixed VAE steps (overrides the budget)")
-    p.add_argument("--steps", type=int, default=None, help="fixed transformer steps (overrides the budget)")
+    p = training_parser(__doc__, budget_seconds=330.0, vae_fraction=0.2)
     p.add_argument("--batch-size", type=int, default=None, help="default 512 on CUDA, 32 on CPU")
     p.add_argument("--vae-batch-size", type=int, default=None, help="default 256 on CUDA, 32 on CPU")
     p.add_argument("--lr", type=float, default=4e-4)
@@ -247,46 +240,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )[0]
         return F.mse_loss(pred.float(), noise - z)
 
-    total = args.steps
-    budget = StepBudget(args.budget_seconds - (time.time() - t_start), 10, 40)
-    t0 = time.time()
-    step, ckpt_done, run_loss = 0, False, None
     networks = {"vae": vae, "transformer": transformer, "text_encoder": te, "text_encoder_2": te2}
 
-    def save(tag: str) -> None:
-        meta["saved_at_step"] = step
+    def save(tag: str, at: int) -> None:
+        meta["saved_at_step"] = at
         meta["saved_tag"] = tag
         with ema.swapped_in():
             save_weights(out, networks, meta, drop=T5_TIED)
-        _log(f"saved weights ({tag}, step {step}) to {out}")
+        _log(f"saved weights ({tag}, step {at}) to {out}")
 
-    while total is None or step < total:
-        lr = lr_at(step, total or 10**9, args.lr, args.warmup)
-        set_lr(opt, lr)
-        x0, idx = sampler.next(bs)
-        loss = forward_loss(x0, idx)
-        clipped_step(opt, loss, params)
-        ema.update(step)
-        li = loss.item() if (step % args.log_every == 0 or step < 20) else None
-        if li is not None:
-            run_loss = li if run_loss is None else 0.9 * run_loss + 0.1 * li
-            if step % args.log_every == 0:
-                log.row("flow", step, f"{li:.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
-            if step % (args.log_every * 10) == 0:
-                _log(f"flow step {step}/{total} loss {li:.4f} (smoothed {run_loss:.4f}) lr {lr:.2e}")
-        step += 1
-        if (fixed := budget.after(step)) and total is None:
-            total, per = fixed
-            _log(f"flow: {per * 1000:.1f} ms/step -> {total} steps")
-        if not ckpt_done and total is not None and step >= total // 2:
+    midway_saved = False
+
+    def midway_checkpoint(step: int, total: int | None) -> None:
+        nonlocal midway_saved
+        if not midway_saved and total is not None and step >= total // 2:
             meta["steps"] = total
-            save("midway")
-            ckpt_done = True
+            save("midway", step)
+            midway_saved = True
+
+    flow = run_flow_loop(
+        lambda: forward_loss(*sampler.next(bs)),
+        opt,
+        params,
+        ema,
+        total=args.steps,
+        budget=StepBudget(args.budget_seconds - (time.time() - t_start), 10, 40),
+        lr=args.lr,
+        warmup=args.warmup,
+        log=FlowLogging(log, _log, args.log_every, args.log_every * 10, smoothing=(0.9, 0.1),
+                        smooth_on=lambda step: step % args.log_every == 0 or step < 20, ms_format=".1f"),
+        after_step=midway_checkpoint,
+    )  # fmt: skip
+    step, run_loss = flow.steps, flow.smoothed_loss
     meta["steps"] = step
-    meta["flow_seconds"] = round(time.time() - t0, 1)
+    meta["flow_seconds"] = round(flow.seconds, 1)
     meta["flow_final_loss_smoothed"] = run_loss
     meta["total_seconds"] = round(time.time() - t_start, 1)
-    save("final")
+    save("final", step)
 
     if args.eval_heldout:
         ema.copy_to_params()

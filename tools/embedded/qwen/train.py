@@ -26,7 +26,6 @@ Budget: with ``--budget-seconds`` the step counts are fixed after timing the fir
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import time
@@ -38,7 +37,9 @@ import torch.nn.functional as F
 
 from lesa_embedded.qwen import pairs
 
+from ..common.cli import training_parser
 from ..common.latents import draw_rows, encode_bank
+from ..common.loop import FlowLogging, run_flow_loop
 from ..common.optim import Ema, adamw, clipped_step, set_lr
 from ..common.runlog import CsvLog, console_log
 from ..common.schedule import StepBudget, exponential_shift, logit_normal_sigmas, lr_at, scheduler_mu
@@ -72,15 +73,7 @@ def prompt_embeds(te, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tens
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--skeleton", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget-seconds", type=float, default=1800.0, help="VAE + transformer training time")
-    p.add_argument("--vae-fraction", type=float, default=0.12)
-    p.add_argument("--vae-steps", type=int, default=None, help="fixed VAE steps (overrides the budget)")
-    p.add_argument("--steps", type=int, default=None, help="fixed transformer steps (overrides the budget)")
+    p = training_parser(__doc__, budget_seconds=1800.0, vae_fraction=0.12)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--vae-batch-size", type=int, default=16)
     p.add_argument(
@@ -229,39 +222,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             save_weights(out, {"vae": vae, "transformer": transformer, "text_encoder": te}, meta)
         _log(f"saved weights ({tag}, step {at}) to {out}")
 
-    total = args.steps
-    budget = StepBudget(args.budget_seconds - (time.time() - t_start), 10, 30)
-    t0 = time.time()
-    step, run_loss, checkpoints = 0, None, set()
-    while total is None or step < total:
-        lr = lr_at(step, total or 10**9, args.lr, args.warmup)
-        set_lr(opt, lr)
+    checkpoints: set[float] = set()
+
+    def checkpoint(step: int, total: int | None) -> None:
+        if total is None:
+            return
+        for frac in (0.5, 0.75):
+            if step == int(total * frac) and frac not in checkpoints:
+                meta["steps"] = total
+                save(f"at {frac:.0%}", step)
+                keep = out / f"at-{round(frac * 100)}"  # kept: the final save overwrites `out`
+                keep.mkdir(exist_ok=True)
+                for f in [*out.glob("*.safetensors"), out / "meta.json"]:
+                    shutil.copy2(f, keep / f.name)
+                checkpoints.add(frac)
+
+    def bank_loss() -> torch.Tensor:
         rows = draw_rows(len(bank), args.batch_size, pick_gen, dev)
-        loss = forward_loss(bank[rows], bank_caption[rows])
-        clipped_step(opt, loss, params)
-        ema.update(step)
-        li = loss.item()
-        run_loss = li if run_loss is None else 0.98 * run_loss + 0.02 * li
-        if step % args.log_every == 0:
-            log.row("flow", step, f"{li:.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
-            if step % (args.log_every * 8) == 0:
-                _log(f"flow step {step}/{total} loss {li:.4f} (smoothed {run_loss:.4f}) lr {lr:.2e}")
-        step += 1
-        if (fixed := budget.after(step)) and total is None:
-            total, per = fixed
-            _log(f"flow: {per * 1000:.0f} ms/step -> {total} steps")
-        if total is not None:
-            for frac in (0.5, 0.75):
-                if step == int(total * frac) and frac not in checkpoints:
-                    meta["steps"] = total
-                    save(f"at {frac:.0%}", step)
-                    keep = out / f"at-{round(frac * 100)}"  # kept: the final save overwrites `out`
-                    keep.mkdir(exist_ok=True)
-                    for f in [*out.glob("*.safetensors"), out / "meta.json"]:
-                        shutil.copy2(f, keep / f.name)
-                    checkpoints.add(frac)
+        return forward_loss(bank[rows], bank_caption[rows])
+
+    flow = run_flow_loop(
+        bank_loss,
+        opt,
+        params,
+        ema,
+        total=args.steps,
+        budget=StepBudget(args.budget_seconds - (time.time() - t_start), 10, 30),
+        lr=args.lr,
+        warmup=args.warmup,
+        log=FlowLogging(log, _log, args.log_every, args.log_every * 8, smoothing=(0.98, 0.02)),
+        after_step=checkpoint,
+    )
+    step, run_loss = flow.steps, flow.smoothed_loss
     meta["steps"] = step
-    meta["flow_seconds"] = round(time.time() - t0, 1)
+    meta["flow_seconds"] = round(flow.seconds, 1)
     meta["flow_final_loss_smoothed"] = run_loss
     meta["total_seconds"] = round(time.time() - t_start, 1)
     save("final", step)

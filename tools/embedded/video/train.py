@@ -30,7 +30,6 @@ Budget: with ``--budget-seconds`` the step counts are fixed after timing the fir
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
@@ -41,7 +40,9 @@ import torch.nn.functional as F
 
 from lesa_embedded.video import motions
 
+from ..common.cli import training_parser
 from ..common.latents import draw_rows, encode_bank
+from ..common.loop import FlowLogging, run_flow_loop
 from ..common.optim import Ema, adamw, clipped_step, set_lr
 from ..common.runlog import CsvLog, console_log
 from ..common.schedule import StepBudget, logit_normal_sigmas, lr_at, static_shift
@@ -82,15 +83,7 @@ class TextBatch:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--skeleton", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget-seconds", type=float, default=1800.0, help="VAE + transformer training time")
-    p.add_argument("--vae-fraction", type=float, default=0.25)
-    p.add_argument("--vae-steps", type=int, default=None, help="fixed VAE steps (overrides the budget)")
-    p.add_argument("--steps", type=int, default=None, help="fixed transformer steps (overrides the budget)")
+    p = training_parser(__doc__, budget_seconds=1800.0, vae_fraction=0.25)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--vae-batch-size", type=int, default=8)
     p.add_argument("--latent-bank", type=int, default=4096, help="videos encoded once for stage 2")
@@ -253,32 +246,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         _log(f"saved EMA weights ({tag}, step {at}) to {out}")
 
-    total = args.steps
-    budget = StepBudget(args.budget_seconds - (time.time() - t_start), 10, 30)
-    t0 = time.time()
-    step, run_loss = 0, None
-    while total is None or step < total:
-        lr = lr_at(step, total or 10**9, args.lr, args.warmup)
-        set_lr(opt, lr)
-        rows = draw_rows(len(bank), args.batch_size, pick_gen, dev)
-        loss = forward_loss(bank[rows], bank_caption[rows])
-        clipped_step(opt, loss, params)
-        ema.update(step)
-        li = loss.item()
-        run_loss = li if run_loss is None else 0.98 * run_loss + 0.02 * li
-        if step % args.log_every == 0:
-            log.row("flow", step, f"{li:.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
-            if step % (args.log_every * 8) == 0:
-                _log(f"flow step {step}/{total} loss {li:.4f} (smoothed {run_loss:.4f}) lr {lr:.2e}")
-        step += 1
-        if (fixed := budget.after(step)) and total is None:
-            total, per = fixed
-            _log(f"flow: {per * 1000:.0f} ms/step -> {total} steps")
+    def checkpoint(step: int, total: int | None) -> None:
         if step % args.save_every == 0 and (total is None or step < total):
             meta["steps"] = total
             save("checkpoint", step)
+
+    def bank_loss() -> torch.Tensor:
+        rows = draw_rows(len(bank), args.batch_size, pick_gen, dev)
+        return forward_loss(bank[rows], bank_caption[rows])
+
+    flow = run_flow_loop(
+        bank_loss,
+        opt,
+        params,
+        ema,
+        total=args.steps,
+        budget=StepBudget(args.budget_seconds - (time.time() - t_start), 10, 30),
+        lr=args.lr,
+        warmup=args.warmup,
+        log=FlowLogging(log, _log, args.log_every, args.log_every * 8, smoothing=(0.98, 0.02)),
+        after_step=checkpoint,
+    )
+    step, run_loss = flow.steps, flow.smoothed_loss
     meta["steps"] = step
-    meta["flow_seconds"] = round(time.time() - t0, 1)
+    meta["flow_seconds"] = round(flow.seconds, 1)
     meta["flow_final_loss_smoothed"] = run_loss
     meta["total_seconds"] = round(time.time() - t_start, 1)
     save("final", step)
