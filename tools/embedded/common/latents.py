@@ -28,3 +28,20 @@ def encode_bank(
 def draw_rows(bank_size: int, batch: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
     """``batch`` bank rows drawn with replacement from ``gen`` (a CPU generator), moved to ``device``."""
     return torch.randint(bank_size, (batch,), generator=gen).to(device)
+
+
+def bank_loss(
+    bank: torch.Tensor,
+    captions: torch.Tensor,
+    batch: int,
+    gen: torch.Generator,
+    device: torch.device,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[], torch.Tensor]:
+    """A step's loss: ``loss(latents, caption indices)`` on ``batch`` rows drawn from the bank."""
+
+    def step_loss() -> torch.Tensor:
+        rows = draw_rows(len(bank), batch, gen, device)
+        return loss(bank[rows], captions[rows])
+
+    return step_loss

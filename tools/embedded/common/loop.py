@@ -4,6 +4,7 @@ from the budget, and a hook after every step (the tools' checkpoints)."""
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,3 +78,21 @@ def run_flow_loop(
             log.console(f"flow: {per * 1000:{log.ms_format}} ms/step -> {total} steps")
         after_step(step, total)
     return FlowResult(step, time.time() - t0, run_loss)
+
+
+def run_flow_stage(
+    args: argparse.Namespace,
+    t_start: float,
+    loss_at: Callable[[], torch.Tensor],
+    opt: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    ema: Ema,
+    log: FlowLogging,
+    timed: tuple[int, int] = (10, 30),
+    after_step: Callable[[int, int | None], None] = lambda step, total: None,
+) -> FlowResult:
+    """:func:`run_flow_loop` with a training tool's flags: ``--steps`` (else the ``--budget-seconds`` left
+    since ``t_start``, timed on steps ``timed``), ``--lr``, ``--warmup``."""
+    budget = StepBudget(args.budget_seconds - (time.time() - t_start), *timed)
+    return run_flow_loop(loss_at, opt, params, ema, total=args.steps, budget=budget, lr=args.lr,
+                         warmup=args.warmup, log=log, after_step=after_step)  # fmt: skip

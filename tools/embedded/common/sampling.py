@@ -42,3 +42,48 @@ def sample_seeded(
         res = pipe(prompts[i : i + batch], generator=gens, output_type="pt", **call)
         out.append(getattr(res, output).float())
     return torch.cat(out)
+
+
+class HeldoutSampling:
+    """One model's evaluate-tool basics: its pipeline class, call defaults, held-out prompts, the output
+    field (``images`` / ``frames``) and default batch; :meth:`trajectory` records a tap over one call."""
+
+    def __init__(
+        self,
+        pipeline_class_name: str,
+        call_defaults: Mapping[str, Any],
+        heldout_prompts: Callable[..., list[str]],
+        output: str = "images",
+        batch: int = 16,
+    ) -> None:
+        self.pipeline_class_name, self.call_defaults = pipeline_class_name, call_defaults
+        self.heldout_prompts, self.output, self.batch = heldout_prompts, output, batch
+
+    def load(self, path: str | Path) -> Any:
+        return load(self.pipeline_class_name, path)
+
+    def captions_and_seeds(self, n: int) -> tuple[list[str], list[int]]:
+        return captions_and_seeds(self.heldout_prompts, n)
+
+    def sample(
+        self,
+        pipe: Any,
+        prompts: list[str],
+        seeds: list[int] | None = None,
+        batch: int | None = None,
+        **kw: Any,
+    ) -> torch.Tensor:
+        """Seed ``seeds[i]`` (default ``i``) for prompt ``i``, the call defaults overridden by ``kw``."""
+        seeds = list(range(len(prompts))) if seeds is None else seeds
+        call = {**self.call_defaults, **kw}
+        return sample_seeded(pipe, prompts, seeds, self.batch if batch is None else batch, call, self.output)
+
+    def trajectory(
+        self, pipe: Any, prompts: list[str], module: torch.nn.Module, tap: Callable[[Any], torch.Tensor],
+        steps: int = 50,
+    ) -> dict[str, list[float]]:  # fmt: skip
+        """:func:`~.trajectory.record_trajectory` of ``tap(module output)`` over one call on all ``prompts``."""
+        from .trajectory import record_trajectory
+
+        run = lambda: self.sample(pipe, prompts, batch=len(prompts), num_inference_steps=steps)  # noqa: E731
+        return record_trajectory(pipe, module, tap, run, steps)

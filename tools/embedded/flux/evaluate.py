@@ -29,29 +29,22 @@ from lesa_embedded.flux import EMBEDDED_CALL_DEFAULTS, EMBEDDED_PIPELINE_DIR, he
 from lesa_embedded.flux.adherence import score_adherence
 
 from ..common import plotting, sampling
-from ..common.trajectory import record_trajectory
 
-
-def load(path: str | Path):
-    return sampling.load("FluxPipeline", path)
+MODEL = sampling.HeldoutSampling("FluxPipeline", EMBEDDED_CALL_DEFAULTS, heldout_prompts, batch=16)
+load = MODEL.load
 
 
 def sample(pipe, prompts: list[str], batch: int = 16, seed0: int = 0, **kw: Any) -> torch.Tensor:
     """Images ``(B, 3, H, W)`` in [0, 1], seed ``seed0 + i`` for prompt ``i``, ``EMBEDDED_CALL_DEFAULTS``
     overridden by ``kw``."""
-    seeds = [seed0 + i for i in range(len(prompts))]
-    return sampling.sample_seeded(pipe, prompts, seeds, batch, {**EMBEDDED_CALL_DEFAULTS, **kw})
+    return MODEL.sample(pipe, prompts, [seed0 + i for i in range(len(prompts))], batch, **kw)
 
 
 def trajectory(pipe, prompts: list[str], steps: int = 50) -> dict[str, list[float]]:
-    """Per-step relative change and cosine similarity of the ``hidden`` tap, averaged over prompts."""
-    return record_trajectory(
-        pipe,
-        pipe.transformer.single_transformer_blocks[-1],
-        lambda out: out[1],  # FluxSingleTransformerBlock returns (encoder_hidden_states, hidden_states)
-        lambda: sample(pipe, prompts, batch=len(prompts), num_inference_steps=steps),
-        steps,
-    )
+    """Per-step relative change and cosine similarity of the ``hidden`` tap (the last single block's
+    image-token output; the block returns (encoder_hidden_states, hidden_states)), averaged over prompts."""
+    block = pipe.transformer.single_transformer_blocks[-1]
+    return MODEL.trajectory(pipe, prompts, block, lambda out: out[1], steps)
 
 
 @torch.no_grad()

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from lesa_embedded.flux import shapes
 
 from ..common.cli import training_parser
-from ..common.loop import FlowLogging, run_flow_loop
+from ..common.loop import FlowLogging, run_flow_stage
 from ..common.optim import Ema, adamw, clipped_step, set_lr
 from ..common.runlog import CsvLog, console_log
 from ..common.schedule import StepBudget, exponential_shift, logit_normal_sigmas, lr_at, scheduler_mu
@@ -258,19 +258,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             save("midway", step)
             midway_saved = True
 
-    flow = run_flow_loop(
-        lambda: forward_loss(*sampler.next(bs)),
-        opt,
-        params,
-        ema,
-        total=args.steps,
-        budget=StepBudget(args.budget_seconds - (time.time() - t_start), 10, 40),
-        lr=args.lr,
-        warmup=args.warmup,
-        log=FlowLogging(log, _log, args.log_every, args.log_every * 10, smoothing=(0.9, 0.1),
-                        smooth_on=lambda step: step % args.log_every == 0 or step < 20, ms_format=".1f"),
-        after_step=midway_checkpoint,
-    )  # fmt: skip
+    flow_log = FlowLogging(log, _log, args.log_every, args.log_every * 10, smoothing=(0.9, 0.1),
+                           smooth_on=lambda step: step % args.log_every == 0 or step < 20, ms_format=".1f")  # fmt: skip
+    flow = run_flow_stage(args, t_start, lambda: forward_loss(*sampler.next(bs)), opt, params, ema, flow_log,
+                          timed=(10, 40), after_step=midway_checkpoint)  # fmt: skip
     step, run_loss = flow.steps, flow.smoothed_loss
     meta["steps"] = step
     meta["flow_seconds"] = round(flow.seconds, 1)

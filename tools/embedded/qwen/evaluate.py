@@ -35,35 +35,16 @@ from lesa_embedded.qwen.adherence import score_adherence
 from ..common import plotting, sampling
 from ..common.family import family_table as run_family_table
 from ..common.family import run_methods, taylor_method
-from ..common.trajectory import record_trajectory, stage_means
+from ..common.trajectory import stage_means
 
-
-def load(path: str | Path):
-    return sampling.load("QwenImagePipeline", path)
-
-
-def captions_and_seeds(n: int) -> tuple[list[str], list[int]]:
-    """``n`` held-out captions (cycling through all 54 when ``n`` > 54) with seeds 0..n-1."""
-    return sampling.captions_and_seeds(heldout_prompts, n)
-
-
-def sample(
-    pipe, prompts: list[str], seeds: list[int] | None = None, batch: int = 16, **kw: Any
-) -> torch.Tensor:
-    """Images ``(B, 3, H, W)`` in [0, 1], ``QWEN_CALL_DEFAULTS`` overridden by ``kw``."""
-    seeds = list(range(len(prompts))) if seeds is None else seeds
-    return sampling.sample_seeded(pipe, prompts, seeds, batch, {**QWEN_CALL_DEFAULTS, **kw})
+MODEL = sampling.HeldoutSampling("QwenImagePipeline", QWEN_CALL_DEFAULTS, heldout_prompts, batch=16)
+load, captions_and_seeds, sample = MODEL.load, MODEL.captions_and_seeds, MODEL.sample
 
 
 def trajectory(pipe, prompts: list[str], steps: int = 50) -> dict[str, list[float]]:
-    """Per-step relative change and cosine similarity of the ``hidden`` tap, averaged over prompts."""
-    return record_trajectory(
-        pipe,
-        pipe.transformer.transformer_blocks[-1],
-        lambda out: out[1],  # QwenImageTransformerBlock returns (encoder_hidden_states, hidden_states)
-        lambda: sample(pipe, prompts, batch=len(prompts), num_inference_steps=steps),
-        steps,
-    )
+    """Per-step relative change and cosine similarity of the ``hidden`` tap (the last block's image-token
+    output; the block returns (encoder_hidden_states, hidden_states)), averaged over prompts."""
+    return MODEL.trajectory(pipe, prompts, pipe.transformer.transformer_blocks[-1], lambda out: out[1], steps)
 
 
 def peers(

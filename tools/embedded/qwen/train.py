@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from lesa_embedded.qwen import pairs
 
 from ..common.cli import training_parser
-from ..common.latents import draw_rows, encode_bank
-from ..common.loop import FlowLogging, run_flow_loop
+from ..common.latents import bank_loss, encode_bank
+from ..common.loop import FlowLogging, run_flow_stage
 from ..common.optim import Ema, adamw, clipped_step, set_lr
 from ..common.runlog import CsvLog, console_log
 from ..common.schedule import StepBudget, exponential_shift, logit_normal_sigmas, lr_at, scheduler_mu
@@ -237,22 +237,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     shutil.copy2(f, keep / f.name)
                 checkpoints.add(frac)
 
-    def bank_loss() -> torch.Tensor:
-        rows = draw_rows(len(bank), args.batch_size, pick_gen, dev)
-        return forward_loss(bank[rows], bank_caption[rows])
-
-    flow = run_flow_loop(
-        bank_loss,
-        opt,
-        params,
-        ema,
-        total=args.steps,
-        budget=StepBudget(args.budget_seconds - (time.time() - t_start), 10, 30),
-        lr=args.lr,
-        warmup=args.warmup,
-        log=FlowLogging(log, _log, args.log_every, args.log_every * 8, smoothing=(0.98, 0.02)),
-        after_step=checkpoint,
-    )
+    step_loss = bank_loss(bank, bank_caption, args.batch_size, pick_gen, dev, forward_loss)
+    flow_log = FlowLogging(log, _log, args.log_every, args.log_every * 8, smoothing=(0.98, 0.02))
+    flow = run_flow_stage(args, t_start, step_loss, opt, params, ema, flow_log, after_step=checkpoint)
     step, run_loss = flow.steps, flow.smoothed_loss
     meta["steps"] = step
     meta["flow_seconds"] = round(flow.seconds, 1)

@@ -34,35 +34,18 @@ from lesa_embedded.video.adherence import score_adherence
 from ..common import plotting, sampling
 from ..common.family import family_table as run_family_table
 from ..common.family import paired_delta
-from ..common.trajectory import record_trajectory, stage_means
+from ..common.trajectory import stage_means
 
-
-def load(path: str | Path):
-    return sampling.load("HunyuanVideoPipeline", path)
-
-
-def captions_and_seeds(n: int) -> tuple[list[str], list[int]]:
-    """``n`` held-out captions (cycling through all 16 when ``n`` > 16) with seeds 0..n-1."""
-    return sampling.captions_and_seeds(heldout_prompts, n)
-
-
-def sample(
-    pipe, prompts: list[str], seeds: list[int] | None = None, batch: int = 8, **kw: Any
-) -> torch.Tensor:
-    """Videos ``(B, F, 3, H, W)`` in [0, 1], ``VIDEO_CALL_DEFAULTS`` overridden by ``kw``."""
-    seeds = list(range(len(prompts))) if seeds is None else seeds
-    return sampling.sample_seeded(pipe, prompts, seeds, batch, {**VIDEO_CALL_DEFAULTS, **kw}, output="frames")
+#: ``sample`` gives videos ``(B, F, 3, H, W)`` in [0, 1].
+MODEL = sampling.HeldoutSampling(
+    "HunyuanVideoPipeline", VIDEO_CALL_DEFAULTS, heldout_prompts, "frames", batch=8
+)
+load, captions_and_seeds, sample = MODEL.load, MODEL.captions_and_seeds, MODEL.sample
 
 
 def trajectory(pipe, prompts: list[str], steps: int = 50) -> dict[str, list[float]]:
     """Per-step relative change and cosine similarity of the ``output`` tap, averaged over prompts."""
-    return record_trajectory(
-        pipe,
-        pipe.transformer,
-        lambda out: out[0],
-        lambda: sample(pipe, prompts, batch=len(prompts), num_inference_steps=steps),
-        steps,
-    )
+    return MODEL.trajectory(pipe, prompts, pipe.transformer, lambda out: out[0], steps)
 
 
 def family_table(
