@@ -37,6 +37,14 @@ class FlowResult:
     seconds: float
     smoothed_loss: float | None
 
+    def record(self, meta: dict, t_start: float) -> None:
+        """``steps``, ``flow_seconds``, ``flow_final_loss_smoothed`` and ``total_seconds`` (since ``t_start``)
+        into a weight folder's ``meta``."""
+        meta["steps"] = self.steps
+        meta["flow_seconds"] = round(self.seconds, 1)
+        meta["flow_final_loss_smoothed"] = self.smoothed_loss
+        meta["total_seconds"] = round(time.time() - t_start, 1)
+
 
 def run_flow_loop(
     loss_at: Callable[[], torch.Tensor],
@@ -67,15 +75,13 @@ def run_flow_loop(
             keep, take = log.smoothing
             run_loss = li if run_loss is None else keep * run_loss + take * li
             if step % log.every == 0:
-                log.csv.row("flow", step, f"{li:.5f}", f"{step_lr:.3g}", f"{time.time() - t0:.1f}")
+                log.csv.stage_row("flow", step, li, step_lr, t0)
             if step % log.console_every == 0:
                 log.console(
                     f"flow step {step}/{total} loss {li:.4f} (smoothed {run_loss:.4f}) lr {step_lr:.2e}"
                 )
         step += 1
-        if (fixed := budget.after(step)) and total is None:
-            total, per = fixed
-            log.console(f"flow: {per * 1000:{log.ms_format}} ms/step -> {total} steps")
+        total = budget.settle(step, total, log.console, "flow", log.ms_format)
         after_step(step, total)
     return FlowResult(step, time.time() - t0, run_loss)
 

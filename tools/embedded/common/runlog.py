@@ -33,5 +33,9 @@ class CsvLog:
         self.w.writerow(vals)
         self.f.flush()
 
+    def stage_row(self, stage: str, step: int, loss: float, lr: float, t0: float) -> None:
+        """One row: loss to 5 decimals, lr to 3 digits, seconds since ``t0`` to 0.1 s."""
+        self.row(stage, step, f"{loss:.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
+
     def close(self) -> None:
         self.f.close()

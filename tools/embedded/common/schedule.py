@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -43,6 +44,23 @@ class StepBudget:
         if steps_done == self.end:
             return steps_in_budget(self.seconds, self.t0, self.t_start, time.time(), self.start, self.end)
         return None
+
+    def settle(
+        self,
+        steps_done: int,
+        total: int | None,
+        say: Callable[[str], None],
+        label: str,
+        ms_format: str = ".0f",
+    ) -> int | None:
+        """``total`` if already fixed; else, at ``end``, the budget's step count, announced with ``say``
+        as ``<label>: <ms> ms/step -> <total> steps``. Call after every step."""
+        fixed = self.after(steps_done)
+        if fixed is None or total is not None:
+            return total
+        total, per = fixed
+        say(f"{label}: {per * 1000:{ms_format}} ms/step -> {total} steps")
+        return total
 
 
 def scheduler_mu(scheduler, image_seq_len: int) -> float:

@@ -154,13 +154,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         loss_rec = F.l1_loss(rec, x) + F.mse_loss(rec, x)
         clipped_step(opt, loss_rec + 1e-6 * post.kl().mean(), vae.parameters())
         if step % args.log_every == 0:
-            log.row("vae", step, f"{loss_rec.item():.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
+            log.stage_row("vae", step, loss_rec.item(), lr, t0)
             if step % (args.log_every * 4) == 0:
                 _log(f"vae step {step} rec {loss_rec.item():.4f}")
         step += 1
-        if (fixed := budget.after(step)) and vae_total is None:
-            vae_total, per = fixed
-            _log(f"vae: {per * 1000:.1f} ms/step -> {vae_total} steps")
+        vae_total = budget.settle(step, vae_total, _log, "vae", ".1f")
     meta["vae_steps"] = step
     meta["vae_seconds"] = round(time.time() - t0, 1)
     if step:
@@ -262,11 +260,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            smooth_on=lambda step: step % args.log_every == 0 or step < 20, ms_format=".1f")  # fmt: skip
     flow = run_flow_stage(args, t_start, lambda: forward_loss(*sampler.next(bs)), opt, params, ema, flow_log,
                           timed=(10, 40), after_step=midway_checkpoint)  # fmt: skip
-    step, run_loss = flow.steps, flow.smoothed_loss
-    meta["steps"] = step
-    meta["flow_seconds"] = round(flow.seconds, 1)
-    meta["flow_final_loss_smoothed"] = run_loss
-    meta["total_seconds"] = round(time.time() - t_start, 1)
+    flow.record(meta, t_start)
+    step = flow.steps
     save("final", step)
 
     if args.eval_heldout:

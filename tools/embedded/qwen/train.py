@@ -141,13 +141,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         loss_rec = F.l1_loss(rec, x) + F.mse_loss(rec, x)
         clipped_step(opt, loss_rec + 1e-6 * post.kl().mean(), vae.parameters())
         if step % args.log_every == 0:
-            log.row("vae", step, f"{loss_rec.item():.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
+            log.stage_row("vae", step, loss_rec.item(), lr, t0)
             if step % (args.log_every * 4) == 0:
                 _log(f"vae step {step}/{vae_total} rec {loss_rec.item():.4f}")
         step += 1
-        if (fixed := budget.after(step)) and vae_total is None:
-            vae_total, per = fixed
-            _log(f"vae: {per * 1000:.0f} ms/step -> {vae_total} steps")
+        vae_total = budget.settle(step, vae_total, _log, "vae", ".0f")
     meta["vae_steps"] = step
     meta["vae_seconds"] = round(time.time() - t0, 1)
     vae.eval().requires_grad_(False)
@@ -240,11 +238,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     step_loss = bank_loss(bank, bank_caption, args.batch_size, pick_gen, dev, forward_loss)
     flow_log = FlowLogging(log, _log, args.log_every, args.log_every * 8, smoothing=(0.98, 0.02))
     flow = run_flow_stage(args, t_start, step_loss, opt, params, ema, flow_log, after_step=checkpoint)
-    step, run_loss = flow.steps, flow.smoothed_loss
-    meta["steps"] = step
-    meta["flow_seconds"] = round(flow.seconds, 1)
-    meta["flow_final_loss_smoothed"] = run_loss
-    meta["total_seconds"] = round(time.time() - t_start, 1)
+    flow.record(meta, t_start)
+    step = flow.steps
     save("final", step)
     log.close()
     _log(f"done in {time.time() - t_start:.0f} s: vae_steps {meta['vae_steps']}, steps {meta['steps']}")
