@@ -39,3 +39,16 @@ class CsvLog:
 
     def close(self) -> None:
         self.f.close()
+
+
+def open_run(args: Any, load_skeleton: Callable[..., dict[str, Any]]) -> tuple[Path, CsvLog, dict[str, Any]]:
+    """A training run's start: the ``--out`` folder (made), its ``losses.csv`` (continued when
+    ``--init-from`` resumes), the torch seed set from ``--seed``, the components built from the
+    ``--skeleton`` with that seed."""
+    import torch
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = CsvLog(out / "losses.csv", append=args.init_from is not None)
+    torch.manual_seed(args.seed)
+    return out, log, load_skeleton(args.skeleton, seed=args.seed)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,7 +43,7 @@ from lesa_embedded.flux import shapes
 from ..common.cli import training_parser
 from ..common.loop import FlowLogging, run_flow_stage
 from ..common.optim import Ema, adamw, clipped_step, set_lr
-from ..common.runlog import CsvLog, console_log
+from ..common.runlog import console_log, open_run
 from ..common.schedule import StepBudget, exponential_shift, logit_normal_sigmas, lr_at, scheduler_mu
 from ..common.weights import load_networks, read_meta, save_weights
 from .build import NETWORKS, T5_TIED, TEXT_TOKENS, load_skeleton, make_pipeline
@@ -114,11 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         amp: dict[str, Any] = dict(device_type="cuda", dtype=torch.bfloat16)
     else:
         amp = dict(device_type=dev.type, enabled=False)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = CsvLog(out / "losses.csv", append=args.init_from is not None)
-    torch.manual_seed(args.seed)
-    comps = load_skeleton(args.skeleton, seed=args.seed)
+    out, log, comps = open_run(args, load_skeleton)
     vae, transformer = comps["vae"].to(dev), comps["transformer"].to(dev)
     te, te2 = comps["text_encoder"].to(dev), comps["text_encoder_2"].to(dev)
     for m in (te, te2):  # plain attention for training (SDPA + a trainable T5 bias is fragile on CUDA)

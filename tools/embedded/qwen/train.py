@@ -41,7 +41,7 @@ from ..common.cli import training_parser
 from ..common.latents import bank_loss, encode_bank
 from ..common.loop import FlowLogging, run_flow_stage
 from ..common.optim import Ema, adamw, clipped_step, set_lr
-from ..common.runlog import CsvLog, console_log
+from ..common.runlog import console_log, open_run
 from ..common.schedule import StepBudget, exponential_shift, logit_normal_sigmas, lr_at, scheduler_mu
 from ..common.weights import load_network, read_meta
 from ..common.weights import save_weights as _save_weights
@@ -102,11 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dev = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = CsvLog(out / "losses.csv", append=args.init_from is not None)
-    torch.manual_seed(args.seed)
-    comps = load_skeleton(args.skeleton, seed=args.seed)
+    out, log, comps = open_run(args, load_skeleton)
     vae, transformer, te = comps["vae"].to(dev), comps["transformer"].to(dev), comps["text_encoder"].to(dev)
     pipe = make_pipeline(comps)
     n_params = {k: sum(q.numel() for q in comps[k].parameters()) for k in NETWORKS}
@@ -239,8 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     flow_log = FlowLogging(log, _log, args.log_every, args.log_every * 8, smoothing=(0.98, 0.02))
     flow = run_flow_stage(args, t_start, step_loss, opt, params, ema, flow_log, after_step=checkpoint)
     flow.record(meta, t_start)
-    step = flow.steps
-    save("final", step)
+    save("final", flow.steps)
     log.close()
     _log(f"done in {time.time() - t_start:.0f} s: vae_steps {meta['vae_steps']}, steps {meta['steps']}")
     return meta
