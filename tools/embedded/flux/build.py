@@ -25,7 +25,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import importlib.util
 import json
@@ -37,6 +36,9 @@ from typing import Any
 import torch
 
 from lesa_embedded.flux.shapes import ALL_COMBOS
+
+from ..common.folder import build_cli, save_pipeline_folder, write_skeleton_folder
+from ..common.weights import load_networks
 
 # ------------------------------------------------------------------ architecture
 
@@ -226,14 +228,7 @@ def make_pipeline(components: dict[str, Any]):
 
 def write_skeleton(out: str | os.PathLike) -> Path:
     """Write the skeleton: model_index.json, configs, scheduler, tokenizers; no weight files."""
-    out = Path(out)
-    pipe = make_pipeline(build_components(seed=0))
-    pipe.save_pretrained(out)
-    for f in out.rglob("*.safetensors"):
-        f.unlink()
-    for f in out.rglob("*.safetensors.index.json"):
-        f.unlink()
-    return out
+    return write_skeleton_folder(make_pipeline(build_components(seed=0)), out)
 
 
 def load_skeleton(skeleton: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
@@ -269,6 +264,7 @@ def load_skeleton(skeleton: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
 
 
 NETWORKS = ("vae", "transformer", "text_encoder", "text_encoder_2")
+T5_TIED = ("encoder.embed_tokens.weight",)  # T5 ties it to shared.weight: never saved, so never loaded
 
 
 def assemble(
@@ -278,50 +274,18 @@ def assemble(
     dtype: torch.dtype = torch.float16,
 ) -> Path:
     """Skeleton + trained weights (``<weights>/<component>.safetensors`` and ``meta.json``) → pipeline."""
-    from safetensors.torch import load_file
-
-    weights, out = Path(weights), Path(out)
+    weights = Path(weights)
     comps = load_skeleton(skeleton)
     meta = json.loads((weights / "meta.json").read_text())
     comps["vae"].register_to_config(
         scaling_factor=float(meta["vae_scaling_factor"]), shift_factor=float(meta["vae_shift_factor"])
     )
-    for name in NETWORKS:
-        sd = load_file(weights / f"{name}.safetensors")
-        missing, unexpected = comps[name].load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
-        # T5 ties encoder.embed_tokens to shared; nothing else may be missing.
-        missing = [k for k in missing if k != "encoder.embed_tokens.weight"]
-        if missing or unexpected:
-            raise RuntimeError(f"{name}: missing {missing}, unexpected {unexpected}")
-    pipe = make_pipeline(comps)
-    pipe.to(dtype)
-    out.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(out, safe_serialization=True)
-    # transformers 5 loads with dtype="auto" (the checkpoint's fp16) unless told otherwise, while
-    # diffusers loads fp32: record fp32 in the text encoders' configs so that a plain
-    # FluxPipeline.from_pretrained(out) gives one dtype everywhere.
-    for name in ("text_encoder", "text_encoder_2"):
-        cfg_path = out / name / "config.json"
-        cfg = json.loads(cfg_path.read_text())
-        cfg["dtype"] = "float32"
-        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    return out
+    load_networks(comps, weights, NETWORKS, tied=T5_TIED)
+    return save_pipeline_folder(make_pipeline(comps), out, ("text_encoder", "text_encoder_2"), dtype)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("skeleton", help="write the untrained skeleton (configs + tokenizers)")
-    s.add_argument("--out", required=True)
-    a = sub.add_parser("assemble", help="skeleton + trained weights -> fp16 FluxPipeline folder")
-    a.add_argument("--skeleton", required=True)
-    a.add_argument("--weights", required=True)
-    a.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    if args.cmd == "skeleton":
-        print(write_skeleton(args.out))
-    else:
-        print(assemble(args.skeleton, args.weights, args.out))
+    build_cli(__doc__, "FluxPipeline", "tokenizers", write_skeleton, assemble, argv)
 
 
 if __name__ == "__main__":

@@ -28,55 +28,23 @@ import torch
 from lesa_embedded.flux import EMBEDDED_CALL_DEFAULTS, EMBEDDED_PIPELINE_DIR, heldout_prompts
 from lesa_embedded.flux.adherence import score_adherence
 
+from ..common import plotting, sampling
 
-def load(path: str | Path):
-    from diffusers import FluxPipeline
-
-    pipe = FluxPipeline.from_pretrained(path, dtype=torch.float32, local_files_only=True)
-    for c in pipe.components.values():
-        if isinstance(c, torch.nn.Module):
-            c.eval()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+MODEL = sampling.HeldoutSampling("FluxPipeline", EMBEDDED_CALL_DEFAULTS, heldout_prompts, batch=16)
+load = MODEL.load
 
 
-@torch.no_grad()
 def sample(pipe, prompts: list[str], batch: int = 16, seed0: int = 0, **kw: Any) -> torch.Tensor:
-    call = {**EMBEDDED_CALL_DEFAULTS, **kw}
-    out = []
-    for i in range(0, len(prompts), batch):
-        chunk = prompts[i : i + batch]
-        gens = [torch.Generator().manual_seed(seed0 + i + j) for j in range(len(chunk))]
-        out.append(pipe(chunk, generator=gens, output_type="pt", **call).images.float())
-    return torch.cat(out)
+    """Images ``(B, 3, H, W)`` in [0, 1], seed ``seed0 + i`` for prompt ``i``, ``EMBEDDED_CALL_DEFAULTS``
+    overridden by ``kw``."""
+    return MODEL.sample(pipe, prompts, [seed0 + i for i in range(len(prompts))], batch, **kw)
 
 
-@torch.no_grad()
 def trajectory(pipe, prompts: list[str], steps: int = 50) -> dict[str, list[float]]:
-    """Per-step relative change and cosine similarity of the ``hidden`` tap, averaged over prompts."""
-    feats: list[torch.Tensor] = []
+    """Per-step relative change and cosine similarity of the ``hidden`` tap (the last single block's
+    image-token output; the block returns (encoder_hidden_states, hidden_states)), averaged over prompts."""
     block = pipe.transformer.single_transformer_blocks[-1]
-
-    def hook(_m, _inp, out):  # FluxSingleTransformerBlock returns (encoder_hidden_states, hidden_states)
-        feats.append(out[1].detach().float().clone())
-
-    h = block.register_forward_hook(hook)
-    try:
-        sample(pipe, prompts, batch=len(prompts), num_inference_steps=steps)
-    finally:
-        h.remove()
-    sig = pipe.scheduler.sigmas[:steps].tolist()  # the schedule the call just used (t at each step)
-    out: dict[str, list[float]] = {"t": sig}
-    # with true CFG the block runs twice per step: "cond" first, then "uncond"
-    passes = len(feats) // steps
-    for k, name in enumerate(["", "uncond_"][:passes]):
-        f = torch.stack(feats[k::passes])  # (S, B, N, D)
-        flat = f.reshape(f.shape[0], f.shape[1], -1)
-        diff = (flat[1:] - flat[:-1]).norm(dim=-1) / flat[:-1].norm(dim=-1)
-        cos = torch.nn.functional.cosine_similarity(flat[1:], flat[:-1], dim=-1)
-        out[name + "rel_change"] = [float("nan"), *diff.mean(1).tolist()]
-        out[name + "cosine"] = [float("nan"), *cos.mean(1).tolist()]
-    return out
+    return MODEL.trajectory(pipe, prompts, block, lambda out: out[1], steps)
 
 
 @torch.no_grad()
@@ -100,11 +68,7 @@ def forward_ms(pipe, repeats: int = 20) -> float:
 
 
 def plot_grid(images: torch.Tensor, captions: list[str], path: str | Path, cols: int = 4) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     res = score_adherence(images, captions)
     rows = (len(captions) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.6, rows * 2.9))
@@ -125,58 +89,16 @@ def plot_grid(images: torch.Tensor, captions: list[str], path: str | Path, cols:
 
 
 def plot_trajectory(traj: dict[str, list[float]], path: str | Path, n_prompts: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = traj["t"]
-    steps = list(range(len(t)))
-    fig, ax1 = plt.subplots(figsize=(7.5, 3.8))
-    ax1.plot(
-        steps,
-        traj["rel_change"],
-        "o-",
-        ms=3,
-        color="tab:blue",
-        label="relative change ||h_s − h_{s−1}|| / ||h_{s−1}|| (cond)",
+    plotting.plot_trajectory(
+        traj,
+        path,
+        title=f"'hidden' tap (last single block, image tokens), mean over {n_prompts} held-out prompts",
+        rel_label="relative change ||h_s − h_{s−1}|| / ||h_{s−1}|| (cond)",
+        cos_label="cosine(h_s, h_{s−1}) (cond)",
+        xlabel="denoising step s (50-step FlowMatchEuler schedule)",
+        ylabel="relative change",
+        sigma_axis=True,
     )
-    if "uncond_rel_change" in traj:
-        ax1.plot(
-            steps,
-            traj["uncond_rel_change"],
-            "--",
-            lw=1,
-            color="tab:blue",
-            alpha=0.6,
-            label="relative change (uncond pass)",
-        )
-    ax1.set_xlabel("denoising step s (50-step FlowMatchEuler schedule)")
-    ax1.set_ylabel("relative change", color="tab:blue")
-    ax2 = ax1.twinx()
-    ax2.plot(
-        steps, traj["cosine"], "s-", ms=2, color="tab:orange", alpha=0.8, label="cosine(h_s, h_{s−1}) (cond)"
-    )
-    ax2.set_ylabel("cosine similarity", color="tab:orange")
-    for thr in (0.9, 0.5):
-        s_cross = next((i for i, v in enumerate(t) if v <= thr), None)
-        if s_cross is not None:
-            ax1.axvline(s_cross - 0.5, color="gray", ls="--", lw=1)
-            ax1.text(s_cross - 0.4, ax1.get_ylim()[1] * 0.92, f"t = {thr}", fontsize=8, color="gray")
-    sec = ax1.secondary_xaxis("top", functions=(lambda s: s, lambda s: s))
-    ticks = [0, 10, 20, 30, 40, 49]
-    sec.set_xticks(ticks)
-    sec.set_xticklabels([f"{t[i]:.2f}" for i in ticks])
-    sec.set_xlabel("t (σ)", fontsize=8)
-    h1, l1 = ax1.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax1.legend(h1 + h2, l1 + l2, fontsize=7, loc="center right")
-    ax1.set_title(
-        f"'hidden' tap (last single block, image tokens), mean over {n_prompts} held-out prompts", fontsize=9
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -30,13 +30,9 @@ evaluation), ``losses.csv`` (step, stage, loss, lr, seconds).
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
-import math
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,86 +40,23 @@ import torch.nn.functional as F
 
 from lesa_embedded.flux import shapes
 
-from .build import NETWORKS, TEXT_TOKENS, load_skeleton, make_pipeline
+from ..common.cli import training_parser
+from ..common.loop import FlowLogging, run_flow_stage
+from ..common.optim import Ema, adamw, clipped_step, set_lr
+from ..common.runlog import console_log, open_run
+from ..common.schedule import StepBudget, exponential_shift, logit_normal_sigmas, lr_at, scheduler_mu
+from ..common.weights import load_networks, read_meta, save_weights
+from .build import NETWORKS, T5_TIED, TEXT_TOKENS, load_skeleton, make_pipeline
 
-
-def _log(msg: str) -> None:
-    print(f"[train {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def shift_sigmas(s: torch.Tensor, mu: float) -> torch.Tensor:
-    """FLUX's exponential time shift: σ' = e^μ σ / (1 + (e^μ − 1) σ)."""
-    return math.exp(mu) / (math.exp(mu) + (1 / s - 1))
-
-
-def scheduler_mu(scheduler, image_seq_len: int) -> float:
-    c = scheduler.config
-    m = (c.max_shift - c.base_shift) / (c.max_image_seq_len - c.base_image_seq_len)
-    return image_seq_len * m + (c.base_shift - m * c.base_image_seq_len)
-
-
-def lr_at(step: int, total: int, base: float, warmup: int, floor: float = 0.1) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
-
-
-def steps_in_budget(budget: float, t0: float, t_start: float, t_end: float, start: int,
-                    end: int) -> tuple[int, float]:
-    """How many steps fit in ``budget`` seconds (counted from ``t0``), timed on steps ``start..end`` (the
-    first steps include warm-up, so they are not timed): at least ``end + 1``, plus 10 spare.
-
-    :return: the total number of steps and the measured seconds per step.
-    """
-    per = (t_end - t_start) / (end - start)
-    return max(end + 1, int((budget - (t_start - t0)) / per) + 10), per
-
-
-class CsvLog:
-    def __init__(self, path: Path, append: bool = False):
-        new = not (append and path.exists())
-        self.f = open(path, "w" if new else "a", newline="")  # noqa: SIM115 (kept open for the run)
-        self.w = csv.writer(self.f)
-        if new:
-            self.w.writerow(["stage", "step", "loss", "lr", "seconds"])
-
-    def row(self, *vals: Any) -> None:
-        self.w.writerow(vals)
-        self.f.flush()
-
-    def close(self) -> None:
-        self.f.close()
-
-
-def save_weights(out: Path, modules: dict[str, torch.nn.Module], meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    out.mkdir(parents=True, exist_ok=True)
-    for name, mod in modules.items():
-        sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in mod.state_dict().items()}
-        if name == "text_encoder_2":  # tied to shared.weight; safetensors refuses shared storage
-            sd.pop("encoder.embed_tokens.weight", None)
-        save_file(sd, str(out / f"{name}.safetensors"))
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+_log = console_log("train")
 
 
 def load_init(folder: str, comps: dict[str, Any]) -> dict[str, Any]:
     """Load whatever networks ``folder`` holds into ``comps``; returns their names (+ VAE factors)."""
-    from safetensors.torch import load_file
-
-    folder_p = Path(folder)
-    meta = json.loads((folder_p / "meta.json").read_text())
-    got: dict[str, Any] = {}
-    for name in NETWORKS:
-        f = folder_p / f"{name}.safetensors"
-        if f.exists():
-            sd = {k: v.float() for k, v in load_file(str(f)).items()}
-            missing, unexpected = comps[name].load_state_dict(sd, strict=False)
-            missing = [k for k in missing if k != "encoder.embed_tokens.weight"]
-            if missing or unexpected:
-                raise RuntimeError(f"{name}: missing {missing}, unexpected {unexpected}")
-            got[name] = True
+    meta = read_meta(folder)
+    got: dict[str, Any] = dict.fromkeys(
+        load_networks(comps, folder, NETWORKS, T5_TIED, only_present=True), True
+    )
     if "vae" in got:
         got["vae_shift_factor"] = float(meta["vae_shift_factor"])
         got["vae_scaling_factor"] = float(meta["vae_scaling_factor"])
@@ -140,15 +73,7 @@ def tokenize(tokenizer, tokenizer_2, captions: list[str]) -> tuple[torch.Tensor,
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--skeleton", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget-seconds", type=float, default=330.0, help="VAE + transformer training time")
-    p.add_argument("--vae-fraction", type=float, default=0.2)
-    p.add_argument("--vae-steps", type=int, default=None, help="fixed VAE steps (overrides the budget)")
-    p.add_argument("--steps", type=int, default=None, help="fixed transformer steps (overrides the budget)")
+    p = training_parser(__doc__, budget_seconds=330.0, vae_fraction=0.2)
     p.add_argument("--batch-size", type=int, default=None, help="default 512 on CUDA, 32 on CPU")
     p.add_argument("--vae-batch-size", type=int, default=None, help="default 256 on CUDA, 32 on CPU")
     p.add_argument("--lr", type=float, default=4e-4)
@@ -188,11 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         amp: dict[str, Any] = dict(device_type="cuda", dtype=torch.bfloat16)
     else:
         amp = dict(device_type=dev.type, enabled=False)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = CsvLog(out / "losses.csv", append=args.init_from is not None)
-    torch.manual_seed(args.seed)
-    comps = load_skeleton(args.skeleton, seed=args.seed)
+    out, log, comps = open_run(args, load_skeleton)
     vae, transformer = comps["vae"].to(dev), comps["transformer"].to(dev)
     te, te2 = comps["text_encoder"].to(dev), comps["text_encoder_2"].to(dev)
     for m in (te, te2):  # plain attention for training (SDPA + a trainable T5 bias is fragile on CUDA)
@@ -210,22 +131,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # ---------------------------------------------------------------- stage 1: VAE
     sampler = shapes.TrainSampler("train", seed=args.seed, device=dev)
     vae.train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    opt = adamw(vae.parameters(), args.vae_lr)
     vgen = torch.Generator(device=dev).manual_seed(args.seed + 500)
-    vae_budget = args.budget_seconds * args.vae_fraction
     vae_total = 0 if "vae" in init else args.vae_steps
     t0 = time.time()
+    budget = StepBudget(args.budget_seconds * args.vae_fraction, 10, 30)
     step = 0
-    while True:
-        if vae_total is not None and step >= vae_total:
-            break
-        lr = (
-            lr_at(step, vae_total or 10**9, args.vae_lr, 100, floor=1.0)
-            if vae_total is None
-            else lr_at(step, vae_total, args.vae_lr, 100)
-        )
-        for g in opt.param_groups:
-            g["lr"] = lr
+    while vae_total is None or step < vae_total:
+        lr = lr_at(step, vae_total or 10**9, args.vae_lr, 100, floor=1.0 if vae_total is None else 0.1)
+        set_lr(opt, lr)
         x, _ = sampler.next(vbs)
         with torch.autocast(**amp):
             post = vae.encode(x).latent_dist
@@ -233,21 +147,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rec = vae.decode(z).sample
         rec = rec.float()
         loss_rec = F.l1_loss(rec, x) + F.mse_loss(rec, x)
-        loss = loss_rec + 1e-6 * post.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss_rec + 1e-6 * post.kl().mean(), vae.parameters())
         if step % args.log_every == 0:
-            log.row("vae", step, f"{loss_rec.item():.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
+            log.stage_row("vae", step, loss_rec.item(), lr, t0)
             if step % (args.log_every * 4) == 0:
                 _log(f"vae step {step} rec {loss_rec.item():.4f}")
         step += 1
-        if step == 10:
-            t10 = time.time()
-        if vae_total is None and step == 30:
-            vae_total, per = steps_in_budget(vae_budget, t0, t10, time.time(), 10, 30)
-            _log(f"vae: {per * 1000:.1f} ms/step -> {vae_total} steps")
+        vae_total = budget.settle(step, vae_total, _log, "vae", ".1f")
     meta["vae_steps"] = step
     meta["vae_seconds"] = round(time.time() - t0, 1)
     if step:
@@ -294,8 +200,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for m in trained:
         m.train()
     params = [p for m in trained for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    ema = [p.detach().clone().float() for p in params]
+    opt = adamw(params, args.lr)
+    ema = Ema(params, args.ema)
     # noise, σ and caption dropout come from a generator on the training device: deterministic for
     # a given device type (CPU and CUDA streams differ)
     gen = torch.Generator(device=dev).manual_seed(args.seed + 2000)
@@ -308,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         z = FluxPipeline._pack_latents(z, b, z.shape[1], lat_hw, lat_hw)
         drop = torch.rand(b, generator=gen, device=dev) < args.caption_dropout
         cidx = torch.where(drop, torch.full_like(idx, empty), idx)
-        sig = shift_sigmas(torch.sigmoid(torch.randn(b, generator=gen, device=dev)), mu)
+        sig = exponential_shift(logit_normal_sigmas(b, gen, dev), mu)
         noise = torch.randn(z.shape, generator=gen, device=dev)
         s = sig[:, None, None]
         xt = (1 - s) * z + s * noise
@@ -327,70 +233,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )[0]
         return F.mse_loss(pred.float(), noise - z)
 
-    total = args.steps
-    budget_left = args.budget_seconds - (time.time() - t_start)
-    t0 = time.time()
-    step, ckpt_done, run_loss = 0, False, None
+    networks = {"vae": vae, "transformer": transformer, "text_encoder": te, "text_encoder_2": te2}
 
-    def ema_modules() -> dict[str, torch.nn.Module]:
-        # swap EMA weights in, copy state dicts out, swap back
-        return {"transformer": transformer, "text_encoder": te, "text_encoder_2": te2}
-
-    def save(tag: str) -> None:
-        live = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            for p, e in zip(params, ema, strict=True):
-                p.copy_(e)
-        meta["saved_at_step"] = step
+    def save(tag: str, at: int) -> None:
+        meta["saved_at_step"] = at
         meta["saved_tag"] = tag
-        save_weights(out, {"vae": vae, **ema_modules()}, meta)
-        with torch.no_grad():
-            for p, v in zip(params, live, strict=True):
-                p.copy_(v)
-        _log(f"saved weights ({tag}, step {step}) to {out}")
+        with ema.swapped_in():
+            save_weights(out, networks, meta, drop=T5_TIED)
+        _log(f"saved weights ({tag}, step {at}) to {out}")
 
-    while True:
-        if total is not None and step >= total:
-            break
-        lr = lr_at(step, total or 10**9, args.lr, args.warmup)
-        for gr in opt.param_groups:
-            gr["lr"] = lr
-        x0, idx = sampler.next(bs)
-        loss = forward_loss(x0, idx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        d = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach().float() for p in params], 1 - d)
-        li = loss.item() if (step % args.log_every == 0 or step < 20) else None
-        if li is not None:
-            run_loss = li if run_loss is None else 0.9 * run_loss + 0.1 * li
-            if step % args.log_every == 0:
-                log.row("flow", step, f"{li:.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
-            if step % (args.log_every * 10) == 0:
-                _log(f"flow step {step}/{total} loss {li:.4f} (smoothed {run_loss:.4f}) lr {lr:.2e}")
-        step += 1
-        if step == 10:
-            t10 = time.time()
-        if total is None and step == 40:
-            total, per = steps_in_budget(budget_left, t0, t10, time.time(), 10, 40)
-            _log(f"flow: {per * 1000:.1f} ms/step -> {total} steps")
-        if not ckpt_done and total is not None and step >= total // 2:
+    midway_saved = False
+
+    def midway_checkpoint(step: int, total: int | None) -> None:
+        nonlocal midway_saved
+        if not midway_saved and total is not None and step >= total // 2:
             meta["steps"] = total
-            save("midway")
-            ckpt_done = True
-    meta["steps"] = step
-    meta["flow_seconds"] = round(time.time() - t0, 1)
-    meta["flow_final_loss_smoothed"] = run_loss
-    meta["total_seconds"] = round(time.time() - t_start, 1)
-    save("final")
+            save("midway", step)
+            midway_saved = True
+
+    flow_log = FlowLogging(log, _log, args.log_every, args.log_every * 10, smoothing=(0.9, 0.1),
+                           smooth_on=lambda step: step % args.log_every == 0 or step < 20, ms_format=".1f")  # fmt: skip
+    flow = run_flow_stage(args, t_start, lambda: forward_loss(*sampler.next(bs)), opt, params, ema, flow_log,
+                          timed=(10, 40), after_step=midway_checkpoint)  # fmt: skip
+    flow.record(meta, t_start)
+    step = flow.steps
+    save("final", step)
 
     if args.eval_heldout:
-        with torch.no_grad():
-            for p, e in zip(params, ema, strict=True):
-                p.copy_(e)
+        ema.copy_to_params()
         meta["eval"] = evaluate(comps, dev, args.eval_heldout)
         (out / "meta.json").write_text(json.dumps(meta, indent=2))
     log.close()

@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -30,6 +29,11 @@ from typing import Any
 import torch
 
 from lesa_embedded.qwen.pairs import ALL_COMBOS
+
+from ..common.bpe import train_byte_bpe, word_corpus
+from ..common.folder import build_cli, save_pipeline_folder, write_skeleton_folder
+from ..common.weights import load_networks
+from ..common.words import COMMON_WORDS
 
 # ------------------------------------------------------------------ architecture
 
@@ -96,182 +100,6 @@ SCHEDULER_CONFIG: dict[str, Any] = dict(
 )
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-COMMON_WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "it",
-    "that",
-    "for",
-    "on",
-    "with",
-    "as",
-    "was",
-    "at",
-    "by",
-    "this",
-    "be",
-    "from",
-    "or",
-    "an",
-    "are",
-    "not",
-    "have",
-    "but",
-    "what",
-    "all",
-    "were",
-    "when",
-    "we",
-    "there",
-    "can",
-    "your",
-    "which",
-    "their",
-    "said",
-    "if",
-    "do",
-    "will",
-    "each",
-    "about",
-    "how",
-    "up",
-    "out",
-    "them",
-    "then",
-    "she",
-    "many",
-    "some",
-    "so",
-    "these",
-    "would",
-    "other",
-    "into",
-    "has",
-    "more",
-    "her",
-    "two",
-    "like",
-    "him",
-    "see",
-    "time",
-    "could",
-    "no",
-    "make",
-    "than",
-    "first",
-    "been",
-    "its",
-    "who",
-    "now",
-    "people",
-    "my",
-    "made",
-    "over",
-    "did",
-    "down",
-    "only",
-    "way",
-    "find",
-    "use",
-    "may",
-    "water",
-    "long",
-    "little",
-    "very",
-    "after",
-    "words",
-    "called",
-    "just",
-    "where",
-    "most",
-    "know",
-    "get",
-    "through",
-    "back",
-    "much",
-    "before",
-    "go",
-    "good",
-    "new",
-    "write",
-    "our",
-    "used",
-    "me",
-    "man",
-    "too",
-    "any",
-    "day",
-    "same",
-    "right",
-    "look",
-    "think",
-    "also",
-    "around",
-    "another",
-    "came",
-    "come",
-    "work",
-    "three",
-    "word",
-    "must",
-    "because",
-    "does",
-    "part",
-    "picture",
-    "photo",
-    "image",
-    "drawing",
-    "small",
-    "large",
-    "big",
-    "tiny",
-    "huge",
-    "bright",
-    "dark",
-    "light",
-    "colour",
-    "color",
-    "shape",
-    "object",
-    "below",
-    "under",
-    "beside",
-    "next",
-    "near",
-    "right",
-    "behind",
-    "front",
-    "top",
-    "bottom",
-    "center",
-    "middle",
-    "orange",
-    "pink",
-    "black",
-    "grey",
-    "gray",
-    "brown",
-    "cyan",
-    "star",
-    "heart",
-    "cross",
-    "line",
-    "dot",
-    "ring",
-    "box",
-    "ball",
-    "cube",
-    "cat",
-    "dog",
-    "tree",
-    "house",
-    "sky",
-    "sun",
-]
 
 
 def _template_text() -> str:
@@ -284,32 +112,10 @@ def _template_text() -> str:
 
 def build_tokenizer():
     """A ``Qwen2Tokenizer`` (byte-level BPE) trained on the template, the captions and common words."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
-    tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
-    tok.normalizer = normalizers.NFC()
-    qwen_split = (  # Qwen2's pre-tokenizer pattern
-        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
-        r"|\s+(?!\S)|\s+"
-    )
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(qwen_split), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    corpus = [_template_text().format(c.caption) for c in ALL_COMBOS]
-    corpus += [" ".join(COMMON_WORDS), " ".join(w.capitalize() for w in COMMON_WORDS)] * 20
-    trainer = trainers.BpeTrainer(
-        vocab_size=1024,
-        min_frequency=1,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus, trainer=trainer)
+    corpus = [_template_text().format(c.caption) for c in ALL_COMBOS] + word_corpus(COMMON_WORDS)
+    tok = train_byte_bpe(corpus, SPECIAL_TOKENS)
     qwen = Qwen2Tokenizer(tokenizer_object=tok, model_max_length=128)
     qwen.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     prefix = _template_text().split("{}")[0]
@@ -376,12 +182,7 @@ def make_pipeline(components: dict[str, Any]):
 
 def write_skeleton(out: str | os.PathLike) -> Path:
     """Write the skeleton: model_index.json, configs, scheduler, tokenizer; no weight files."""
-    out = Path(out)
-    make_pipeline(build_components(seed=0)).save_pretrained(out)
-    for pattern in ("*.safetensors", "*.safetensors.index.json"):
-        for f in out.rglob(pattern):
-            f.unlink()
-    return out
+    return write_skeleton_folder(make_pipeline(build_components(seed=0)), out)
 
 
 def load_skeleton(skeleton: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
@@ -408,6 +209,7 @@ def load_skeleton(skeleton: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
 
 
 NETWORKS = ("vae", "transformer", "text_encoder")
+LM_HEAD_TIED = ("lm_head.weight",)  # tied to the token embeddings: never saved, so never loaded
 
 
 def assemble(
@@ -417,48 +219,16 @@ def assemble(
     dtype: torch.dtype = torch.float16,
 ) -> Path:
     """Skeleton + trained weights (``<weights>/<component>.safetensors``, ``meta.json``) → pipeline."""
-    from safetensors.torch import load_file
-
-    weights, out = Path(weights), Path(out)
+    weights = Path(weights)
     comps = load_skeleton(skeleton)
     meta = json.loads((weights / "meta.json").read_text())
     comps["vae"].register_to_config(latents_mean=meta["latents_mean"], latents_std=meta["latents_std"])
-    for name in NETWORKS:
-        sd = load_file(weights / f"{name}.safetensors")
-        missing, unexpected = comps[name].load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
-        missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
-        if missing or unexpected:
-            raise RuntimeError(f"{name}: missing {missing}, unexpected {unexpected}")
-    pipe = make_pipeline(comps)
-    pipe.to(dtype)
-    out.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(out, safe_serialization=True)
-    # a plain from_pretrained(out) should give fp32 everywhere, as diffusers' components do
-    cfg_path = out / "text_encoder" / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["dtype"] = "float32"
-    for sub in ("text_config", "vision_config"):
-        if isinstance(cfg.get(sub), dict):
-            cfg[sub]["dtype"] = "float32"
-    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    return out
+    load_networks(comps, weights, NETWORKS, tied=LM_HEAD_TIED)
+    return save_pipeline_folder(make_pipeline(comps), out, ("text_encoder",), dtype)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("skeleton", help="write the untrained skeleton (configs + tokenizer)")
-    s.add_argument("--out", required=True)
-    a = sub.add_parser("assemble", help="skeleton + trained weights -> fp16 QwenImagePipeline folder")
-    a.add_argument("--skeleton", required=True)
-    a.add_argument("--weights", required=True)
-    a.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    print(
-        write_skeleton(args.out)
-        if args.cmd == "skeleton"
-        else assemble(args.skeleton, args.weights, args.out)
-    )
+    build_cli(__doc__, "QwenImagePipeline", "tokenizer", write_skeleton, assemble, argv)
 
 
 if __name__ == "__main__":

@@ -32,94 +32,32 @@ import torch
 from lesa_embedded.qwen import QWEN_CALL_DEFAULTS, QWEN_PIPELINE_DIR, heldout_prompts
 from lesa_embedded.qwen.adherence import score_adherence
 
+from ..common import plotting, sampling
+from ..common.family import family_table as run_family_table
+from ..common.family import run_methods, taylor_method
+from ..common.trajectory import stage_means
 
-def load(path: str | Path):
-    from diffusers import QwenImagePipeline
-
-    pipe = QwenImagePipeline.from_pretrained(path, dtype=torch.float32, local_files_only=True)
-    for c in pipe.components.values():
-        if isinstance(c, torch.nn.Module):
-            c.eval()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+MODEL = sampling.HeldoutSampling("QwenImagePipeline", QWEN_CALL_DEFAULTS, heldout_prompts, batch=16)
+load, captions_and_seeds, sample = MODEL.load, MODEL.captions_and_seeds, MODEL.sample
 
 
-def captions_and_seeds(n: int) -> tuple[list[str], list[int]]:
-    """``n`` held-out captions (cycling through all 54 when ``n`` > 54) with seeds 0..n-1."""
-    caps = heldout_prompts()
-    if n <= len(caps):
-        return heldout_prompts(n), list(range(n))
-    return [caps[i % len(caps)] for i in range(n)], list(range(n))
-
-
-@torch.no_grad()
-def sample(
-    pipe, prompts: list[str], seeds: list[int] | None = None, batch: int = 16, **kw: Any
-) -> torch.Tensor:
-    call = {**QWEN_CALL_DEFAULTS, **kw}
-    seeds = list(range(len(prompts))) if seeds is None else seeds
-    out = []
-    for i in range(0, len(prompts), batch):
-        gens = [torch.Generator().manual_seed(s) for s in seeds[i : i + batch]]
-        out.append(pipe(prompts[i : i + batch], generator=gens, output_type="pt", **call).images.float())
-    return torch.cat(out)
-
-
-@torch.no_grad()
 def trajectory(pipe, prompts: list[str], steps: int = 50) -> dict[str, list[float]]:
-    """Per-step relative change and cosine similarity of the ``hidden`` tap, averaged over prompts."""
-    feats: list[torch.Tensor] = []
-    block = pipe.transformer.transformer_blocks[-1]
-
-    def hook(_m, _inp, out):  # QwenImageTransformerBlock returns (encoder_hidden_states, hidden_states)
-        feats.append(out[1].detach().float().clone())
-
-    h = block.register_forward_hook(hook)
-    try:
-        sample(pipe, prompts, batch=len(prompts), num_inference_steps=steps)
-    finally:
-        h.remove()
-    out: dict[str, list[float]] = {"t": pipe.scheduler.sigmas[:steps].tolist()}
-    passes = len(feats) // steps  # true CFG: "cond" then "uncond" at every step
-    for k, name in enumerate(["", "uncond_"][:passes]):
-        flat = torch.stack(feats[k::passes]).flatten(2)  # (S, B, N * D)
-        diff = (flat[1:] - flat[:-1]).norm(dim=-1) / flat[:-1].norm(dim=-1)
-        cos = torch.nn.functional.cosine_similarity(flat[1:], flat[:-1], dim=-1)
-        out[name + "rel_change"] = [float("nan"), *diff.mean(1).tolist()]
-        out[name + "cosine"] = [float("nan"), *cos.mean(1).tolist()]
-    return out
-
-
-def stage_means(
-    traj: dict[str, list[float]], boundaries: tuple[float, float] = (0.9, 0.5)
-) -> dict[str, float]:
-    """Mean relative change of the cond pass per LESA stage (t > 0.9, 0.5 < t ≤ 0.9, t ≤ 0.5)."""
-    t, rc = traj["t"][1:], traj["rel_change"][1:]
-    hi, lo = boundaries
-    groups = {
-        f"t>{hi}": [r for tt, r in zip(t, rc, strict=True) if tt > hi],
-        f"{lo}<t<={hi}": [r for tt, r in zip(t, rc, strict=True) if lo < tt <= hi],
-        f"t<={lo}": [r for tt, r in zip(t, rc, strict=True) if tt <= lo],
-    }
-    return {k: sum(v) / len(v) for k, v in groups.items() if v}
+    """Per-step relative change and cosine similarity of the ``hidden`` tap (the last block's image-token
+    output; the block returns (encoder_hidden_states, hidden_states)), averaged over prompts."""
+    return MODEL.trajectory(pipe, prompts, pipe.transformer.transformer_blocks[-1], lambda out: out[1], steps)
 
 
 def peers(
     pipe, n: int, steps: int = 50, interval: int = 7, warmup: int = 3, tap: str = "normed", **call: Any
 ) -> dict[str, Any]:
     """full / reuse / taylor1 / taylor2 at interval ``interval``: PSNR, SSIM, paired Δ taylor1 − reuse."""
-    from lesa_workflows.evaluate import evaluate
-
     caps = heldout_prompts(n)
     policy = {"name": "interval", "interval": interval, "warmup": warmup}
-    base = {"router": {"name": "threshold", "boundaries": [0.9, 0.5]}, "policy": policy, "tap": tap}
     methods: dict[str, Any] = {"full": None}
     for order, name in ((0, "reuse"), (1, "taylor1"), (2, "taylor2")):
-        methods[name] = {**base, "predictor": {"name": "taylor", "order": order}}
-    kwargs = {k: v for k, v in {**QWEN_CALL_DEFAULTS, **call}.items() if k != "num_inference_steps"}
+        methods[name] = taylor_method(policy, tap, order)
     t0 = time.time()
-    results = evaluate(pipe, methods, caps, [10_000 + i for i in range(len(caps))], num_steps=steps,
-                       call_kwargs=kwargs, batch_size=8, show_progress=False, reference_tap=tap)  # fmt: skip
+    results = run_methods(pipe, methods, caps, {**QWEN_CALL_DEFAULTS, **call}, tap, steps=steps)
     by = {r.name: r for r in results}
     finite = [
         (a, b) for a, b in zip(by["taylor1"].psnr_per_image, by["reuse"].psnr_per_image, strict=True)
@@ -145,50 +83,13 @@ def family_table(
 ) -> dict[str, Any]:
     """The per-family results table: full, lesa, mlp, taylor1, taylor2, reuse at N = 7 and N = 10 on ``n``
     held-out captions (seeds 10000 + i): PSNR / SSIM against full compute, paired Δ PSNR ± s.e. vs lesa."""
-    from lesa_workflows.evaluate import evaluate
-
     caps = heldout_prompts(n)
-    base = {"router": {"name": "threshold", "boundaries": [0.9, 0.5]}, "tap": tap}
-    methods: dict[str, Any] = {"full": None}
-    for interval in (7, 10):
-        policy = {"name": "interval", "interval": interval, "warmup": warmup}
-        methods[f"lesa@N{interval}"] = {"bundle": lesa_bundle, "policy": policy}
-        methods[f"mlp@N{interval}"] = {"bundle": mlp_bundle, "policy": policy}
-        for order, name in ((1, "taylor1"), (2, "taylor2"), (0, "reuse")):
-            methods[f"{name}@N{interval}"] = {
-                **base,
-                "policy": policy,
-                "predictor": {"name": "taylor", "order": order},
-            }
-    kwargs = {k: v for k, v in QWEN_CALL_DEFAULTS.items() if k != "num_inference_steps"}
-    t0 = time.time()
-    results = evaluate(pipe, methods, caps, [10_000 + i for i in range(len(caps))], num_steps=50,
-                       call_kwargs=kwargs, batch_size=8, show_progress=False, reference_tap=tap)  # fmt: skip
-    by = {r.name: r for r in results}
-    rows: dict[str, Any] = {}
-    for r in results:
-        row: dict[str, Any] = {
-            "full_passes": r.full_passes,
-            "psnr": round(r.psnr, 2),
-            "ssim": round(r.ssim, 4),
-        }
-        interval = r.name.split("@N")[-1]
-        ref = by.get(f"lesa@N{interval}")
-        if r.name != "full" and ref is not None and ref is not r:
-            d = torch.tensor(r.psnr_per_image) - torch.tensor(ref.psnr_per_image)
-            d = d[torch.isfinite(d)]
-            row["delta_vs_lesa"] = round(float(d.mean()), 2)
-            row["delta_se"] = round(float(d.std() / math.sqrt(len(d))), 2)
-        rows[r.name] = row
-    return {"n": len(caps), "rows": rows, "seconds": round(time.time() - t0, 1)}
+    rows, _, seconds = run_family_table(pipe, caps, lesa_bundle, mlp_bundle, QWEN_CALL_DEFAULTS, tap, warmup)
+    return {"n": len(caps), "rows": rows, "seconds": round(seconds, 1)}
 
 
 def plot_grid(images: torch.Tensor, captions: list[str], path: str | Path, cols: int = 4) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     res = score_adherence(images, captions)
     rows = (len(captions) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.4, rows * 2.7))
@@ -210,38 +111,16 @@ def plot_grid(images: torch.Tensor, captions: list[str], path: str | Path, cols:
 
 
 def plot_trajectory(traj: dict[str, list[float]], path: str | Path, n_prompts: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = traj["t"]
-    steps = list(range(len(t)))
-    fig, ax1 = plt.subplots(figsize=(7.5, 3.8))
-    ax1.plot(steps, traj["rel_change"], "o-", ms=3, color="tab:blue", label="relative change (cond)")
-    if "uncond_rel_change" in traj:
-        ax1.plot(steps, traj["uncond_rel_change"], "--", lw=1, color="tab:blue", alpha=0.6,
-                 label="relative change (uncond pass)")  # fmt: skip
-    ax1.set_xlabel("denoising step s (50-step FlowMatchEuler schedule)")
-    ax1.set_ylabel("relative change ||h_s − h_{s−1}|| / ||h_{s−1}||", color="tab:blue", fontsize=8)
-    ax2 = ax1.twinx()
-    ax2.plot(
-        steps, traj["cosine"], "s-", ms=2, color="tab:orange", alpha=0.8, label="cosine(h_s, h_{s−1}) (cond)"
+    plotting.plot_trajectory(
+        traj,
+        path,
+        title=f"Qwen-Image-class: 'hidden' tap (last block, image tokens), mean over {n_prompts} prompts",
+        rel_label="relative change (cond)",
+        cos_label="cosine(h_s, h_{s−1}) (cond)",
+        xlabel="denoising step s (50-step FlowMatchEuler schedule)",
+        ylabel="relative change ||h_s − h_{s−1}|| / ||h_{s−1}||",
+        ylabel_fontsize=8,
     )
-    ax2.set_ylabel("cosine similarity", color="tab:orange")
-    for thr in (0.9, 0.5):
-        s_cross = next((i for i, v in enumerate(t) if v <= thr), None)
-        if s_cross is not None:
-            ax1.axvline(s_cross - 0.5, color="gray", ls="--", lw=1)
-            ax1.text(s_cross - 0.4, ax1.get_ylim()[1] * 0.92, f"t = {thr}", fontsize=8, color="gray")
-    h1, l1 = ax1.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax1.legend(h1 + h2, l1 + l2, fontsize=7, loc="center right")
-    ax1.set_title(f"Qwen-Image-class: 'hidden' tap (last block, image tokens), mean over {n_prompts} prompts",
-                  fontsize=9)  # fmt: skip
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 PEER_SETTINGS: dict[str, dict[str, Any]] = {

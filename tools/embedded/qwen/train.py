@@ -26,8 +26,6 @@ Budget: with ``--budget-seconds`` the step counts are fixed after timing the fir
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import time
@@ -39,23 +37,22 @@ import torch.nn.functional as F
 
 from lesa_embedded.qwen import pairs
 
-from ..flux.train import CsvLog, lr_at, scheduler_mu, shift_sigmas, steps_in_budget
-from .build import NETWORKS, PROMPT_TEMPLATE_PREFIX_TOKENS, load_skeleton, make_pipeline
+from ..common.cli import training_parser
+from ..common.latents import bank_loss, encode_bank
+from ..common.loop import FlowLogging, run_flow_stage
+from ..common.optim import Ema, adamw, clipped_step, set_lr
+from ..common.runlog import console_log, open_run
+from ..common.schedule import StepBudget, exponential_shift, logit_normal_sigmas, lr_at, scheduler_mu
+from ..common.weights import load_network, read_meta
+from ..common.weights import save_weights as _save_weights
+from .build import LM_HEAD_TIED, NETWORKS, PROMPT_TEMPLATE_PREFIX_TOKENS, load_skeleton, make_pipeline
 
-
-def _log(msg: str) -> None:
-    print(f"[train-qwen {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+_log = console_log("train-qwen")
 
 
 def save_weights(out: Path, modules: dict[str, torch.nn.Module], meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    out.mkdir(parents=True, exist_ok=True)
-    for name, mod in modules.items():
-        sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in mod.state_dict().items()}
-        sd.pop("lm_head.weight", None)  # tied to the token embeddings
-        save_file(sd, str(out / f"{name}.safetensors"))
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    """fp16 safetensors per network + ``meta.json``; the LM head is tied to the token embeddings."""
+    _save_weights(out, modules, meta, drop=LM_HEAD_TIED)
 
 
 def tokenize(pipe, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,15 +73,7 @@ def prompt_embeds(te, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tens
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--skeleton", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget-seconds", type=float, default=1800.0, help="VAE + transformer training time")
-    p.add_argument("--vae-fraction", type=float, default=0.12)
-    p.add_argument("--vae-steps", type=int, default=None, help="fixed VAE steps (overrides the budget)")
-    p.add_argument("--steps", type=int, default=None, help="fixed transformer steps (overrides the budget)")
+    p = training_parser(__doc__, budget_seconds=1800.0, vae_fraction=0.12)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--vae-batch-size", type=int, default=16)
     p.add_argument(
@@ -113,11 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dev = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = CsvLog(out / "losses.csv", append=args.init_from is not None)
-    torch.manual_seed(args.seed)
-    comps = load_skeleton(args.skeleton, seed=args.seed)
+    out, log, comps = open_run(args, load_skeleton)
     vae, transformer, te = comps["vae"].to(dev), comps["transformer"].to(dev), comps["text_encoder"].to(dev)
     pipe = make_pipeline(comps)
     n_params = {k: sum(q.numel() for q in comps[k].parameters()) for k in NETWORKS}
@@ -128,47 +113,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # ---------------------------------------------------------------- stage 1: VAE
     init_vae = False
     if args.init_from:
-        from safetensors.torch import load_file
-
         src = Path(args.init_from)
-        vae.load_state_dict({k: v.float() for k, v in load_file(str(src / "vae.safetensors")).items()})
-        init_meta = json.loads((src / "meta.json").read_text())
+        load_network(vae, src / "vae.safetensors")
+        init_meta = read_meta(src)
         init_vae = not args.continue_vae
         meta["vae_init_from"] = {"folder": str(src), "vae_steps": init_meta.get("vae_steps"),
                                  "continued": args.continue_vae}  # fmt: skip
         _log(f"VAE from {src}" + (", trained further" if args.continue_vae else ""))
     vae_total = 0 if init_vae else args.vae_steps
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    opt = adamw(vae.parameters(), args.vae_lr)
     vgen = torch.Generator(device=dev).manual_seed(args.seed + 500)
     vae.train()
     t0 = time.time()
-    step, t10 = 0, t0
+    budget = StepBudget(args.budget_seconds * args.vae_fraction, 5, 15)
+    step = 0
     while vae_total is None or step < vae_total:
         lr = lr_at(step, vae_total or 10**9, args.vae_lr, 50, floor=1.0 if vae_total is None else 0.1)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, lr)
         x, _ = sampler.next(args.vae_batch_size)
         x = x[:, :, None]  # one-frame video
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample(generator=vgen)).sample
         loss_rec = F.l1_loss(rec, x) + F.mse_loss(rec, x)
-        loss = loss_rec + 1e-6 * post.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss_rec + 1e-6 * post.kl().mean(), vae.parameters())
         if step % args.log_every == 0:
-            log.row("vae", step, f"{loss_rec.item():.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
+            log.stage_row("vae", step, loss_rec.item(), lr, t0)
             if step % (args.log_every * 4) == 0:
                 _log(f"vae step {step}/{vae_total} rec {loss_rec.item():.4f}")
         step += 1
-        if step == 5:
-            t10 = time.time()
-        if vae_total is None and step == 15:
-            vae_total, per = steps_in_budget(
-                args.budget_seconds * args.vae_fraction, t0, t10, time.time(), 5, 15
-            )
-            _log(f"vae: {per * 1000:.0f} ms/step -> {vae_total} steps")
+        vae_total = budget.settle(step, vae_total, _log, "vae", ".0f")
     meta["vae_steps"] = step
     meta["vae_seconds"] = round(time.time() - t0, 1)
     vae.eval().requires_grad_(False)
@@ -201,20 +174,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for m in trained:
         m.train()
     params = [q for m in trained for q in m.parameters() if q.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    ema = [q.detach().clone().float() for q in params]
+    opt = adamw(params, args.lr)
+    ema = Ema(params, args.ema)
     gen = torch.Generator(device=dev).manual_seed(args.seed + 2000)
 
     # the latent bank: every image the transformer sees is one of these (fresh jitter for each)
     t0 = time.time()
-    bank_z, bank_idx = [], []
-    with torch.no_grad():
-        for _ in range(0, args.latent_bank, 256):
-            x0, idx = sampler.next(256)
-            bank_z.append(((vae.encode(x0[:, :, None]).latent_dist.mode()[:, :, 0] - mean_t) / std_t).float())
-            bank_idx.append(idx)
-    bank = torch.cat(bank_z)[: args.latent_bank]
-    bank_caption = torch.cat(bank_idx)[: args.latent_bank]
+    bank, bank_caption = encode_bank(
+        sampler.next,
+        lambda x0: (vae.encode(x0[:, :, None]).latent_dist.mode()[:, :, 0] - mean_t) / std_t,
+        args.latent_bank,
+        256,
+    )
     meta["latent_bank"] = len(bank)
     _log(f"latent bank: {tuple(bank.shape)} in {time.time() - t0:.0f} s")
     pick_gen = torch.Generator().manual_seed(args.seed + 3000)
@@ -224,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         z = pipe._pack_latents(z, b, z.shape[1], lat, lat)
         drop = torch.rand(b, generator=gen, device=dev) < args.caption_dropout
         cidx = torch.where(drop, torch.full_like(idx, empty), idx)
-        sig = shift_sigmas(torch.sigmoid(torch.randn(b, generator=gen, device=dev)), mu)
+        sig = exponential_shift(logit_normal_sigmas(b, gen, dev), mu)
         noise = torch.randn(z.shape, generator=gen, device=dev)
         s = sig[:, None, None]
         xt = (1 - s) * z + s * noise
@@ -240,61 +211,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return F.mse_loss(pred, noise - z)
 
     def save(tag: str, at: int) -> None:
-        live = [q.detach().clone() for q in params]
-        with torch.no_grad():
-            for q, e in zip(params, ema, strict=True):
-                q.copy_(e)
         meta.update(saved_at_step=at, saved_tag=tag)
-        save_weights(out, {"vae": vae, "transformer": transformer, "text_encoder": te}, meta)
-        with torch.no_grad():
-            for q, v in zip(params, live, strict=True):
-                q.copy_(v)
+        with ema.swapped_in():
+            save_weights(out, {"vae": vae, "transformer": transformer, "text_encoder": te}, meta)
         _log(f"saved weights ({tag}, step {at}) to {out}")
 
-    total = args.steps
-    budget_left = args.budget_seconds - (time.time() - t_start)
-    t0 = time.time()
-    step, run_loss, checkpoints = 0, None, set()
-    while total is None or step < total:
-        lr = lr_at(step, total or 10**9, args.lr, args.warmup)
-        for gr in opt.param_groups:
-            gr["lr"] = lr
-        rows = torch.randint(len(bank), (args.batch_size,), generator=pick_gen).to(dev)
-        loss = forward_loss(bank[rows], bank_caption[rows])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        d = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [q.detach().float() for q in params], 1 - d)
-        li = loss.item()
-        run_loss = li if run_loss is None else 0.98 * run_loss + 0.02 * li
-        if step % args.log_every == 0:
-            log.row("flow", step, f"{li:.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
-            if step % (args.log_every * 8) == 0:
-                _log(f"flow step {step}/{total} loss {li:.4f} (smoothed {run_loss:.4f}) lr {lr:.2e}")
-        step += 1
-        if step == 10:
-            t10 = time.time()
-        if total is None and step == 30:
-            total, per = steps_in_budget(budget_left, t0, t10, time.time(), 10, 30)
-            _log(f"flow: {per * 1000:.0f} ms/step -> {total} steps")
-        if total is not None:
-            for frac in (0.5, 0.75):
-                if step == int(total * frac) and frac not in checkpoints:
-                    meta["steps"] = total
-                    save(f"at {frac:.0%}", step)
-                    keep = out / f"at-{round(frac * 100)}"  # kept: the final save overwrites `out`
-                    keep.mkdir(exist_ok=True)
-                    for f in [*out.glob("*.safetensors"), out / "meta.json"]:
-                        shutil.copy2(f, keep / f.name)
-                    checkpoints.add(frac)
-    meta["steps"] = step
-    meta["flow_seconds"] = round(time.time() - t0, 1)
-    meta["flow_final_loss_smoothed"] = run_loss
-    meta["total_seconds"] = round(time.time() - t_start, 1)
-    save("final", step)
+    checkpoints: set[float] = set()
+
+    def checkpoint(step: int, total: int | None) -> None:
+        if total is None:
+            return
+        for frac in (0.5, 0.75):
+            if step == int(total * frac) and frac not in checkpoints:
+                meta["steps"] = total
+                save(f"at {frac:.0%}", step)
+                keep = out / f"at-{round(frac * 100)}"  # kept: the final save overwrites `out`
+                keep.mkdir(exist_ok=True)
+                for f in [*out.glob("*.safetensors"), out / "meta.json"]:
+                    shutil.copy2(f, keep / f.name)
+                checkpoints.add(frac)
+
+    step_loss = bank_loss(bank, bank_caption, args.batch_size, pick_gen, dev, forward_loss)
+    flow_log = FlowLogging(log, _log, args.log_every, args.log_every * 8, smoothing=(0.98, 0.02))
+    flow = run_flow_stage(args, t_start, step_loss, opt, params, ema, flow_log, after_step=checkpoint)
+    flow.record(meta, t_start)
+    save("final", flow.steps)
     log.close()
     _log(f"done in {time.time() - t_start:.0f} s: vae_steps {meta['vae_steps']}, steps {meta['steps']}")
     return meta

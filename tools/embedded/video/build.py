@@ -28,7 +28,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -38,7 +37,10 @@ import torch
 
 from lesa_embedded.video.motions import ALL_COMBOS
 
-from ..qwen.build import COMMON_WORDS
+from ..common.bpe import train_byte_bpe, word_corpus
+from ..common.folder import build_cli, save_pipeline_folder, write_skeleton_folder
+from ..common.weights import load_networks
+from ..common.words import COMMON_WORDS
 
 # ------------------------------------------------------------------ architecture
 
@@ -131,42 +133,11 @@ FLUX_CLIP_TOKENIZER = Path(__file__).resolve().parents[3] / "embedded/lesa_embed
 
 def build_llama_tokenizer():
     """A byte-level BPE ``PreTrainedTokenizerFast`` with Llama-3's special tokens (BOS prepended)."""
-    from tokenizers import (
-        Regex,
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
-    tok.normalizer = normalizers.NFC()
-    split = (  # Llama-3's / Qwen2's pre-tokenizer pattern
-        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
-        r"|\s+(?!\S)|\s+"
-    )
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(split), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    corpus = [TEMPLATE.format(c.caption) for c in ALL_COMBOS]
-    words = COMMON_WORDS + VIDEO_WORDS
-    corpus += [" ".join(words), " ".join(w.capitalize() for w in words)] * 20
-    trainer = trainers.BpeTrainer(
-        vocab_size=1024,
-        min_frequency=1,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus, trainer=trainer)
+    corpus = [TEMPLATE.format(c.caption) for c in ALL_COMBOS] + word_corpus(COMMON_WORDS + VIDEO_WORDS)
+    tok = train_byte_bpe(corpus, SPECIAL_TOKENS)
     bos = "<|begin_of_text|>"
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
@@ -252,12 +223,7 @@ def make_pipeline(components: dict[str, Any]):
 
 def write_skeleton(out: str | os.PathLike) -> Path:
     """Write the skeleton: model_index.json, configs, scheduler, tokenizers; no weight files."""
-    out = Path(out)
-    make_pipeline(build_components(seed=0)).save_pretrained(out)
-    for pattern in ("*.safetensors", "*.safetensors.index.json"):
-        for f in out.rglob(pattern):
-            f.unlink()
-    return out
+    return write_skeleton_folder(make_pipeline(build_components(seed=0)), out)
 
 
 def load_skeleton(skeleton: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
@@ -308,48 +274,16 @@ def assemble(
     dtype: torch.dtype = torch.float16,
 ) -> Path:
     """Skeleton + trained weights (``<weights>/<component>.safetensors``, ``meta.json``) → pipeline."""
-    from safetensors.torch import load_file
-
-    weights, out = Path(weights), Path(out)
+    weights = Path(weights)
     comps = load_skeleton(skeleton)
     meta = json.loads((weights / "meta.json").read_text())
     comps["vae"].register_to_config(scaling_factor=meta["scaling_factor"])
-    for name in NETWORKS:
-        sd = load_file(weights / f"{name}.safetensors")
-        missing, unexpected = comps[name].load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
-        if missing or unexpected:
-            raise RuntimeError(f"{name}: missing {missing}, unexpected {unexpected}")
-    pipe = make_pipeline(comps)
-    pipe.to(dtype)
-    out.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(out, safe_serialization=True)
-    # a plain from_pretrained(out) should give fp32 everywhere, as diffusers' components do
-    for sub in ("text_encoder", "text_encoder_2"):
-        cfg_path = out / sub / "config.json"
-        cfg = json.loads(cfg_path.read_text())
-        cfg["dtype"] = "float32"
-        for key in ("text_config", "vision_config"):
-            if isinstance(cfg.get(key), dict):
-                cfg[key]["dtype"] = "float32"
-        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    return out
+    load_networks(comps, weights, NETWORKS)
+    return save_pipeline_folder(make_pipeline(comps), out, ("text_encoder", "text_encoder_2"), dtype)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("skeleton", help="write the untrained skeleton (configs + tokenizers)")
-    s.add_argument("--out", required=True)
-    a = sub.add_parser("assemble", help="skeleton + trained weights -> fp16 HunyuanVideoPipeline folder")
-    a.add_argument("--skeleton", required=True)
-    a.add_argument("--weights", required=True)
-    a.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    print(
-        write_skeleton(args.out)
-        if args.cmd == "skeleton"
-        else assemble(args.skeleton, args.weights, args.out)
-    )
+    build_cli(__doc__, "HunyuanVideoPipeline", "tokenizers", write_skeleton, assemble, argv)
 
 
 if __name__ == "__main__":

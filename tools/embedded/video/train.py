@@ -30,8 +30,6 @@ Budget: with ``--budget-seconds`` the step counts are fixed after timing the fir
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -42,29 +40,18 @@ import torch.nn.functional as F
 
 from lesa_embedded.video import motions
 
-from ..flux.train import CsvLog, lr_at, steps_in_budget
+from ..common.cli import training_parser
+from ..common.latents import bank_loss, encode_bank
+from ..common.loop import FlowLogging, run_flow_stage
+from ..common.optim import Ema, adamw, clipped_step, set_lr
+from ..common.runlog import console_log, open_run
+from ..common.schedule import StepBudget, logit_normal_sigmas, lr_at, static_shift
+from ..common.weights import load_networks, read_meta, save_weights
 from .build import MAX_SEQUENCE_LENGTH, NETWORKS, crop_start, load_skeleton
 
 VAE_WINDOW = 5  # frames per VAE training clip
 
-
-def _log(msg: str) -> None:
-    print(f"[train-video {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def save_weights(out: Path, modules: dict[str, torch.nn.Module], meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    out.mkdir(parents=True, exist_ok=True)
-    for name, mod in modules.items():
-        sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in mod.state_dict().items()}
-        save_file(sd, str(out / f"{name}.safetensors"))
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
-
-
-def shift_sigmas(s: torch.Tensor, shift: float) -> torch.Tensor:
-    """FlowMatchEulerDiscreteScheduler's static shift: σ' = shift·σ / (1 + (shift − 1)·σ)."""
-    return shift * s / (1 + (shift - 1) * s)
+_log = console_log("train-video")
 
 
 class TextBatch:
@@ -96,15 +83,7 @@ class TextBatch:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--skeleton", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget-seconds", type=float, default=1800.0, help="VAE + transformer training time")
-    p.add_argument("--vae-fraction", type=float, default=0.25)
-    p.add_argument("--vae-steps", type=int, default=None, help="fixed VAE steps (overrides the budget)")
-    p.add_argument("--steps", type=int, default=None, help="fixed transformer steps (overrides the budget)")
+    p = training_parser(__doc__, budget_seconds=1800.0, vae_fraction=0.25)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--vae-batch-size", type=int, default=8)
     p.add_argument("--latent-bank", type=int, default=4096, help="videos encoded once for stage 2")
@@ -135,11 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     t_start = time.time()
     dev = torch.device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = CsvLog(out / "losses.csv", append=args.init_from is not None)
-    torch.manual_seed(args.seed)
-    comps = load_skeleton(args.skeleton, seed=args.seed)
+    out, log, comps = open_run(args, load_skeleton)
     vae, transformer = comps["vae"].to(dev), comps["transformer"].to(dev)
     te, te2 = comps["text_encoder"].to(dev), comps["text_encoder_2"].to(dev)
     n_params = {k: sum(q.numel() for q in comps[k].parameters()) for k in NETWORKS}
@@ -151,14 +126,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # ---------------------------------------------------------------- stage 1: VAE
     init: dict[str, Any] = {}
     if args.init_from:
-        from safetensors.torch import load_file
-
         src = Path(args.init_from)
-        init = json.loads((src / "meta.json").read_text())
-        for name in NETWORKS:
-            f = src / f"{name}.safetensors"
-            if f.exists():
-                comps[name].load_state_dict({k: v.float() for k, v in load_file(str(f)).items()})
+        init = read_meta(src)
+        load_networks(comps, src, NETWORKS, only_present=True)
         meta["init_from"] = {
             "folder": str(src),
             "vae_steps": init.get("vae_steps"),
@@ -167,16 +137,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _log(f"initialised from {src} (step {init.get('saved_at_step')})")
     train_vae = not args.init_from or args.continue_vae
     vae_total = args.vae_steps if train_vae else 0
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    opt = adamw(vae.parameters(), args.vae_lr)
     bg = (torch.tensor(motions.BACKGROUND, device=dev) * 2 - 1).view(1, 3, 1, 1, 1)
     wgen = torch.Generator().manual_seed(args.seed + 501)
     vae.train()
     t0 = time.time()
-    step, t10 = 0, t0
+    budget = StepBudget(args.budget_seconds * args.vae_fraction, 5, 15)
+    step = 0
     while vae_total is None or step < vae_total:
         lr = lr_at(step, vae_total or 10**9, args.vae_lr, 50, floor=1.0 if vae_total is None else 0.1)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, lr)
         x, _ = sampler.next(args.vae_batch_size)
         s0 = int(torch.randint(0, motions.NUM_FRAMES - args.vae_window + 1, (1,), generator=wgen))
         x = x[:, :, s0 : s0 + args.vae_window]
@@ -190,22 +160,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         weight = weight + args.vae_motion_weight * (x - x[:, :, :1]).abs().amax(1, keepdim=True)
         err = rec - x
         loss = (err.abs() * weight).mean() + (err.pow(2) * weight).mean() + 1e-6 * post.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss, vae.parameters())
         if step % args.log_every == 0:
-            log.row("vae", step, f"{loss_rec.item():.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
+            log.stage_row("vae", step, loss_rec.item(), lr, t0)
             if step % (args.log_every * 4) == 0:
                 _log(f"vae step {step}/{vae_total} rec {loss_rec.item():.4f}")
         step += 1
-        if step == 5:
-            t10 = time.time()
-        if vae_total is None and step == 15:
-            vae_total, per = steps_in_budget(
-                args.budget_seconds * args.vae_fraction, t0, t10, time.time(), 5, 15
-            )
-            _log(f"vae: {per * 1000:.0f} ms/step -> {vae_total} steps")
+        vae_total = budget.settle(step, vae_total, _log, "vae", ".0f")
     meta["vae_steps"] = step + (int(init.get("vae_steps") or 0) if args.init_from else 0)
     meta["vae_steps_this_run"] = step
     meta["vae_seconds"] = round(time.time() - t0, 1)
@@ -238,19 +199,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for m in trained:
         m.train()
     params = [q for m in trained for q in m.parameters() if q.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    ema = [q.detach().clone().float() for q in params]
+    opt = adamw(params, args.lr)
+    ema = Ema(params, args.ema)
     gen = torch.Generator(device=dev).manual_seed(args.seed + 2000 + (init.get("saved_at_step") or 0))
 
     t0 = time.time()
-    bank_z, bank_idx = [], []
-    with torch.no_grad():
-        for _ in range(0, args.latent_bank, 64):
-            x0, idx = sampler.next(64)
-            bank_z.append(vae.encode(x0).latent_dist.mode() * scaling)
-            bank_idx.append(idx)
-    bank = torch.cat(bank_z)[: args.latent_bank].float()
-    bank_caption = torch.cat(bank_idx)[: args.latent_bank]
+    bank, bank_caption = encode_bank(
+        sampler.next, lambda x0: vae.encode(x0).latent_dist.mode() * scaling, args.latent_bank, 64
+    )
     meta["latent_bank"] = len(bank)
     _log(f"latent bank: {tuple(bank.shape)} in {time.time() - t0:.0f} s")
     pick_gen = torch.Generator().manual_seed(args.seed + 3000 + (init.get("saved_at_step") or 0))
@@ -259,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         b = z.shape[0]
         drop = torch.rand(b, generator=gen, device=dev) < args.caption_dropout
         rows = torch.where(drop, torch.full_like(idx, empty), idx)
-        sig = shift_sigmas(torch.sigmoid(torch.randn(b, generator=gen, device=dev)), shift)
+        sig = static_shift(logit_normal_sigmas(b, gen, dev), shift)
         noise = torch.randn(z.shape, generator=gen, device=dev)
         s = sig.view(b, 1, 1, 1, 1)
         xt = (1 - s) * z + s * noise
@@ -277,56 +233,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     done_before = int(init.get("steps_done", 0)) if args.init_from else 0
 
     def save(tag: str, at: int) -> None:
-        live = [q.detach().clone() for q in params]
-        with torch.no_grad():
-            for q, e in zip(params, ema, strict=True):
-                q.copy_(e)
         meta.update(saved_at_step=at, saved_tag=tag, steps_done=done_before + at)
-        save_weights(
-            out, {"vae": vae, "transformer": transformer, "text_encoder": te, "text_encoder_2": te2}, meta
-        )
-        with torch.no_grad():
-            for q, v in zip(params, live, strict=True):
-                q.copy_(v)
+        with ema.swapped_in():
+            save_weights(
+                out, {"vae": vae, "transformer": transformer, "text_encoder": te, "text_encoder_2": te2}, meta
+            )
         _log(f"saved EMA weights ({tag}, step {at}) to {out}")
 
-    total = args.steps
-    budget_left = args.budget_seconds - (time.time() - t_start)
-    t0 = time.time()
-    step, run_loss = 0, None
-    while total is None or step < total:
-        lr = lr_at(step, total or 10**9, args.lr, args.warmup)
-        for gr in opt.param_groups:
-            gr["lr"] = lr
-        rows = torch.randint(len(bank), (args.batch_size,), generator=pick_gen).to(dev)
-        loss = forward_loss(bank[rows], bank_caption[rows])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        d = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [q.detach().float() for q in params], 1 - d)
-        li = loss.item()
-        run_loss = li if run_loss is None else 0.98 * run_loss + 0.02 * li
-        if step % args.log_every == 0:
-            log.row("flow", step, f"{li:.5f}", f"{lr:.3g}", f"{time.time() - t0:.1f}")
-            if step % (args.log_every * 8) == 0:
-                _log(f"flow step {step}/{total} loss {li:.4f} (smoothed {run_loss:.4f}) lr {lr:.2e}")
-        step += 1
-        if step == 10:
-            t10 = time.time()
-        if total is None and step == 30:
-            total, per = steps_in_budget(budget_left, t0, t10, time.time(), 10, 30)
-            _log(f"flow: {per * 1000:.0f} ms/step -> {total} steps")
+    def checkpoint(step: int, total: int | None) -> None:
         if step % args.save_every == 0 and (total is None or step < total):
             meta["steps"] = total
             save("checkpoint", step)
-    meta["steps"] = step
-    meta["flow_seconds"] = round(time.time() - t0, 1)
-    meta["flow_final_loss_smoothed"] = run_loss
-    meta["total_seconds"] = round(time.time() - t_start, 1)
-    save("final", step)
+
+    step_loss = bank_loss(bank, bank_caption, args.batch_size, pick_gen, dev, forward_loss)
+    flow_log = FlowLogging(log, _log, args.log_every, args.log_every * 8, smoothing=(0.98, 0.02))
+    flow = run_flow_stage(args, t_start, step_loss, opt, params, ema, flow_log, after_step=checkpoint)
+    flow.record(meta, t_start)
+    save("final", flow.steps)
     log.close()
     _log(f"done in {time.time() - t_start:.0f} s: vae_steps {meta['vae_steps']}, steps {meta['steps']}")
     return meta
