@@ -68,11 +68,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.time()
     teacher = load_embedded_pipeline()
     report: dict[str, Any] = {"prompts": len(prompts), "interval": args.interval}
-    report["teacher (true CFG 4)"] = measure(teacher, dict(EMBEDDED_CALL_DEFAULTS), prompts, seeds, args.interval)
+    of_teacher = measure(teacher, dict(EMBEDDED_CALL_DEFAULTS), prompts, seeds, args.interval)
     teacher.transformer = FluxTransformer2DModel.from_pretrained(args.student, dtype=torch.float32, local_files_only=True).eval()
     student_call = {**EMBEDDED_CALL_DEFAULTS, "true_cfg_scale": 1.0, "negative_prompt": None, "guidance_scale": args.guidance}
-    report[f"student (guidance {args.guidance:g})"] = measure(teacher, student_call, prompts, seeds, args.interval)
-    t_img, s_img = (report[k].pop("images") for k in list(report)[2:4])
+    of_student = measure(teacher, student_call, prompts, seeds, args.interval)
+    t_img, s_img = of_teacher.pop("images"), of_student.pop("images")
+    report["teacher (true CFG 4)"] = of_teacher
+    report[f"student (guidance {args.guidance:g})"] = of_student
     mse = ((t_img - s_img) ** 2).flatten(1).mean(1).clamp_min(1e-12)
     report["student_vs_teacher_psnr"] = round(float((10 * torch.log10(1 / mse)).mean()), 2)
     report["seconds"] = round(time.time() - t0)
