@@ -61,6 +61,8 @@ def main() -> int:
     parser.add_argument("--reference", action="append", default=[], help="JSON with per-image rows to pair")
     parser.add_argument("--call", default="{}", help="JSON: sampling-call overrides")
     parser.add_argument("--no-eval", action="store_true", help="train only (the validation scores per epoch)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also sample reuse / taylor1 / taylor2 on each variant's schedule (rows under 'peers')")
     args = parser.parse_args()
 
     import torch
@@ -127,6 +129,16 @@ def main() -> int:
         results.update(trained)
         results_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
         return 0
+    peers: dict[str, Any] = {}
+    if args.peers:
+        for entry in trained.values():
+            run = resolve_run(entry["config"])
+            for order, label in ((0, "reuse"), (1, "taylor1"), (2, "taylor2")):
+                policy = run.policy.as_dict()
+                key = f"{label}@N{policy.get('interval')}E{policy.get('warmup')}"
+                methods[key] = {"tap": run.config.tap, "router": run.router.as_dict(), "policy": policy,
+                                "predictor": {"name": "taylor", "order": order}}
+                peers[key] = {}
     rows = evaluate(
         pipe,
         methods,
@@ -140,12 +152,17 @@ def main() -> int:
     for r in rows:
         if r.name == "full":
             continue
+        if r.name in peers:
+            peers[r.name] = {"psnr": r.psnr, "psnr_per_image": list(r.psnr_per_image)}
+            continue
         name = r.name.split("@")[0]
         trained[name].setdefault("rows", {})[r.name] = {
             "psnr": r.psnr,
             "psnr_per_image": list(r.psnr_per_image),
         }
     results.update(trained)
+    if peers:
+        results["peers"] = {**results.get("peers", {}), **peers}
     results_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     refs: dict[str, list[float]] = {}
     for path in args.reference:

@@ -73,12 +73,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def full_step_schedule(run_config: Any) -> str:
-    """The policy the predictor was trained for, with its full steps on the training step count:
-    ``policy {'interval': 7, 'warmup': 3, ...}: full steps 0, 1, 2, 3, 9, … (10 of 50)``."""
+    """The policy the predictor was trained for, with its full steps on the training step count, and the other
+    schedules it was trained on (``training.schedules``):
+    ``policy {'interval': 7, 'warmup': 3, ...}: full steps 0, 1, 2, 3, 9, … (10 of 50); also trained on
+    interval=11: full steps 0, 1, 2, 3, 13, … (7 of 50)``."""
     from lesa_core.interfaces import Decision
+    from lesa_core.trainer.schedules import training_schedules
 
-    steps = run_config.config.training.num_steps
-    decisions = run_config.plugins.make_policy().schedule(steps)  # what stage 1 trained on
-    full = [i for i, d in enumerate(decisions) if d is Decision.COMPUTE]
-    return (f"policy {run_config.plugins.policy_config.model_dump()}: full steps {', '.join(map(str, full))} "
-            f"({len(full)} of {steps})")
+    training = run_config.config.training
+    steps = training.num_steps
+    schedules = training_schedules(run_config.plugins, training, steps)
+
+    def full_steps(decisions: list[Decision]) -> str:
+        full = [i for i, d in enumerate(decisions) if d is Decision.COMPUTE]
+        return f"full steps {', '.join(map(str, full))} ({len(full)} of {steps})"
+
+    line = f"policy {run_config.plugins.policy_config.model_dump()}: {full_steps(schedules[0].decisions)}"
+    others = "; ".join(f"{s.label}: {full_steps(s.decisions)}" for s in schedules[1:])
+    return line + (f"; also trained on {others}" if others else "")

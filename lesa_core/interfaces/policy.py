@@ -76,13 +76,15 @@ class ScheduleError(Protocol):
 class CachePolicy(ABC):
     """Base class of cache policies.
 
-    Two optional extensions (both off by default):
+    Three optional extensions (all off by default):
 
     * **learned** policies override :meth:`fit`: the trainer calls it once the predictor is trained, and
       the parameters it returns go into the run config stored in the bundle;
     * **adaptive** policies set :attr:`reviews_forecasts`: on a step :meth:`decide` forecast, the runtime
       makes the forecast and asks :meth:`review` with its drift from the last full pass (one host sync);
-      the policy may turn the step into a full one.
+      the policy may turn the step into a full one;
+    * policies with neighbours override :meth:`training_variants`: the trainer also trains the predictor on
+      those schedules, so that one bundle serves them.
 
     :cvar Config: the policy's pydantic parameter model.
     :cvar reviews_forecasts: whether the runtime calls :meth:`review` after each forecast.
@@ -112,6 +114,12 @@ class CachePolicy(ABC):
         """Fit the policy's parameters to ``error`` (a trained predictor on collected trajectories);
         return the fitted parameters to store with the bundle, or ``None`` (the default: nothing to fit)."""
         return None
+
+    def training_variants(self) -> list[dict[str, Any]]:
+        """Parameter overrides of neighbouring schedules a predictor trained for this policy should serve
+        too (another interval, say): with ``training.schedules: auto`` the trainer trains on their forecast
+        steps beside this policy's (:mod:`lesa_core.trainer.schedules`). The default: none."""
+        return []
 
     def schedule(self, num_steps: int) -> list[Decision]:
         """The decisions for a whole trajectory of ``num_steps`` steps (resets before and after)."""

@@ -47,6 +47,7 @@ from lesa_core.trainer.losses import latent_loss_head
 from lesa_core.trainer.policy_fit import fit_policy
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
 from lesa_core.trainer.schedule import history_indices
+from lesa_core.trainer.schedules import TrainingSchedule, training_schedules
 from lesa_core.trainer.selection import (
     BestKeeper,
     ClosedLoopValidator,
@@ -64,6 +65,7 @@ __all__ = [
     "StoreMeta",
     "TrainReport",
     "Trainer",
+    "TrainingSchedule",
     "TrajectoryRunner",
     "TrajectoryStore",
     "check_collectable",
@@ -76,6 +78,7 @@ __all__ = [
     "token_subsample",
     "train",
     "trainable_assembly",
+    "training_schedules",
     "with_schedule",
 ]
 
@@ -109,10 +112,11 @@ def check_collectable(binding: Binding, runner: TrajectoryRunner | None = None) 
 
 def check_trainable(binding: Binding, runner: TrajectoryRunner | None = None) -> None:
     """Refuse, before anything is collected, a run that cannot be trained on this model: a training-free
-    predictor family, a ``training.loss`` / ``training.stage2.loss`` that cannot be measured on the tap, or a
-    collection that :func:`check_collectable` refuses.
+    predictor family, a ``training.schedules`` override the run's policy does not accept, a ``training.loss`` /
+    ``training.stage2.loss`` that cannot be measured on the tap, or a collection that :func:`check_collectable`
+    refuses.
 
-    :raises TrainingError: saying what to change.
+    :raises TrainingError: saying what to change. :raises ConfigError: for a bad ``training.schedules``.
     """
     run = binding.run
     if not run.plugins.predictor_cls.learnable:
@@ -120,6 +124,7 @@ def check_trainable(binding: Binding, runner: TrajectoryRunner | None = None) ->
             f"predictor '{run.predictor.name}' is training-free: it has no parameters to fit; attach it directly "
             "(lesa_core.attach(pipe, config), `lesa sample --config`) or choose a learnable family such as kan"
         )
+    training_schedules(run.plugins, run.config.training, run.config.training.num_steps)
     check_collectable(binding, runner)
     if run.config.training.loss == "latent" or run.config.training.stage2.loss == "output":
         latent_loss_head(binding.adapter, binding.tap)

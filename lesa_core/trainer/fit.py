@@ -37,7 +37,6 @@ from torch import Tensor
 from lesa_core.assembly import Assembly
 from lesa_core.config import TrainingConfig
 from lesa_core.errors import TrainingError
-from lesa_core.interfaces import Decision
 from lesa_core.progress import progress_bar
 from lesa_core.trainer.checkpoint import (
     TrainState,
@@ -46,11 +45,12 @@ from lesa_core.trainer.checkpoint import (
     save_checkpoint,
     stage1_checkpoint,
 )
-from lesa_core.trainer.losses import LatentSpanLoss, Stage1Loss, TapLoss, TeacherForcing
+from lesa_core.trainer.losses import LatentSpanLoss, ScheduleMix, Stage1Loss, TapLoss, TeacherForcing
 from lesa_core.trainer.optim import PredictorOptimizer
 from lesa_core.trainer.rollout import ClosedLoopRollout, OnlineRollout, ReplayRollout
 from lesa_core.trainer.runner import TrajectoryRunner
 from lesa_core.trainer.schedule import STAGE2_PROMPT_ORDER, cosine_lr, data_order, unit_batches
+from lesa_core.trainer.schedules import TrainingSchedule, training_schedules
 from lesa_core.trainer.selection import BestKeeper
 from lesa_core.trainer.store import StoreMeta
 from lesa_core.trainer.sync import gradient_sync
@@ -92,7 +92,8 @@ class Trainer:
         self.taps = taps
         self.training = training
         self.checkpoint_dir = checkpoint_dir
-        self.decisions = assembly.plugins.make_policy().schedule(meta.num_steps)
+        self.schedules = training_schedules(assembly.plugins, training, meta.num_steps)
+        self.decisions = self.schedules[0].decisions  # the run's policy
         params = [p for p in self.predictor.parameters() if p.requires_grad]
         if not params:
             raise TrainingError(f"predictor '{assembly.run.predictor.name}' has no trainable parameters")
@@ -101,9 +102,10 @@ class Trainer:
         self.key = run_key(assembly.config.to_dict(), meta.identity(), meta.schedule)
         self.report = TrainReport(losses={"stage1": [], "stage2": []})
         times = torch.tensor(meta.schedule[: meta.num_steps], dtype=torch.float32)
-        self.teacher = TeacherForcing(self.predictor, self.decisions, times)
-        self.latent_loss = (LatentSpanLoss(self.teacher, assembly.adapter, assembly.tap, taps, meta)
-                            if training.loss == "latent" else None)  # refused here, before any training
+        self.teachers = [TeacherForcing(self.predictor, s.decisions, times) for s in self.schedules]
+        self.teacher = self.teachers[0]
+        self.latent_losses = ([LatentSpanLoss(t, assembly.adapter, assembly.tap, taps, meta) for t in self.teachers]
+                              if training.loss == "latent" else None)  # refused here, before any training
         self.show_progress = show_progress and self.sync.is_main  # one progress bar per run
         self.keeper = keeper
 
@@ -152,10 +154,13 @@ class Trainer:
         self._checkpoint(state)
 
     def stage1(self, state: TrainState) -> None:
-        """Teacher forcing: one update per (unit, row batch) of the stage-1 loss, in an order drawn from
-        ``(seed, epoch)``; the loss is the mean absolute error of the unit."""
+        """Teacher forcing: one update per (unit, row batch) of the stage-1 loss, the units of every training
+        schedule pooled, in an order drawn from ``(seed, epoch)``; the loss is the mean absolute error of the
+        unit."""
         phase = self.training.stage1
-        loss: Stage1Loss = TapLoss(self.teacher, self.taps) if self.latent_loss is None else self.latent_loss
+        per_schedule: list[Stage1Loss] = (
+            [TapLoss(t, self.taps) for t in self.teachers] if self.latent_losses is None else list(self.latent_losses))
+        loss = ScheduleMix(per_schedule)
 
         def batches(epoch: int) -> list[tuple[int, Tensor]]:
             generator = data_order(self.training.seed, loss.order_stream + epoch)
@@ -163,7 +168,8 @@ class Trainer:
 
         per_epoch = len(batches(0))
         total = per_epoch * phase.epochs
-        desc = "stage 1 (GT-guided)" if self.latent_loss is None else "stage 1 (GT-guided, latent)"
+        desc = "stage 1 (GT-guided" + (", latent" if self.latent_losses is not None else "") + (
+            f", {len(self.schedules)} schedules)" if len(self.schedules) > 1 else ")")
         bar = progress_bar(total=total, desc=desc, unit="update", disable=not self.show_progress)
         bar.update(state.epoch * per_epoch)
         start = time.perf_counter()
@@ -172,10 +178,10 @@ class Trainer:
             losses = []
             for i, (index, rows) in enumerate(batches(epoch)):
                 unit = loss.units[index]
-                if not any(self.teacher.can_forecast(step) for step in unit):
+                if not any(loss.teacher_of(index).can_forecast(step) for step in unit):
                     continue
                 local = self.sync.local_rows(rows)
-                share = self.sync.loss_share(loss.error(unit, local), len(rows)) if local.numel() else None
+                share = self.sync.loss_share(loss.unit_error(index, local), len(rows)) if local.numel() else None
                 lr = cosine_lr(phase.lr, epoch * per_epoch + i, total)
                 value = self.optimizer.update(share, lr, step=unit[0])
                 assert value is not None  # stage 1 never skips
@@ -189,17 +195,19 @@ class Trainer:
 
     def stage2(self, state: TrainState, runner: TrajectoryRunner) -> None:
         """Closed loop: every epoch, the prompts in an order drawn from ``(seed, epoch)``, one rollout
-        per batch of ``stage2.batch_size``."""
+        per batch of ``stage2.batch_size``, under the training schedules in turn (rollout r under
+        :meth:`rollout_schedule`)."""
         phase = self.training.stage2
         prompts = self.meta.prompts
         batches_per_epoch = math.ceil(len(prompts) / phase.batch_size)
         replay = phase.update == "replay"
         # updates per rollout: replay merges a step's contexts; online updates once per step and context
-        forecast_steps = sum(d is Decision.FORECAST for d in self.decisions)
-        per_rollout = forecast_steps * (phase.replay_epochs if replay else len(self.taps))
+        per_forecast = phase.replay_epochs if replay else len(self.taps)
+        total = sum(self.rollout_schedule(r).forecast_steps * per_forecast
+                    for r in range(batches_per_epoch * phase.epochs))
         rollout: ClosedLoopRollout = (ReplayRollout if replay else OnlineRollout)(
             self.assembly, self.meta, self.taps, phase, self.training.seed, self.optimizer, self.sync,
-            total_updates=batches_per_epoch * phase.epochs * max(per_rollout, 1),
+            total_updates=max(total, 1),
             updates=state.stage2_updates,  # resumes the learning-rate schedule where it stopped
         )
         bar = progress_bar(total=batches_per_epoch * phase.epochs, desc="stage 2 (closed loop)", unit="batch",
@@ -212,13 +220,19 @@ class Trainer:
             order = torch.randperm(len(prompts), generator=generator).tolist()
             rollout.start_epoch()
             for b in range(batches_per_epoch):
-                rollout.run(runner, sorted(order[b * phase.batch_size:(b + 1) * phase.batch_size]), epoch, b)
+                rollout.run(runner, sorted(order[b * phase.batch_size:(b + 1) * phase.batch_size]), epoch, b,
+                            make_policy=self.rollout_schedule(epoch * batches_per_epoch + b).make_policy)
                 self.check_finite("stage2", epoch, rollout.losses)
                 bar.update(1)
             state.stage2_updates = rollout.updates
             self._end_epoch(state, "stage2", epoch, rollout.losses, bar)
         bar.close()
         self.report.seconds["stage2"] = time.perf_counter() - start
+
+    def rollout_schedule(self, index: int) -> TrainingSchedule:
+        """The schedule stage 2's rollout ``index`` (counted over the phase) runs under: the training
+        schedules in turn, the run's first."""
+        return self.schedules[index % len(self.schedules)]
 
     def fit(self, runner: TrajectoryRunner | None, *, stages: Sequence[int] = (1, 2)) -> TrainReport:
         """Run the requested stages, resuming from a matching checkpoint.

@@ -214,3 +214,34 @@ class LatentSpanLoss:
             drift = error * size if drift is None else drift + error * size
             total += size
         return None if drift is None else drift / max(total, 1e-12)
+
+
+class ScheduleMix:
+    """Stage 1 over several schedules (:mod:`lesa_core.trainer.schedules`): the units of every schedule's loss,
+    schedule after schedule, each error measured by its own schedule's teacher. With one schedule it is that
+    loss (the same units in the same order).
+
+    :param losses: one stage-1 loss per schedule, the run's first; all of one kind (the same rows and data
+        order stream).
+    """
+
+    def __init__(self, losses: Sequence[Stage1Loss]) -> None:
+        self.losses = list(losses)
+        self.owner: list[int] = []
+        self.units: list[list[int]] = []
+        for index, loss in enumerate(self.losses):
+            self.owner.extend([index] * len(loss.units))
+            self.units.extend(loss.units)
+        self.num_rows = self.losses[0].num_rows
+        self.order_stream = self.losses[0].order_stream
+
+    def teacher_of(self, unit_index: int) -> TeacherForcing:
+        """The teacher of the schedule unit ``unit_index`` belongs to."""
+        loss = self.losses[self.owner[unit_index]]
+        assert isinstance(loss, (TapLoss, LatentSpanLoss))
+        return loss.teacher
+
+    def unit_error(self, unit_index: int, rows: Tensor) -> Tensor:
+        """The error of unit ``unit_index`` on ``rows``, by its own schedule's loss."""
+        return self.losses[self.owner[unit_index]].error(self.units[unit_index], rows)
+

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from torch import Tensor
 from lesa_core.assembly import Assembly
 from lesa_core.config import ClosedLoopConfig
 from lesa_core.errors import TrainingError
-from lesa_core.interfaces import Decision, ForecastInput, RuntimeComponents, StepEvent
+from lesa_core.interfaces import CachePolicy, Decision, ForecastInput, RuntimeComponents, StepEvent
 from lesa_core.trainer.losses import latent_loss_head
 from lesa_core.trainer.optim import PredictorOptimizer
 from lesa_core.trainer.runner import TrajectoryRunner
@@ -118,15 +119,19 @@ class ClosedLoopRollout(ABC):
         """Forget the previous epoch's losses."""
         self.losses = []
 
-    def run(self, runner: TrajectoryRunner, rows: list[int], epoch: int, index: int) -> None:
+    def run(self, runner: TrajectoryRunner, rows: list[int], epoch: int, index: int,
+            make_policy: Callable[[], CachePolicy] | None = None) -> None:
         """Sample the global prompt batch ``rows`` (this process: its slice) with the predictor attached
-        and learn from it; ``(epoch, index)`` names the batch."""
+        and learn from it; ``(epoch, index)`` names the batch. ``make_policy``: the schedule of this rollout
+        (default: the run's policy)."""
         global_rows = torch.tensor(rows)
         local = self.sync.local_rows(global_rows)
         ghost = local.numel() == 0
         self.batch = PromptBatch(global_rows[:1] if ghost else local, len(rows), ghost)  # a ghost keeps lockstep
         sampled = self.batch.rows.tolist()
-        attachment = self.assembly.adapter.attach(self.components)
+        components = self.components if make_policy is None else dataclasses.replace(
+            self.components, make_policy=make_policy)
+        attachment = self.assembly.adapter.attach(components)
         try:
             with torch.no_grad():
                 runner.run([self.meta.prompts[r] for r in sampled], [self.meta.seed + r for r in sampled],

@@ -113,6 +113,28 @@ def test_stage2_update_modes_count_their_updates(pipe, tmp_path: Path, update: s
     assert meta["run_config"]["training"]["stage2"]["update"] == update
 
 
+def test_every_training_schedule_is_trained_on_in_both_stages(pipe, tmp_path: Path) -> None:
+    """``training.schedules: auto`` on interval N = 4 adds N = 6: stage 1 updates on the forecast steps of both,
+    stage 2's two rollouts run one under each (the update counts tell the schedules apart), and the bundle keeps
+    the run's N = 4."""
+    training = {**CONFIG["training"], "stage1": {"epochs": 1, "batch_size": 6, "lr": 0.003},
+                "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001, "replay_epochs": 1}, "schedules": "auto"}
+    only_stage1 = {**training, "stage2": {**training["stage2"], "epochs": 0}}
+    _, first = train(pipe, {**CONFIG, "training": only_stage1}, PROMPTS, runner=_runner(pipe), out=tmp_path / "s1",
+                     data_dir=tmp_path / "data", checkpoint_dir=tmp_path / "ck1", show_progress=False)
+    # N = 4: full 0, 1, 5, 9 (8 forecasts); N = 6: full 0, 1, 7 (9); 5 training prompts, one batch per step
+    assert first.updates == 8 + 9
+    bundle, both = train(pipe, {**CONFIG, "training": training}, PROMPTS, runner=_runner(pipe), out=tmp_path / "s12",
+                         data_dir=tmp_path / "data", checkpoint_dir=tmp_path / "ck12", show_progress=False)
+    assert both.updates - first.updates == 8 + 9  # rollout 1 under N = 4, rollout 2 under N = 6; one replay pass
+    meta = json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
+    assert meta["run_config"]["policy"]["interval"] == 4 and meta["run_config"]["training"]["schedules"] == "auto"
+    _, own = train(pipe, {**CONFIG, "training": {**training, "schedules": []}}, PROMPTS, runner=_runner(pipe),
+                   out=tmp_path / "own", data_dir=tmp_path / "data", checkpoint_dir=tmp_path / "ck-own",
+                   show_progress=False)
+    assert own.updates == 8 + 8 + 8  # stage 1 and both rollouts under N = 4 only
+
+
 def test_stage2_replay_is_deterministic(pipe, tmp_path: Path) -> None:
     a, _ = train(pipe, CONFIG, PROMPTS, runner=_runner(pipe), out=tmp_path / "a", data_dir=tmp_path / "data",
                  checkpoint_dir=tmp_path / "ca", show_progress=False)
@@ -148,10 +170,10 @@ def test_latent_loss_measures_the_guided_output_error(pipe, tmp_path: Path) -> N
     assert sorted(taps) == ["cond", "uncond"] and meta.call["true_cfg_scale"] == scale
     assembly = trainable_assembly(bind(pipe.transformer, resolve_run(config)), meta.schedule)
     trainer = Trainer(assembly, meta, taps, assembly.config.training, tmp_path / "ck", show_progress=False)
-    assert trainer.latent_loss is not None
-    span, rows = trainer.latent_loss.units[0], torch.tensor([0, 2])
+    assert trainer.latent_losses is not None and len(trainer.latent_losses) == 1  # the run's schedule only
+    span, rows = trainer.latent_losses[0].units[0], torch.tensor([0, 2])
     with torch.no_grad():
-        got = trainer.latent_loss.span_error(span, rows)
+        got = trainer.latent_losses[0].span_error(span, rows)
         proj = pipe.transformer.proj_out
         expected, total = 0.0, 0.0
         for step in span:

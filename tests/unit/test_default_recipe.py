@@ -91,3 +91,8 @@ def test_lesa_train_states_the_full_step_schedule_it_trained_for() -> None:
 
     run = resolve_run({"predictor": "kan", "policy": {"name": "interval", "interval": 10, "warmup": 3}})
     assert full_step_schedule(run).endswith("full steps 0, 1, 2, 3, 12, 22, 32, 42 (8 of 50)")
+    mixed = resolve_run({"predictor": "kan", "policy": {"name": "interval", "interval": 10},
+                         "training": {"schedules": "auto"}})
+    assert full_step_schedule(mixed).endswith(
+        "full steps 0, 1, 2, 3, 12, 22, 32, 42 (8 of 50); also trained on interval=15: full steps 0, 1, 2, 3, 17, "
+        "32, 47 (7 of 50)")

@@ -21,6 +21,9 @@ The decision depends only on the step index, so it is identical on every process
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from pydantic import Field, field_validator
 
 from lesa_core.interfaces import CachePolicy, Decision, PluginConfig, StepInfo
@@ -56,6 +59,12 @@ class IntervalPolicy(CachePolicy):
         n, e = config.interval, config.warmup
         self._phase = config.phase if config.phase is not None else e + n - 1
         self._forced = frozenset(config.force_full)
+
+    def training_variants(self) -> list[dict[str, Any]]:
+        """The schedule ⌈1.5 N⌉ (same warm-up, forced steps and phase rule): one bundle trained at N then also
+        serves the longer intervals users trade quality for speed with (docs/training.md); none at N = 1."""
+        n = self.config.interval
+        return [{"interval": math.ceil(1.5 * n)}] if n > 1 else []
 
     def decide(self, step: StepInfo) -> Decision:
         s = step.index
