@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from lesa_core.bundle import BUNDLE_CONFIG_NAME
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.run import resolve_run
@@ -85,7 +86,8 @@ def test_frontier_end_to_end(tmp_path: Path) -> None:
     assert families == set(FAMILIES)
     for r in report.rows:
         assert r.full_pass_equivalents is not None and len(r.psnr_per_image) == 2
-        if r.family in ("lesa", "lesa-learned", "reuse", "taylor1", "taylor2", "diffusers-taylorseer"):
+        if r.family in ("lesa", "lesa-learned", "lesa-ts-sched", "reuse", "taylor1", "taylor2",
+                        "diffusers-taylorseer"):
             assert r.full_pass_equivalents == pytest.approx(r.budget), r.name  # exact schedules, counted
         if r.family == "lesa-adaptive":
             assert r.full_pass_equivalents <= r.budget + 1e-9  # the cap holds
@@ -93,6 +95,11 @@ def test_frontier_end_to_end(tmp_path: Path) -> None:
             assert r.full_pass_equivalents > 0
         if r.family in ("lesa-probe", "lesa-probe-learned"):  # forecast steps run 1 of the 2 blocks
             assert r.full_pass_equivalents == pytest.approx(r.budget + (STEPS - r.budget) / 2), r.name
+    for budget in (4, 6):  # a predictor trained for TaylorSeer's full steps, one per budget
+        n, e = diffusers_taylorseer_for_budget(STEPS, budget) or (0, 0)
+        meta = json.loads((tmp_path / "out" / f"bundle-ts-sched-{budget}" / BUNDLE_CONFIG_NAME).read_text())
+        assert meta["run_config"]["policy"] == {"name": "interval", "interval": n, "warmup": e, "force_full": [],
+                                                "phase": e + 1}
     written = json.loads((tmp_path / "out" / "frontier.json").read_text())
     assert set(written["comparisons"]["per_budget"]) == {"4", "6"}
     assert all(

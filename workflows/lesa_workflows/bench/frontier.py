@@ -21,6 +21,10 @@ Methods per budget (``FAMILIES``):
 ``lesa``            the trained predictor, LESA's fixed schedule (interval N, warm-up E, forced step E) of B passes
 ``lesa-learned``    the same predictor, the ``learned`` schedule fitted for B
 ``lesa-adaptive``   the same predictor, the ``adaptive`` policy (fitted threshold, cap B)
+``lesa-ts-sched``   a predictor trained **for** diffusers' TaylorSeer schedule of B passes (the ``interval``
+                    policy with warm-up E, no forced step, phase E + 1: s < E or (s − E − 1) % N == 0), one
+                    bundle per budget on the same collection: LESA against TaylorSeer on the very same full
+                    steps (the costliest family: one training per budget)
 ``lesa-probe``      the ``probe`` predictor (Taylor + a closed-form map of the first k blocks' drift; its own
                     collection, with probes, and closed-form fit), LESA's fixed schedule of B passes; every
                     forecast step also runs k of the body's blocks, so its FPE is B + (S − B)·k / blocks
@@ -76,7 +80,7 @@ __all__ = [
 
 DEFAULT_BUDGETS = (6, 8, 10, 12, 14, 16)
 PROBE_FAMILIES = ("lesa-probe", "lesa-probe-learned")
-LESA_FAMILIES = ("lesa", "lesa-learned", "lesa-adaptive")
+LESA_FAMILIES = ("lesa", "lesa-learned", "lesa-adaptive", "lesa-ts-sched")
 PEER_FAMILIES = (
     "reuse",
     "taylor1",
@@ -620,6 +624,22 @@ def run_frontier_bench(
                 f"threshold {params['threshold']:.4g}, max_gap {params['max_gap']}, cap {budget}, warm-up {params['warmup']}",
             )
         ts = diffusers_taylorseer_for_budget(steps, budget)
+        if ts is not None and "lesa-ts-sched" in families:
+            n, e = ts
+            ts_policy = {"name": "interval", "interval": n, "warmup": e, "force_full": [], "phase": e + 1}
+            log(f"training a predictor for TaylorSeer's schedule of {budget} passes (N = {n}, E = {e})")
+            ts_bundle, _ = train(
+                pipe,
+                run.derive(policy=ts_policy),
+                prompts,
+                runner=runner,
+                out=out / f"bundle-ts-sched-{budget}",
+                data_dir=data,
+                checkpoint_dir=out / f"checkpoint-ts-sched-{budget}",
+                show_progress=show_progress,
+            )
+            add("lesa-ts-sched", budget, {"bundle": str(ts_bundle)},
+                f"trained for interval N = {n}, E = {e}, phase {e + 1}, no forced step (TaylorSeer's full steps)")
         if ts is not None:
             n, e = ts
             add(
