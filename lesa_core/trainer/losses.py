@@ -244,4 +244,3 @@ class ScheduleMix:
     def unit_error(self, unit_index: int, rows: Tensor) -> Tensor:
         """The error of unit ``unit_index`` on ``rows``, by its own schedule's loss."""
         return self.losses[self.owner[unit_index]].error(self.units[unit_index], rows)
-
