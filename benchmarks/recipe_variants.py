@@ -133,8 +133,8 @@ def main() -> int:
     if args.peers:
         for entry in trained.values():
             run = resolve_run(entry["config"])
+            policy = run.policy.as_dict()
             for order, label in ((0, "reuse"), (1, "taylor1"), (2, "taylor2")):
-                policy = run.policy.as_dict()
                 key = f"{label}@N{policy.get('interval')}E{policy.get('warmup')}"
                 methods[key] = {"tap": run.config.tap, "router": run.router.as_dict(), "policy": policy,
                                 "predictor": {"name": "taylor", "order": order}}

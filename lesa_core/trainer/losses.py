@@ -123,6 +123,8 @@ class Stage1Loss(Protocol):
     num_rows: int
     #: the data-order stream of this loss (:func:`~lesa_core.trainer.schedule.data_order`)
     order_stream: int
+    #: the schedule's teacher-forced forecasts the errors are measured with
+    teacher: TeacherForcing
 
     def error(self, unit: Sequence[int], rows: Tensor) -> Tensor:
         """The error of ``unit`` on ``rows``, rows first; the unit must be forecastable."""
@@ -237,9 +239,7 @@ class ScheduleMix:
 
     def teacher_of(self, unit_index: int) -> TeacherForcing:
         """The teacher of the schedule unit ``unit_index`` belongs to."""
-        loss = self.losses[self.owner[unit_index]]
-        assert isinstance(loss, (TapLoss, LatentSpanLoss))
-        return loss.teacher
+        return self.losses[self.owner[unit_index]].teacher
 
     def unit_error(self, unit_index: int, rows: Tensor) -> Tensor:
         """The error of unit ``unit_index`` on ``rows``, by its own schedule's loss."""

@@ -66,8 +66,9 @@ def training_schedules(plugins: ResolvedPlugins, training: TrainingConfig, num_s
 
     :raises ConfigError: for an override the run's policy does not accept.
     """
-    own = TrainingSchedule("run", plugins.make_policy, plugins.make_policy().schedule(num_steps))
-    overrides = plugins.make_policy().training_variants() if training.schedules == "auto" else training.schedules
+    policy = plugins.make_policy()
+    own = TrainingSchedule("run", plugins.make_policy, policy.schedule(num_steps))
+    overrides = policy.training_variants() if training.schedules == "auto" else training.schedules
     schedules = [own]
     for index, override in enumerate(overrides):
         config = _variant(plugins, dict(override), index)

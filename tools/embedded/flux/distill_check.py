@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from typing import Any
 
@@ -23,13 +22,8 @@ import torch
 
 from lesa_embedded.flux import EMBEDDED_CALL_DEFAULTS, heldout_prompts, load_embedded_pipeline
 from lesa_embedded.flux.adherence import score_adherence
+from lesa_workflows.bench.zoo import paired
 from lesa_workflows.evaluate import evaluate
-
-
-def paired(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean and standard error of the per-image difference ``a − b``."""
-    d = torch.tensor(a) - torch.tensor(b)
-    return round(float(d.mean()), 2), round(float(d.std() / math.sqrt(len(d))), 2)
 
 
 def measure(pipe: Any, call: dict[str, Any], prompts: list[str], seeds: list[int], interval: int) -> dict[str, Any]:
@@ -48,7 +42,8 @@ def measure(pipe: Any, call: dict[str, Any], prompts: list[str], seeds: list[int
                             for i in range(0, len(prompts), 8)])
     out: dict[str, Any] = {"adherence": round(float(score_adherence(images, prompts).match.float().mean()), 4)}
     out.update({name: round(results[name].psnr, 2) for name in ("reuse", "taylor1", "taylor2")})
-    out["taylor1_minus_reuse"] = paired(results["taylor1"].psnr_per_image, results["reuse"].psnr_per_image)
+    mean, se = paired(results["taylor1"].psnr_per_image, results["reuse"].psnr_per_image)
+    out["taylor1_minus_reuse"] = (round(mean, 2), round(se, 2))
     out["images"] = images
     return out
 

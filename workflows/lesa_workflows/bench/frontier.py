@@ -624,24 +624,23 @@ def run_frontier_bench(
                 f"threshold {params['threshold']:.4g}, max_gap {params['max_gap']}, cap {budget}, warm-up {params['warmup']}",
             )
         ts = diffusers_taylorseer_for_budget(steps, budget)
-        if ts is not None and "lesa-ts-sched" in families:
-            n, e = ts
-            ts_policy = {"name": "interval", "interval": n, "warmup": e, "force_full": [], "phase": e + 1}
-            log(f"training a predictor for TaylorSeer's schedule of {budget} passes (N = {n}, E = {e})")
-            ts_bundle, _ = train(
-                pipe,
-                run.derive(policy=ts_policy),
-                prompts,
-                runner=runner,
-                out=out / f"bundle-ts-sched-{budget}",
-                data_dir=data,
-                checkpoint_dir=out / f"checkpoint-ts-sched-{budget}",
-                show_progress=show_progress,
-            )
-            add("lesa-ts-sched", budget, {"bundle": str(ts_bundle)},
-                f"trained for interval N = {n}, E = {e}, phase {e + 1}, no forced step (TaylorSeer's full steps)")
         if ts is not None:
             n, e = ts
+            if "lesa-ts-sched" in families:
+                ts_policy = {"name": "interval", "interval": n, "warmup": e, "force_full": [], "phase": e + 1}
+                log(f"training a predictor for TaylorSeer's schedule of {budget} passes (N = {n}, E = {e})")
+                ts_bundle, _ = train(
+                    pipe,
+                    run.derive(policy=ts_policy),
+                    prompts,
+                    runner=runner,
+                    out=out / f"bundle-ts-sched-{budget}",
+                    data_dir=data,
+                    checkpoint_dir=out / f"checkpoint-ts-sched-{budget}",
+                    show_progress=show_progress,
+                )
+                add("lesa-ts-sched", budget, {"bundle": str(ts_bundle)},
+                    f"trained for interval N = {n}, E = {e}, phase {e + 1}, no forced step (TaylorSeer's full steps)")
             add(
                 "diffusers-taylorseer",
                 budget,
