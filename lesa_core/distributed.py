@@ -10,8 +10,9 @@ the same behaviour.
 
 What is distributed (see ``docs/scale-out.md``): collection shards the prompts ``i % world == rank``;
 training is data parallel with the rows of every global batch split across ranks and the gradients
-summed (:func:`lesa_core.trainer.sync.all_reduce_gradients`); rank 0 alone writes checkpoints and the
-bundle.
+summed (:func:`lesa_core.trainer.sync.all_reduce_gradients`); closed-loop validation splits its prompts
+across ranks and sums the per-prompt scores (:func:`sum_over_ranks`); rank 0 alone writes checkpoints and
+the bundle.
 
 Environment: ``LESA_DIST_TIMEOUT`` (seconds, default 1800) bounds how long a collective waits for a
 slow or dead rank.
@@ -29,7 +30,9 @@ import torch.distributed as dist
 
 from lesa_core.environment import env_int
 
-__all__ = ["DistContext", "barrier", "is_distributed", "is_main_process", "rank", "session", "world_size"]
+__all__ = [
+    "DistContext", "barrier", "is_distributed", "is_main_process", "rank", "session", "sum_over_ranks", "world_size",
+]
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,18 @@ def barrier() -> None:
         dist.barrier(device_ids=[torch.cuda.current_device()])
     else:
         dist.barrier()
+
+
+def sum_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of ``value`` over every rank (``value`` itself in a single process); every rank
+    gets the same result, on ``value``'s device. Ranks that hold zeros where another holds a number get that
+    number exactly (``x + 0 = x``), so gathering disjoint parts this way is exact."""
+    if not is_distributed():
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    total = value.detach().to(device, copy=True)
+    dist.all_reduce(total)
+    return total.to(value.device)
 
 
 def _env_int(name: str, default: int) -> int:

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lesa_core import distributed
 from lesa_core.assembly import Assembly, Binding
 from lesa_core.composite import StageAwarePredictor
 from lesa_core.config import PluginSpec
@@ -120,6 +121,8 @@ class ClosedLoopValidator:
         self.runner = runner
         self.meta = meta
         self.rows = list(rows)
+        part = torch.tensor_split(torch.arange(len(self.rows)), distributed.world_size())[distributed.rank()]
+        self._local = part.tolist()  # positions in ``rows`` this process samples (all of them in one process)
         self._reference: Tensor | None = None
 
     @property
@@ -129,8 +132,10 @@ class ClosedLoopValidator:
         return "image" if isinstance(self.runner, PipelineRunner) else "latent"
 
     def _sample(self) -> Tensor:
-        prompts = [self.meta.prompts[r] for r in self.rows]
-        seeds = [self.meta.seed + r for r in self.rows]
+        """This process's validation prompts sampled in one batch (see :meth:`per_prompt`)."""
+        rows = [self.rows[i] for i in self._local]
+        prompts = [self.meta.prompts[r] for r in rows]
+        seeds = [self.meta.seed + r for r in rows]
         with torch.no_grad():
             if isinstance(self.runner, PipelineRunner):
                 return final_output(self.runner.run(prompts, seeds, self.meta.num_steps, output_type="pt"))
@@ -138,13 +143,28 @@ class ClosedLoopValidator:
 
     @property
     def reference(self) -> Tensor:
-        """The full-compute outputs of the validation prompts (sampled once)."""
+        """The full-compute outputs of this process's validation prompts (sampled once)."""
         if self._reference is None:
             self._reference = self._sample()
         return self._reference
 
     def per_prompt(self, predictor: Predictor) -> Tensor:
-        """Each validation prompt's closed-loop score (dB) with ``predictor`` attached."""
+        """Each validation prompt's closed-loop score (dB) with ``predictor`` attached, in the order of ``rows``.
+
+        Under a process group of P ranks each rank samples its contiguous share of the prompts (a rank with
+        none samples nothing) and the scores are summed over the ranks, so every rank returns the same
+        vector and takes the same selection decisions; validation then costs each rank 1/P of the
+        single-process time. A share is sampled as one batch, so the scores can differ from a
+        single-process run's in their last bits (a batch's floats depend on its batch-mates).
+        """
+        if not distributed.is_distributed():
+            return self._local_scores(predictor)
+        scores = torch.zeros(len(self.rows), dtype=torch.float64)
+        if self._local:
+            scores[self._local] = self._local_scores(predictor).double().cpu()
+        return distributed.sum_over_ranks(scores)
+
+    def _local_scores(self, predictor: Predictor) -> Tensor:
         reference = self.reference
         was_training = predictor.training
         predictor.eval()
