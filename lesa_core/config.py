@@ -101,10 +101,20 @@ class ClosedLoopConfig(PhaseConfig):
 
     update: Literal["replay", "online"] = "replay"
     replay_epochs: int = Field(2, ge=1, description="passes over a rollout's forecast steps (update: replay)")
-    loss: Literal["tap", "output"] = Field(
-        "tap", description="stage 2's error measure: 'tap' (L1 between forecast and true tap) or 'output' (L1 "
-        "of the two mapped through the adapter's tap head to the model output, where the error acts; needs a "
-        "tap with a head, as training.loss: latent does)")
+    loss: Literal["tap", "output", "guided"] = Field(
+        "tap", description="stage 2's error measure: 'tap' (L1 between forecast and true tap, per guidance "
+        "branch), 'output' (L1 of the two mapped through the adapter's tap head to the model output, where the "
+        "error acts; needs a tap with a head, as training.loss: latent does) or 'guided' (the tap error of a "
+        "cond/uncond pair combined as the sampler combines the branches, uncond + g (cond - uncond), with the "
+        "collection's guidance scale, so that errors the branches share cancel as they do in the sampler; the "
+        "tap error on runs without true CFG; needs update: replay)")
+
+    @model_validator(mode="after")
+    def _guided_needs_replay(self) -> ClosedLoopConfig:
+        if self.loss == "guided" and self.update != "replay":
+            raise ValueError("stage2.loss 'guided' pairs the contexts of a forecast step, which only update: replay "
+                             "sees together (online updates each context on its own); set update: replay")
+        return self
 
 
 DEFAULT_SOURCE_PROMPTS = 24
@@ -146,9 +156,11 @@ class TrainingConfig(BaseModel):
 
     weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False)
     clip_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False)
-    loss: Literal["tap", "latent"] = Field(
+    loss: Literal["tap", "guided", "latent"] = Field(
         "tap", description="stage 1's error measure: 'tap' (the paper's: L1 between forecast and true tap at "
-        "every forecast step) or 'latent' (L1 of the latent error the forecasts between two full passes "
+        "every forecast step, per guidance branch), 'guided' (the same, a cond/uncond pair's errors combined as "
+        "the sampler combines the branches, uncond + g (cond - uncond), with the collection's guidance scale; "
+        "'tap' on runs without true CFG) or 'latent' (L1 of the latent error the forecasts between two full passes "
         "leave at the next one: through the tap's output projection, combined over the guidance "
         "contexts, summed over the sampler's steps; needs a tap the adapter can map to the output)")
     schedules: Literal["auto"] | list[dict[str, Any]] = Field(

@@ -45,7 +45,15 @@ from lesa_core.trainer.checkpoint import (
     save_checkpoint,
     stage1_checkpoint,
 )
-from lesa_core.trainer.losses import LatentSpanLoss, ScheduleMix, Stage1Loss, TapLoss, TeacherForcing
+from lesa_core.trainer.losses import (
+    GuidedTapLoss,
+    LatentSpanLoss,
+    ScheduleMix,
+    Stage1Loss,
+    TapLoss,
+    TeacherForcing,
+    guidance_weights,
+)
 from lesa_core.trainer.optim import PredictorOptimizer
 from lesa_core.trainer.rollout import ClosedLoopRollout, OnlineRollout, ReplayRollout
 from lesa_core.trainer.runner import TrajectoryRunner
@@ -158,8 +166,13 @@ class Trainer:
         schedule pooled, in an order drawn from ``(seed, epoch)``; the loss is the mean absolute error of the
         unit."""
         phase = self.training.stage1
-        per_schedule: list[Stage1Loss] = (
-            [TapLoss(t, self.taps) for t in self.teachers] if self.latent_losses is None else list(self.latent_losses))
+        per_schedule: list[Stage1Loss]
+        if self.latent_losses is not None:
+            per_schedule = list(self.latent_losses)
+        elif self.training.loss == "guided" and guidance_weights(list(self.taps), self.meta.call) is not None:
+            per_schedule = [GuidedTapLoss(t, self.taps, self.meta) for t in self.teachers]
+        else:  # tap, and guided on trajectories without a cond/uncond pair
+            per_schedule = [TapLoss(t, self.taps) for t in self.teachers]
         loss = ScheduleMix(per_schedule)
 
         def batches(epoch: int) -> list[tuple[int, Tensor]]:
@@ -168,7 +181,8 @@ class Trainer:
 
         per_epoch = len(batches(0))
         total = per_epoch * phase.epochs
-        desc = "stage 1 (GT-guided" + (", latent" if self.latent_losses is not None else "") + (
+        measure = {"latent": ", latent", "guided": ", guided"}.get(self.training.loss, "")
+        desc = "stage 1 (GT-guided" + (measure if isinstance(per_schedule[0], (LatentSpanLoss, GuidedTapLoss)) else "") + (
             f", {len(self.schedules)} schedules)" if len(self.schedules) > 1 else ")")
         bar = progress_bar(total=total, desc=desc, unit="update", disable=not self.show_progress)
         bar.update(state.epoch * per_epoch)

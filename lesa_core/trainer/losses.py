@@ -6,6 +6,10 @@ by history mode). One update covers a *unit* of steps and a batch of *rows*:
 
 * ``tap`` (:class:`TapLoss`, the paper's): a unit is one forecast step, a row one trajectory of one
   cache context (the contexts pooled); the error is the forecast minus the ground-truth tap.
+* ``guided`` (:class:`GuidedTapLoss`): a unit is one forecast step, a row one prompt with all its contexts;
+  the error is the contexts' tap errors combined as the sampler combines a cond/uncond pair
+  (:func:`guided_error`), so that an error both branches share counts once. On trajectories without a
+  cond/uncond pair the trainer uses ``tap``.
 * ``latent`` (:class:`LatentSpanLoss`): a unit is a forecast span (the run of forecast steps between
   two full passes), a row one prompt with all its contexts; the error is the latent error the span
   leaves at the next full pass: each forecast's error through the adapter's
@@ -53,6 +57,22 @@ def guidance_weights(contexts: Sequence[str], call: Mapping[str, Any]) -> Tensor
         )
     weight = {"cond": float(scale), "uncond": 1.0 - float(scale)}
     return torch.tensor([weight[c] for c in contexts], dtype=torch.float32)
+
+
+def guided_error(error: Tensor, contexts: Sequence[str], call: Mapping[str, Any]) -> tuple[Tensor, int]:
+    """Rows of several contexts' errors combined as the sampler combines the contexts' outputs.
+
+    :param error: ``(X·B, ...)``: the contexts' rows one context after the other, the same B prompts in each.
+    :param contexts: the X context names, in that order.
+    :return: ``(B, ...)`` combined with :func:`guidance_weights` and 1 when ``contexts`` are a cond/uncond pair
+        (``uncond + g (cond − uncond)`` of the errors: an error both branches share counts once, an error of
+        one branch g or 1 − g times); else ``error`` unchanged and X.
+    """
+    weights = guidance_weights(contexts, call)
+    if weights is None:
+        return error, len(contexts)
+    per_context = rearrange(error, "(x b) ... -> x b ...", x=len(contexts))
+    return einsum(per_context, weights.to(error.device, error.dtype), "x b ..., x -> b ..."), 1
 
 
 def latent_loss_head(adapter: BackboneAdapter, tap: str) -> Callable[[Tensor], Tensor]:
@@ -151,6 +171,36 @@ class TapLoss:
         (step,) = unit
         batch = self.pooled[rows]
         return self.teacher.forecast(batch, step) - batch[:, step]
+
+
+class GuidedTapLoss:
+    """``training.loss: guided``: forecast minus truth at one forecast step, the cond and uncond rows of each
+    prompt combined by the guidance weights of the collection's call (:func:`guided_error`).
+
+    :param taps: context → ``(P, S, N', C)`` ground truth: a cond/uncond pair, the same prompts in each.
+    :raises TrainingError: if the contexts are not a cond/uncond pair of equal prompt counts, or the call
+        names no guidance scale.
+    """
+
+    order_stream = STAGE1_TAP_ORDER
+
+    def __init__(self, teacher: TeacherForcing, taps: Mapping[str, Tensor], meta: StoreMeta) -> None:
+        counts = {name: truth.shape[0] for name, truth in taps.items()}
+        if guidance_weights(list(taps), meta.call) is None or len(set(counts.values())) != 1:
+            raise TrainingError(f"training.loss 'guided' needs a cond/uncond pair of contexts with the same prompts, "
+                                f"and the trajectory store holds {counts}; use training.loss: tap")
+        self.teacher = teacher
+        self.taps = taps
+        self.call = meta.call
+        self.units = [[step] for step, d in enumerate(teacher.decisions) if d is Decision.FORECAST]
+        self.num_rows = next(iter(counts.values()))
+
+    def error(self, unit: Sequence[int], rows: Tensor) -> Tensor:
+        """``(B, N', C)``: the guidance-combined forecast error of the rows' prompts at the unit's step."""
+        (step,) = unit
+        errors = [self.teacher.forecast(truth[rows], step) - truth[rows][:, step] for truth in self.taps.values()]
+        combined, _ = guided_error(torch.cat(errors), list(self.taps), self.call)
+        return combined
 
 
 class LatentSpanLoss:

@@ -5,9 +5,10 @@ The model samples a batch of prompts with the predictor attached (:meth:`ClosedL
 runtime runs the real model on full steps of the drifting trajectory and reports every step to
 :meth:`ClosedLoopRollout.observe`. At each forecast step the predictor learns from what the runtime
 really forecast from (real features of the drifting trajectory, and its own forecasts in ``steps``
-mode), by L1 against the uncached ground truth of that step (on the tap, or with ``stage2.loss:
-output`` both mapped through the adapter's tap head to the model output). Gradients flow through the
-current forecast only. Two ways to update (``training.stage2.update``):
+mode), by L1 against the uncached ground truth of that step (on the tap; with ``stage2.loss:
+output`` both mapped through the adapter's tap head to the model output; with ``guided`` the errors of a
+cond/uncond pair combined as the sampler combines the branches, :func:`~lesa_core.trainer.losses.guided_error`).
+Gradients flow through the current forecast only. Two ways to update (``training.stage2.update``):
 
 * :class:`ReplayRollout` (``replay``, the default) records those histories during the rollout and then
   takes ``replay_epochs`` shuffled passes over the forecast steps, one batched update each (the
@@ -35,7 +36,7 @@ from lesa_core.assembly import Assembly
 from lesa_core.config import ClosedLoopConfig
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import CachePolicy, Decision, ForecastInput, RuntimeComponents, StepEvent
-from lesa_core.trainer.losses import latent_loss_head
+from lesa_core.trainer.losses import guidance_weights, guided_error, latent_loss_head
 from lesa_core.trainer.optim import PredictorOptimizer
 from lesa_core.trainer.runner import TrajectoryRunner
 from lesa_core.trainer.schedule import STAGE2_REPLAY_ORDER, cosine_lr, data_order
@@ -64,12 +65,13 @@ class ForecastSample:
     """What the runtime forecast from at one step and the step's ground truth, rows first.
 
     :ivar contexts: how many contexts' rows ``inputs`` and ``target`` hold (replay merges a step's
-        contexts).
+        contexts). :ivar names: those contexts, in row order.
     """
 
     inputs: ForecastInput
     target: Tensor
     contexts: int = 1
+    names: list[str] = dataclasses.field(default_factory=list)
 
     def merge(self, other: ForecastSample) -> None:
         """Append another context's rows of the same step (the same history layout)."""
@@ -77,6 +79,7 @@ class ForecastSample:
         self.inputs = dataclasses.replace(self.inputs, features=features)
         self.target = torch.cat([self.target, other.target])
         self.contexts += other.contexts
+        self.names = [*self.names, *other.names]
 
 
 class ClosedLoopRollout(ABC):
@@ -110,6 +113,8 @@ class ClosedLoopRollout(ABC):
         self.losses: list[float] = []
         self.batch: PromptBatch | None = None
         self.head = latent_loss_head(assembly.adapter, assembly.tap) if phase.loss == "output" else None
+        if phase.loss == "guided":
+            guidance_weights(list(taps), meta.call)  # a cond/uncond pair collected without a scale: refused now
         self.components = RuntimeComponents(
             predictor=self.predictor, make_policy=assembly.plugins.make_policy, router=assembly.plugins.router,
             tap=assembly.tap, guard_non_finite=True, observer=self.observe,
@@ -170,7 +175,7 @@ class ClosedLoopRollout(ABC):
                 f"{event.step_index}, and the ground truth of the batch's prompts is {tuple(target.shape)}; nothing is "
                 "broadcast. The pipeline batches rows the adapter does not declare (see `batched_guidance`), or the "
                 "sampling call differs from the collection's")
-        return ForecastSample(local, target)
+        return ForecastSample(local, target, names=[event.context])
 
     def _update(self, sample: ForecastSample | None, step: int, *, skip: bool = False) -> None:
         """One update from ``sample``'s forecast against its ground truth (``None``: this process adds
@@ -184,8 +189,10 @@ class ClosedLoopRollout(ABC):
                     with torch.no_grad():
                         target = self.head(target)
                     forecast = self.head(forecast)
-                error = forecast - target
-                share = self.sync.loss_share(error, self.batch.global_rows * sample.contexts)
+                error, contexts = forecast - target, sample.contexts
+                if self.phase.loss == "guided":  # the branches' errors as the sampler combines them
+                    error, contexts = guided_error(error, sample.names, self.meta.call)
+                share = self.sync.loss_share(error, self.batch.global_rows * contexts)
             lr = cosine_lr(self.phase.lr, self.updates, self.total_updates)
             loss = self.optimizer.update(share, lr, step=step, skip=skip)
         if loss is not None:

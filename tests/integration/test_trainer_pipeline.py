@@ -189,6 +189,67 @@ def test_latent_loss_measures_the_guided_output_error(pipe, tmp_path: Path) -> N
     torch.testing.assert_close(rearrange(got, "b 1 n o -> b n o"), expected / total)
 
 
+def test_stage2_guided_loss_learns_the_guidance_combined_error(pipe, tmp_path: Path) -> None:
+    """``training.stage2.loss: guided`` under true CFG: one replayed update per forecast step (the two contexts
+    merged), and the loss is not the per-branch tap loss of the same rollouts (the runs are identical up to the
+    loss: same stage 1, and a learning rate too small to move the rollouts); the combination itself is checked
+    in tests/unit/test_trainer_parts.py."""
+    runner = PipelineRunner(pipe, height=32, width=32, max_sequence_length=16, true_cfg_scale=3.0,
+                            negative_prompt="")
+    losses = {}
+    for loss in ("tap", "guided"):
+        config = {**CONFIG, "training": {**CONFIG["training"], "validation_prompts": 0,
+                                         "stage1": {"epochs": 1, "batch_size": 4, "lr": 0.003},
+                                         "stage2": {"epochs": 1, "batch_size": 4, "lr": 1e-6, "replay_epochs": 1,
+                                                    "loss": loss}}}
+        _, first = train(pipe, config, PROMPTS, runner=runner, out=tmp_path / f"s1-{loss}", data_dir=tmp_path / "data",
+                         checkpoint_dir=tmp_path / f"ck1-{loss}", stages=(1,), show_progress=False)
+        _, both = train(pipe, config, PROMPTS, runner=runner, out=tmp_path / f"s12-{loss}", data_dir=tmp_path / "data",
+                        checkpoint_dir=tmp_path / f"ck12-{loss}", show_progress=False)
+        assert both.updates - first.updates == 2 * 8  # 2 rollouts × 8 forecast steps, contexts merged per step
+        losses[loss] = both.losses["stage2"][0]
+    assert losses["tap"] > 0 and abs(losses["guided"] - losses["tap"]) > 1e-3 * losses["tap"]
+
+
+def test_guided_stage1_loss_combines_each_prompts_branches(pipe, tmp_path: Path) -> None:
+    """``training.loss: guided`` under true CFG: a row is a prompt (not a prompt × context), and a unit's error is
+    ``uncond + g (cond − uncond)`` of the two branches' teacher-forced errors; without CFG it is the tap loss."""
+    from lesa_core.assembly import bind
+    from lesa_core.errors import TrainingError
+    from lesa_core.run import resolve_run
+    from lesa_core.trainer import Trainer, trainable_assembly
+    from lesa_core.trainer.losses import GuidedTapLoss
+
+    scale = 3.0
+    runner = PipelineRunner(pipe, height=32, width=32, max_sequence_length=16, true_cfg_scale=scale,
+                            negative_prompt="")
+    config = {**CONFIG, "training": {**CONFIG["training"], "loss": "guided", "validation_prompts": 0,
+                                     "stage1": {"epochs": 1, "batch_size": 4, "lr": 0.003}, "stage2": {"epochs": 0}}}
+    _, report = train(pipe, config, PROMPTS, runner=runner, out=tmp_path / "bundle", data_dir=tmp_path / "data",
+                      show_progress=False)
+    assert report.updates == 8 * 2  # 8 forecast steps × 6 prompts in batches of 4 (not 12 prompt-contexts: 3)
+    store = TrajectoryStore(tmp_path / "data" / "trajectories")
+    meta, taps = store.read_meta(), store.load()
+    assembly = trainable_assembly(bind(pipe.transformer, resolve_run(config)), meta.schedule)
+    trainer = Trainer(assembly, meta, taps, assembly.config.training, tmp_path / "ck", show_progress=False)
+    loss = GuidedTapLoss(trainer.teacher, taps, meta)
+    assert loss.num_rows == len(PROMPTS)
+    step, rows = loss.units[0][0], torch.tensor([1, 4])
+    with torch.no_grad():
+        got = loss.error([step], rows)
+        branch = {name: trainer.teacher.forecast(truth[rows], step) - truth[rows][:, step] for name, truth in taps.items()}
+    torch.testing.assert_close(got, branch["uncond"] + scale * (branch["cond"] - branch["uncond"]))
+    with pytest.raises(TrainingError, match="cond/uncond pair"):
+        GuidedTapLoss(trainer.teacher, {"cond": taps["cond"]}, meta)
+    # without CFG (one context) the guided run trains exactly as the tap run
+    tap_config = {**config, "training": {**config["training"], "loss": "tap"}}
+    a, _ = train(pipe, config, PROMPTS, runner=_runner(pipe), out=tmp_path / "g1", data_dir=tmp_path / "plain",
+                 checkpoint_dir=tmp_path / "ck-g", show_progress=False)
+    b, _ = train(pipe, tap_config, PROMPTS, runner=_runner(pipe), out=tmp_path / "t1", data_dir=tmp_path / "plain",
+                 checkpoint_dir=tmp_path / "ck-t", show_progress=False)
+    assert (a / BUNDLE_WEIGHTS_NAME).read_bytes() == (b / BUNDLE_WEIGHTS_NAME).read_bytes()
+
+
 def test_latent_loss_refuses_a_tap_without_an_output_head(pipe, tmp_path: Path) -> None:
     from lesa_core.errors import TrainingError
 

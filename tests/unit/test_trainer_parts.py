@@ -10,7 +10,7 @@ import torch
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import Decision
 from lesa_core.trainer.checkpoint import TrainState, load_checkpoint, run_key, save_checkpoint
-from lesa_core.trainer.losses import guidance_weights
+from lesa_core.trainer.losses import guidance_weights, guided_error
 from lesa_core.trainer.schedule import forecast_spans, history_indices
 from lesa_core.trainer.store import StoreMeta, TrajectoryStore
 
@@ -103,6 +103,36 @@ def test_guidance_weights() -> None:
     assert guidance_weights(["default"], {"true_cfg_scale": 4.0}) is None
     with pytest.raises(TrainingError, match="names no guidance scale"):
         guidance_weights(["cond", "uncond"], {"height": 64})
+
+
+def test_guided_error_combines_a_cond_uncond_pair_as_the_sampler_does() -> None:
+    """An error both branches share counts once (reuse's stale error cancels in cond − uncond); an error of one
+    branch alone is scaled by its guidance weight; the row order of the contexts is respected; contexts that are
+    not a cond/uncond pair are left as they are."""
+    call = {"true_cfg_scale": 4.0}
+    shared = torch.randn(3, 5, 2)
+    combined, contexts = guided_error(torch.cat([shared, shared]), ["cond", "uncond"], call)
+    assert contexts == 1 and torch.allclose(combined, shared)
+    only_cond = torch.cat([shared, torch.zeros_like(shared)])
+    torch.testing.assert_close(guided_error(only_cond, ["cond", "uncond"], call)[0], 4.0 * shared)
+    torch.testing.assert_close(guided_error(only_cond, ["uncond", "cond"], call)[0], -3.0 * shared)
+    channels_first = torch.randn(4, 3, 2, 4, 4)  # (x·b, C, F, H, W): a video model's output tap
+    expected = channels_first[2:] + 4.0 * (channels_first[:2] - channels_first[2:])
+    torch.testing.assert_close(guided_error(channels_first, ["cond", "uncond"], call)[0], expected)
+    alone, contexts = guided_error(shared, ["cond"], call)
+    assert contexts == 1 and alone is shared
+    with pytest.raises(TrainingError, match="guidance scale"):
+        guided_error(torch.cat([shared, shared]), ["cond", "uncond"], {})
+
+
+def test_stage2_guided_loss_needs_replay() -> None:
+    from pydantic import ValidationError
+
+    from lesa_core.config import ClosedLoopConfig
+
+    assert ClosedLoopConfig(loss="guided").update == "replay"
+    with pytest.raises(ValidationError, match="update: replay"):
+        ClosedLoopConfig(loss="guided", update="online")
 
 
 def test_final_output_reads_images_frames_tuples_and_refuses_anything_else() -> None:
