@@ -102,19 +102,14 @@ class ClosedLoopConfig(PhaseConfig):
     update: Literal["replay", "online"] = "replay"
     replay_epochs: int = Field(2, ge=1, description="passes over a rollout's forecast steps (update: replay)")
     loss: Literal["tap", "output", "guided"] = Field(
-        "tap", description="stage 2's error measure: 'tap' (L1 between forecast and true tap, per guidance "
-        "branch), 'output' (L1 of the two mapped through the adapter's tap head to the model output, where the "
-        "error acts; needs a tap with a head, as training.loss: latent does) or 'guided' (the tap error of a "
-        "cond/uncond pair combined as the sampler combines the branches, uncond + g (cond - uncond), with the "
-        "collection's guidance scale, so that errors the branches share cancel as they do in the sampler; the "
-        "tap error on runs without true CFG; needs update: replay)")
-
-    @model_validator(mode="after")
-    def _guided_needs_replay(self) -> ClosedLoopConfig:
-        if self.loss == "guided" and self.update != "replay":
-            raise ValueError("stage2.loss 'guided' pairs the contexts of a forecast step, which only update: replay "
-                             "sees together (online updates each context on its own); set update: replay")
-        return self
+        "guided", description="stage 2's error measure: 'guided' (default: the tap error of a cond/uncond pair "
+        "combined as the sampler combines the branches, uncond + g (cond - uncond), with the collection's "
+        "guidance scale, so that errors the branches share cancel as they do in the sampler; the tap error on "
+        "runs without true CFG and under update: online, which sees the contexts one at a time), 'tap' (L1 "
+        "between forecast and true tap, per guidance branch) or 'output' (L1 of the two mapped through the "
+        "adapter's tap head to the model output; needs a tap with a head, as training.loss: latent does). "
+        "'guided' turned the video model's stage 2 from 28.00 to 29.55 dB on validation and left the FLUX- and "
+        "Qwen-class bundles bit-identical (docs/training.md)")
 
 
 DEFAULT_SOURCE_PROMPTS = 24

@@ -7,7 +7,8 @@ runtime runs the real model on full steps of the drifting trajectory and reports
 really forecast from (real features of the drifting trajectory, and its own forecasts in ``steps``
 mode), by L1 against the uncached ground truth of that step (on the tap; with ``stage2.loss:
 output`` both mapped through the adapter's tap head to the model output; with ``guided`` the errors of a
-cond/uncond pair combined as the sampler combines the branches, :func:`~lesa_core.trainer.losses.guided_error`).
+cond/uncond pair combined as the sampler combines the branches, :func:`~lesa_core.trainer.losses.guided_error`,
+the default; ``online`` updates see one context at a time and so measure the tap error).
 Gradients flow through the current forecast only. Two ways to update (``training.stage2.update``):
 
 * :class:`ReplayRollout` (``replay``, the default) records those histories during the rollout and then

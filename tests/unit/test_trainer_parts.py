@@ -125,14 +125,11 @@ def test_guided_error_combines_a_cond_uncond_pair_as_the_sampler_does() -> None:
         guided_error(torch.cat([shared, shared]), ["cond", "uncond"], {})
 
 
-def test_stage2_guided_loss_needs_replay() -> None:
-    from pydantic import ValidationError
+def test_stage2_loss_is_guided_by_default() -> None:
+    from lesa_core.config import ClosedLoopConfig, TrainingConfig
 
-    from lesa_core.config import ClosedLoopConfig
-
-    assert ClosedLoopConfig(loss="guided").update == "replay"
-    with pytest.raises(ValidationError, match="update: replay"):
-        ClosedLoopConfig(loss="guided", update="online")
+    assert TrainingConfig().stage2.loss == "guided" and TrainingConfig().loss == "tap"
+    assert ClosedLoopConfig(update="online").loss == "guided"  # online: contexts one at a time, the tap error
 
 
 def test_final_output_reads_images_frames_tuples_and_refuses_anything_else() -> None:
