@@ -25,6 +25,7 @@ others.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from lesa_core.trainer.runner import TrajectoryRunner
 from lesa_core.trainer.schedule import STAGE2_REPLAY_ORDER, cosine_lr, data_order
 from lesa_core.trainer.store import StoreMeta
 from lesa_core.trainer.sync import GradientSync
+
+logger = logging.getLogger("lesa")
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,23 @@ class ClosedLoopRollout(ABC):
         self.losses: list[float] = []
         self.batch: PromptBatch | None = None
         self.head = latent_loss_head(assembly.adapter, assembly.tap) if phase.loss == "output" else None
-        if phase.loss == "guided":
-            guidance_weights(list(taps), meta.call)  # a cond/uncond pair collected without a scale: refused now
+        self.guided = phase.loss == "guided" and self._guidance_known(taps, meta)
         self.components = RuntimeComponents(
             predictor=self.predictor, make_policy=assembly.plugins.make_policy, router=assembly.plugins.router,
             tap=assembly.tap, guard_non_finite=True, observer=self.observe,
         )
+
+    @staticmethod
+    def _guidance_known(taps: dict[str, Tensor], meta: StoreMeta) -> bool:
+        """Whether ``stage2.loss: guided`` can combine the contexts: ``False`` (the tap error is used, with a
+        warning) for a cond/uncond pair collected without a guidance scale in the call, as a pipeline that
+        guides by its own default records it; ``True`` otherwise (without a pair nothing is combined)."""
+        try:
+            guidance_weights(list(taps), meta.call)
+        except TrainingError as exc:
+            logger.warning("stage 2 measures the tap error per branch: %s", exc)
+            return False
+        return True
 
     def start_epoch(self) -> None:
         """Forget the previous epoch's losses."""
@@ -191,7 +205,7 @@ class ClosedLoopRollout(ABC):
                         target = self.head(target)
                     forecast = self.head(forecast)
                 error, contexts = forecast - target, sample.contexts
-                if self.phase.loss == "guided":  # the branches' errors as the sampler combines them
+                if self.guided:  # the branches' errors as the sampler combines them
                     error, contexts = guided_error(error, sample.names, self.meta.call)
                 share = self.sync.loss_share(error, self.batch.global_rows * contexts)
             lr = cosine_lr(self.phase.lr, self.updates, self.total_updates)

@@ -132,6 +132,24 @@ def test_stage2_loss_is_guided_by_default() -> None:
     assert ClosedLoopConfig(update="online").loss == "guided"  # online: contexts one at a time, the tap error
 
 
+def test_stage2_guided_default_falls_back_to_the_tap_error_without_a_scale(caplog: pytest.LogCaptureFixture) -> None:
+    """A cond/uncond pair collected without a guidance scale in the call (a pipeline guiding by its own default)
+    must not stop the default recipe: stage 2 then measures the tap error, and says so."""
+    from lesa_core.trainer.rollout import ClosedLoopRollout
+
+    pair = {"cond": torch.zeros(1), "uncond": torch.zeros(1)}
+
+    def meta(call: dict) -> StoreMeta:
+        return StoreMeta(model_class="", model_fingerprint="", tap="hidden", num_steps=4, schedule=None,
+                         token_index=None, prompts=["p"], seed=0, call=call)
+
+    assert ClosedLoopRollout._guidance_known(pair, meta({"true_cfg_scale": 4.0}))
+    assert ClosedLoopRollout._guidance_known({"default": torch.zeros(1)}, meta({}))
+    with caplog.at_level("WARNING", logger="lesa"):
+        assert not ClosedLoopRollout._guidance_known(pair, meta({"height": 64}))
+    assert "tap error per branch" in caplog.text
+
+
 def test_final_output_reads_images_frames_tuples_and_refuses_anything_else() -> None:
     from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
     from diffusers.pipelines.hunyuan_video.pipeline_output import HunyuanVideoPipelineOutput
