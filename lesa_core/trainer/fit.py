@@ -168,11 +168,11 @@ class Trainer:
         phase = self.training.stage1
         per_schedule: list[Stage1Loss]
         if self.latent_losses is not None:
-            per_schedule = list(self.latent_losses)
+            per_schedule, measure = list(self.latent_losses), ", latent"
         elif self.training.loss == "guided" and guidance_weights(list(self.taps), self.meta.call) is not None:
-            per_schedule = [GuidedTapLoss(t, self.taps, self.meta) for t in self.teachers]
+            per_schedule, measure = [GuidedTapLoss(t, self.taps, self.meta) for t in self.teachers], ", guided"
         else:  # tap, and guided on trajectories without a cond/uncond pair
-            per_schedule = [TapLoss(t, self.taps) for t in self.teachers]
+            per_schedule, measure = [TapLoss(t, self.taps) for t in self.teachers], ""
         loss = ScheduleMix(per_schedule)
 
         def batches(epoch: int) -> list[tuple[int, Tensor]]:
@@ -181,8 +181,7 @@ class Trainer:
 
         per_epoch = len(batches(0))
         total = per_epoch * phase.epochs
-        measure = {"latent": ", latent", "guided": ", guided"}.get(self.training.loss, "")
-        desc = "stage 1 (GT-guided" + (measure if isinstance(per_schedule[0], (LatentSpanLoss, GuidedTapLoss)) else "") + (
+        desc = "stage 1 (GT-guided" + measure + (
             f", {len(self.schedules)} schedules)" if len(self.schedules) > 1 else ")")
         bar = progress_bar(total=total, desc=desc, unit="update", disable=not self.show_progress)
         bar.update(state.epoch * per_epoch)

@@ -57,6 +57,7 @@ from lesa_core.plugins import PluginHost
 from lesa_core.trainer.losses import TeacherForcing
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
 from lesa_core.trainer.store import StoreMeta
+from lesa_core.trainer.sync import gradient_sync
 
 logger = logging.getLogger("lesa")
 
@@ -121,8 +122,8 @@ class ClosedLoopValidator:
         self.runner = runner
         self.meta = meta
         self.rows = list(rows)
-        part = torch.tensor_split(torch.arange(len(self.rows)), distributed.world_size())[distributed.rank()]
-        self._local = part.tolist()  # positions in ``rows`` this process samples (all of them in one process)
+        # positions in ``rows`` this process samples: its share, split as every global batch is (all in one process)
+        self._local = gradient_sync().local_rows(torch.arange(len(self.rows))).tolist()
         self._reference: Tensor | None = None
 
     @property
