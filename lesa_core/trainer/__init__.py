@@ -317,7 +317,8 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
         taps = {k: v.to(device) for k, v in taps.items()}
         probes = _store(binding.run, root).load(what="probes") if meta.probe_blocks is not None else {}
         report = _fit(assembly, meta, taps, runner, checkpoints, stages=stages, host=host,
-                      show_progress=show_progress, probes={k: v.to(device) for k, v in probes.items()})
+                      show_progress=show_progress, probes={k: v.to(device) for k, v in probes.items()},
+                      references=_store(binding.run, root).load_outputs)
         predictor = assembly.predictor.eval().requires_grad_(False)
         run, policy_fit = fit_policy(run, predictor, taps, meta.schedule, host=host)
         assembly = Assembly(run, assembly.adapter, assembly.tap, predictor)
@@ -336,17 +337,20 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
 
 def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], runner: TrajectoryRunner,
          checkpoints: Path, *, stages: Sequence[int], host: PluginHost, show_progress: bool,
-         probes: dict[str, torch.Tensor] | None = None) -> TrainReport:
+         probes: dict[str, torch.Tensor] | None = None,
+         references: Callable[[list[int]], torch.Tensor | None] = lambda rows: None) -> TrainReport:
     """Fit the assembled predictor: in closed form when its family can (:class:`ClosedFormFit`), else by the
     two stages; with a validation slice, the start is the best of ``training.start`` and the best epoch is
-    kept (:mod:`lesa_core.trainer.selection`)."""
+    kept (:mod:`lesa_core.trainer.selection`), scored against ``references(rows)``, the validation prompts'
+    full-compute outputs as collected (sampled when it gives ``None``)."""
     training = assembly.config.training
     assert meta.schedule is not None
     num_validation = validation_count(len(meta.prompts), training.validation_prompts)
     train_meta, train_taps = training_slice(meta, taps, num_validation)
-    validator = (ClosedLoopValidator(assembly, runner, meta, range(len(meta.prompts) - num_validation,
-                                                                    len(meta.prompts)))
-                 if num_validation else None)
+    validator = None
+    if num_validation:
+        rows = list(range(len(meta.prompts) - num_validation, len(meta.prompts)))
+        validator = ClosedLoopValidator(assembly, runner, meta, rows, references=references(rows))
     decisions = assembly.plugins.make_policy().schedule(meta.num_steps)
     times = torch.tensor(meta.schedule[: meta.num_steps], dtype=torch.float32)
     selection: dict[str, Any] = {"validation_prompts": num_validation}

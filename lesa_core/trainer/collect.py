@@ -2,7 +2,8 @@
 
 The runtime is attached with a policy that computes every step and an observer that records the tap
 and t; each prompt's trajectory is written as one shard (see :mod:`lesa_core.trainer.store`), one tensor
-per context. A pipeline that batches its guidance branches in one call (SD3: ``[uncond, cond]``) is
+per context, with the prompt's final output in the form validation scores it (uint8 images with a
+pipeline: the validation slice's full-compute reference, which the trainer then does not sample again). A pipeline that batches its guidance branches in one call (SD3: ``[uncond, cond]``) is
 reported by the runtime as one context per branch (see ``BackboneAdapter.batched_guidance``), so every
 row is kept, as a trajectory of its own; a call recording more rows than it has prompts is refused.
 
@@ -35,7 +36,7 @@ from lesa_core.interfaces import (
 )
 from lesa_core.interfaces.predictor import PredictorConfig
 from lesa_core.progress import progress_bar
-from lesa_core.trainer.runner import TrajectoryRunner
+from lesa_core.trainer.runner import TrajectoryRunner, sample_scored
 from lesa_core.trainer.store import StoreMeta, TrajectoryStore
 
 
@@ -95,6 +96,13 @@ def _rows(per_context: dict[str, Tensor], row: int, token_index: list[int] | Non
         one = stacked[:, row]
         out[ctx] = one if token_index is None else one[:, token_index]
     return out
+
+
+def _output_row(output: Tensor | None, row: int, rows: int) -> Tensor | None:
+    """Row ``row`` of a call's output, or ``None`` when the runner returned none or not one row per prompt."""
+    if output is None or output.ndim < 1 or output.shape[0] != rows:
+        return None
+    return output[row]
 
 
 def choose_token_index(num_tokens: int, keep: int | None, seed: int) -> list[int] | None:
@@ -182,7 +190,8 @@ def collect(
         attachment = binding.adapter.attach(RuntimeComponents(**{**components.__dict__, "observer": recorder}))
         try:
             with torch.no_grad():
-                runner.run([prompts[i] for i in batch], [seed + i for i in batch], num_steps)
+                output = sample_scored(runner, [prompts[i] for i in batch], [seed + i for i in batch], num_steps,
+                                       required=False)
         finally:
             attachment.remove()
         per_context = {ctx: torch.stack(taps) for ctx, taps in recorder.taps.items()}  # (S, B, ...)
@@ -202,7 +211,8 @@ def collect(
                 token_index = choose_token_index(sample.shape[2], token_subsample, seed)
             store.update_meta(schedule=schedule, token_index=token_index)
         for b, i in enumerate(batch):
-            store.write(i, _rows(per_context, b, token_index), prompts[i], _rows(probes, b, token_index))
+            store.write(i, _rows(per_context, b, token_index), prompts[i], _rows(probes, b, token_index),
+                        output=_output_row(output, b, len(batch)))
         bar.update(len(batch))
     bar.close()
     if group:

@@ -52,10 +52,10 @@ from lesa_core.interfaces import (
     Predictor,
     RuntimeComponents,
 )
-from lesa_core.metrics import psnr, to_uint8
+from lesa_core.metrics import psnr
 from lesa_core.plugins import PluginHost
 from lesa_core.trainer.losses import TeacherForcing
-from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
+from lesa_core.trainer.runner import TrajectoryRunner, sample_scored, scoring_space
 from lesa_core.trainer.store import StoreMeta
 from lesa_core.trainer.sync import gradient_sync
 
@@ -83,23 +83,6 @@ def training_slice(
     )
 
 
-def final_output(output: Any) -> Tensor:
-    """The sampled batch's final latents, images or videos from a runner's return value, float32: a
-    pipeline output's ``.images`` (image pipelines), else its ``.frames`` (video pipelines), else the value.
-
-    :raises TrainingError: if the runner returned nothing tensor-like.
-    """
-    value = next((getattr(output, name) for name in ("images", "frames") if hasattr(output, name)), output)
-    if isinstance(value, (tuple, list)) and value and isinstance(value[0], Tensor):
-        value = torch.stack(list(value)) if value[0].dim() > 0 and len(value) > 1 else value[0]
-    if not isinstance(value, Tensor):
-        raise TrainingError(
-            f"validation needs the runner's output as a tensor (latents or images), got {type(value).__name__}; "
-            "sample with output_type 'latent' or 'pt', or set training.validation_prompts: 0"
-        )
-    return value.detach().float()
-
-
 def snr_db(sample: Tensor, reference: Tensor) -> Tensor:
     """Per-sample ``10·log10(‖reference‖² / ‖sample − reference‖²)`` (capped at 200 dB for exact matches)."""
     error = (sample - reference).flatten(1).pow(2).sum(1)
@@ -113,10 +96,14 @@ class ClosedLoopValidator:
     :param assembly: the run (adapter, policy, router, tap).
     :param runner: samples the prompts. :param meta: the full store's metadata (prompts and seeds).
     :param rows: the validation prompts' indices in ``meta.prompts``.
+    :param references: the validation prompts' full-compute outputs as collection kept them
+        (:meth:`~lesa_core.trainer.store.TrajectoryStore.load_outputs`, in the order of ``rows``), or ``None``
+        to sample them (once, when first needed).
     """
 
     def __init__(
-        self, assembly: Assembly, runner: TrajectoryRunner, meta: StoreMeta, rows: Sequence[int]
+        self, assembly: Assembly, runner: TrajectoryRunner, meta: StoreMeta, rows: Sequence[int],
+        references: Tensor | None = None,
     ) -> None:
         self.assembly = assembly
         self.runner = runner
@@ -124,27 +111,30 @@ class ClosedLoopValidator:
         self.rows = list(rows)
         # positions in ``rows`` this process samples: its share, split as every global batch is (all in one process)
         self._local = gradient_sync().local_rows(torch.arange(len(self.rows))).tolist()
-        self._reference: Tensor | None = None
+        if references is not None and references.shape[0] != len(self.rows):
+            raise TrainingError(f"{references.shape[0]} reference outputs for {len(self.rows)} validation prompts")
+        self._reference: Tensor | None = None if references is None else references[self._local]
 
     @property
     def space(self) -> str:
         """``image`` when the runner drives a pipeline (decoded images, scored by uint8 PSNR: what the
         benchmarks report), else ``latent`` (the runner's output, scored by SNR)."""
-        return "image" if isinstance(self.runner, PipelineRunner) else "latent"
+        return scoring_space(self.runner)
 
     def _sample(self) -> Tensor:
-        """This process's validation prompts sampled in one batch (see :meth:`per_prompt`)."""
+        """This process's validation prompts sampled in one batch (see :meth:`per_prompt`), as scored: uint8
+        images with a pipeline, float32 latents otherwise."""
         rows = [self.rows[i] for i in self._local]
         prompts = [self.meta.prompts[r] for r in rows]
         seeds = [self.meta.seed + r for r in rows]
         with torch.no_grad():
-            if isinstance(self.runner, PipelineRunner):
-                return final_output(self.runner.run(prompts, seeds, self.meta.num_steps, output_type="pt"))
-            return final_output(self.runner.run(prompts, seeds, self.meta.num_steps))
+            sample = sample_scored(self.runner, prompts, seeds, self.meta.num_steps)
+        assert sample is not None
+        return sample
 
     @property
     def reference(self) -> Tensor:
-        """The full-compute outputs of this process's validation prompts (sampled once)."""
+        """The full-compute outputs of this process's validation prompts: collection's, else sampled once."""
         if self._reference is None:
             self._reference = self._sample()
         return self._reference
@@ -183,8 +173,13 @@ class ClosedLoopValidator:
             attachment.remove()
             predictor.train(was_training)
         sample = sample.to(reference.device)
+        if sample.shape != reference.shape:
+            raise TrainingError(
+                f"the validation samples are {tuple(sample.shape)} and the collected full-compute outputs "
+                f"{tuple(reference.shape)}: the sampling call differs from the collection's; collect again with "
+                "this call (another training.data_dir) or sample with the collection's call arguments")
         if self.space == "image":
-            return psnr(to_uint8(reference), to_uint8(sample))
+            return psnr(reference, sample)
         return snr_db(sample, reference)
 
     def score(self, predictor: Predictor) -> float:

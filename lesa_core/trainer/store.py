@@ -6,6 +6,8 @@ Layout of a store folder::
       store.json              # what was collected: model, tap, steps, schedule, token subset, contexts
       traj_00000.safetensors  # taps.<context>: (S, N', C) — the tap at every step of prompt 0
                               # (+ probes.<context>: (S, N', P) — the probe, for a probe-conditioned run)
+                              # (+ output: the prompt's final output as validation scores it — uint8
+                              #   images with a pipeline runner; absent in stores written before)
       traj_00001.safetensors
       ...
 
@@ -32,6 +34,7 @@ from lesa_core.parsing import parse_json, read_text
 
 STORE_META = "store.json"
 PROBE_PREFIX = "probes."
+OUTPUT_KEY = "output"
 
 
 @dataclass(frozen=True)
@@ -202,14 +205,17 @@ class TrajectoryStore:
             path.unlink(missing_ok=True)  # a damaged shard is recollected
             return False
 
-    def write(self, index: int, taps: dict[str, Tensor], prompt: str, probes: dict[str, Tensor] | None = None) -> None:
-        """Write prompt ``index``'s taps (context name → (S, N', C)) and, for a probe collection, its probes
-        (context name → (S, N', P)) atomically (and remove a temporary file of this shard that a killed run
-        left behind)."""
+    def write(self, index: int, taps: dict[str, Tensor], prompt: str, probes: dict[str, Tensor] | None = None,
+              output: Tensor | None = None) -> None:
+        """Write prompt ``index``'s taps (context name → (S, N', C)), for a probe collection its probes
+        (context name → (S, N', P)), and its final ``output`` if given, atomically (and remove a temporary
+        file of this shard that a killed run left behind)."""
         from safetensors.torch import save_file
 
         tensors = {f"taps.{ctx}": t.detach().to("cpu").contiguous() for ctx, t in taps.items()}
         tensors.update({f"{PROBE_PREFIX}{ctx}": t.detach().to("cpu").contiguous() for ctx, t in (probes or {}).items()})
+        if output is not None:
+            tensors[OUTPUT_KEY] = output.detach().to("cpu").contiguous()
         path = self.shard_path(index)
         for stale in self.root.glob(f".{path.name}.*"):  # left by a writer that was killed (only this
             stale.unlink(missing_ok=True)                 # process writes this shard)
@@ -269,3 +275,26 @@ class TrajectoryStore:
         except RuntimeError as exc:
             raise TrainingError(f"{self.root}: the trajectory shards differ in shape ({exc}); delete the folder "
                                 "and collect again") from None
+
+    def load_outputs(self, indices: list[int]) -> Tensor | None:
+        """The final outputs collection kept for prompts ``indices``, stacked in that order; ``None`` when a
+        shard holds none (a store written before outputs were kept, or by a runner without tensor output)
+        or they differ in shape or are not finite — the caller then samples them."""
+        from safetensors import SafetensorError, safe_open
+
+        outputs = []
+        for i in indices:
+            try:
+                with safe_open(str(self.shard_path(i)), "pt") as fh:
+                    names = list(fh.keys())
+                    if OUTPUT_KEY not in names:
+                        return None
+                    outputs.append(fh.get_tensor(OUTPUT_KEY))
+            except (SafetensorError, OSError):
+                return None
+        if not outputs or any(o.shape != outputs[0].shape or o.dtype != outputs[0].dtype for o in outputs):
+            return None
+        stacked = torch.stack(outputs)
+        if stacked.is_floating_point() and not bool(torch.isfinite(stacked).all()):
+            return None
+        return stacked

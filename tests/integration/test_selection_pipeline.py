@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from lesa_core.assembly import assemble
 from lesa_core.bundle import read_metadata
+from lesa_core.metrics import to_uint8
 from lesa_core.testing.tiny import tiny_flux_pipeline
 from lesa_core.trainer import PipelineRunner, train
 from lesa_core.trainer.selection import ClosedLoopValidator
@@ -47,12 +49,16 @@ def _config(predictor: dict, **training) -> dict:
 
 
 def _validation_score(pipe, bundle: Path, data: Path) -> float:
-    """The returned bundle scored again from scratch, by the same validator on the same slice."""
-    meta = TrajectoryStore(data / "trajectories").read_meta()
+    """The returned bundle scored again from scratch, by the same validator on the same slice against the
+    same references (the full-compute outputs collection kept)."""
+    store = TrajectoryStore(data / "trajectories")
+    meta = store.read_meta()
     assert meta is not None
     assembly = assemble(pipe.transformer, str(bundle))
-    rows = range(len(meta.prompts) - 2, len(meta.prompts))
-    return ClosedLoopValidator(assembly, _runner(pipe), meta, rows).score(assembly.predictor)
+    rows = list(range(len(meta.prompts) - 2, len(meta.prompts)))
+    references = store.load_outputs(rows)
+    assert references is not None and references.dtype == torch.uint8
+    return ClosedLoopValidator(assembly, _runner(pipe), meta, rows, references).score(assembly.predictor)
 
 
 def test_harmful_training_never_returns_worse_than_the_start(pipe, tmp_path: Path) -> None:
@@ -82,6 +88,34 @@ def test_harmful_training_never_returns_worse_than_the_start(pipe, tmp_path: Pat
     assert min(scores.values()) < scores["start"]  # the harmful epochs really were worse
     assert read_metadata(bundle).extra["selection"]["epochs"]["best"] == epochs["best"]
     assert _validation_score(pipe, bundle, tmp_path / "d") == pytest.approx(epochs["best_db"], abs=1e-3)
+
+
+class _CountingRunner(PipelineRunner):
+    """Counts the prompts each call samples."""
+
+    def __init__(self, pipe, **kwargs) -> None:
+        super().__init__(pipe, **kwargs)
+        self.calls: list[list[str]] = []
+
+    def run(self, prompts, seeds, num_steps, **overrides):
+        self.calls.append(list(prompts))
+        return super().run(prompts, seeds, num_steps, **overrides)
+
+
+def test_collection_keeps_each_prompts_output_and_validation_does_not_sample_it_again(pipe, tmp_path: Path) -> None:
+    runner = _CountingRunner(pipe, height=32, width=32, max_sequence_length=16)
+    config = _config({"name": "kan", "taps": [3, 4, 4], "hidden": [8, 8]}, stage1={"epochs": 1, "batch_size": 4},
+                     start=["reuse"])
+    _, report = train(pipe, config, PROMPTS, runner=runner, out=tmp_path / "b", data_dir=tmp_path / "d",
+                      show_progress=False)
+    store = TrajectoryStore(tmp_path / "d" / "trajectories")
+    outputs = store.load_outputs(list(range(len(PROMPTS))))
+    assert outputs is not None and outputs.dtype == torch.uint8 and outputs.shape == (8, 3, 32, 32)
+    alone = _runner(pipe).run([PROMPTS[6]], [3 + 6], STEPS, output_type="pt").images
+    assert torch.equal(outputs[6], to_uint8(alone)[0])  # the full-compute image of that prompt, as PIL rounds it
+    validation = [call for call in runner.calls if call == PROMPTS[-2:]]
+    scored = len(report.selection["epochs"]["scores"]) + len(report.selection["floor"]["candidates"])
+    assert len(validation) == scored  # one call per scored point: the reference came from collection
 
 
 def test_linear_family_trains_in_closed_form_and_runs_as_a_peer(pipe, tmp_path: Path) -> None:

@@ -38,6 +38,20 @@ def test_store_round_trip_and_resume(tmp_path: Path) -> None:
     assert not [p for p in store.root.iterdir() if p.name.startswith(".")], "no temporary files left"
 
 
+def test_store_keeps_outputs_and_gives_none_for_a_store_without_them(tmp_path: Path) -> None:
+    store = TrajectoryStore(tmp_path / "s")
+    store.open(_meta())
+    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    for i, name in enumerate("abc"):
+        store.write(i, {"cond": torch.randn(4, 5, 3)}, name, output=images[i])
+    assert torch.equal(store.load_outputs([2, 0]), images[[2, 0]])  # in the order asked
+    assert store.load()["cond"].shape == (3, 4, 5, 3)  # the output is not a tap
+    store.write(1, {"cond": torch.randn(4, 5, 3)}, "b")  # a shard written without one (an older store)
+    assert store.load_outputs([0, 1]) is None and store.load_outputs([0, 2]) is not None
+    store.write(2, {"cond": torch.randn(4, 5, 3)}, "c", output=torch.full((3, 8, 8), float("nan")))
+    assert store.load_outputs([2]) is None  # not finite: the trainer samples the reference instead
+
+
 def test_store_refuses_another_collection(tmp_path: Path) -> None:
     store = TrajectoryStore(tmp_path / "s")
     store.open(_meta())
@@ -154,7 +168,7 @@ def test_final_output_reads_images_frames_tuples_and_refuses_anything_else() -> 
     from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
     from diffusers.pipelines.hunyuan_video.pipeline_output import HunyuanVideoPipelineOutput
 
-    from lesa_core.trainer.selection import final_output
+    from lesa_core.trainer.runner import final_output
 
     images, videos = torch.rand(2, 3, 8, 8), torch.rand(2, 9, 3, 8, 8)
     assert torch.equal(final_output(FluxPipelineOutput(images=images)), images)
