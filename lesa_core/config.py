@@ -138,6 +138,10 @@ class TrainingConfig(BaseModel):
     num_steps: int = Field(50, ge=2, description="denoising steps of the collected trajectories")
     seed: int = Field(0, description="base seed: prompt i uses seed + i; training shuffles with seed")
     data_dir: str = Field("lesa-data", description="where trajectory shards and checkpoints are written")
+    collect_batch: int = Field(
+        4, ge=1, description="prompts per pipeline call during collection, in fixed groups (prompts kB to kB + B - 1), "
+        "so that a trajectory depends only on its group: resumed and sharded collections stay byte-identical; a "
+        "store keeps the group size it was begun with. Lower it if one call of B prompts does not fit in memory")
     token_subsample: int | Literal["auto"] | None = Field(
         "auto", description="keep this many randomly chosen tokens per sample (bounds memory, disk and training "
         f"time); 'auto': {AUTO_TOKEN_SUBSAMPLE} on a (batch, tokens, channels) tap, all on any other; null: all")

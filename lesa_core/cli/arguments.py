@@ -53,15 +53,16 @@ def add_batch_size_argument(parser: argparse.ArgumentParser) -> None:
     """``--batch-size``, kept so that existing scripts still run: collection samples each prompt in a call
     of its own (its trajectory then does not depend on batch-mates), so the value changes nothing."""
     parser.add_argument("--batch-size", type=int_at_least(1), metavar="N",
-                        help="deprecated and ignored: each prompt is sampled on its own, so that trajectories do "
-                             "not depend on their batch-mates")
+                        help="deprecated and ignored: collection samples fixed groups of training.collect_batch "
+                             "prompts per call (set that instead), so that trajectories do not depend on resuming")
 
 
 def note_batch_size(args: argparse.Namespace) -> None:
     """Say once, on stderr, that ``--batch-size`` no longer changes anything (if it was given)."""
     if getattr(args, "batch_size", None) is not None:
-        print("lesa: note: --batch-size is deprecated and ignored: each prompt is sampled on its own, so that "
-              "trajectories do not depend on their batch-mates", file=sys.stderr)
+        print("lesa: note: --batch-size is deprecated and ignored: collection samples fixed groups of "
+              "training.collect_batch prompts per call (set that in the config instead), so that trajectories do not "
+              "depend on resuming or sharding", file=sys.stderr)
 
 
 @dataclass(frozen=True)

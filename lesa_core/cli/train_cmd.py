@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from lesa_core import distributed
     from lesa_core.errors import ConfigError
     from lesa_core.trainer import PipelineRunner, train
+    from lesa_core.trainer.fit import describe_seconds
     from lesa_core.trainer.selection import describe_selection
 
     note_batch_size(args)
@@ -66,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote bundle {path} ({report.updates} updates; final L1 stage 1: {last.get('stage1')}, "
                   f"stage 2: {last.get('stage2')})" + (f" [{dist.world_size} ranks]" if dist.world_size > 1 else ""))
             print(full_step_schedule(run_config))
-            summary = describe_selection(report.selection)
-            if summary:
-                print(summary)
+            for line in (describe_selection(report.selection), describe_seconds(report.seconds)):
+                if line:
+                    print(line)
     return 0
 
 

@@ -145,10 +145,11 @@ def collect_trajectories(target: Any, config: ConfigLike | ResolvedRun, prompts:
     the data folder's lock.
 
     ``rank``/``world_size`` default to the initialised process group's (else 0 and 1): each rank
-    collects the prompts ``i % world_size == rank``.
+    collects the fixed groups of ``training.collect_batch`` prompts ``k % world_size == rank``.
 
-    :param batch_size: deprecated and ignored: each prompt is sampled in a call of its own, so that its
-        trajectory does not depend on batch-mates (:mod:`lesa_core.trainer.collect`).
+    :param batch_size: deprecated and ignored: prompts are sampled in fixed groups of
+        ``training.collect_batch``, so that a trajectory does not depend on how the collection was resumed or
+        sharded (:mod:`lesa_core.trainer.collect`).
     """
     _deprecated_batch_size(batch_size)
     host = host or get_plugin_host()
@@ -168,9 +169,10 @@ def _deprecated_batch_size(batch_size: int | None) -> None:
         return
     if batch_size < 1:
         raise TrainingError(f"batch_size must be at least 1, got {batch_size}; leave it out (it is deprecated: "
-                            "collection samples one prompt per call)")
-    warnings.warn("batch_size is deprecated and ignored: collection samples each prompt in a call of its own, so "
-                  "that trajectories do not depend on batch-mates", DeprecationWarning, stacklevel=3)
+                            "collection samples fixed groups of training.collect_batch prompts per call)")
+    warnings.warn("batch_size is deprecated and ignored: collection samples fixed groups of training.collect_batch "
+                  "prompts per call, so that trajectories do not depend on resuming or sharding; set that instead",
+                  DeprecationWarning, stacklevel=3)
 
 
 def _check_prompts(prompts: Sequence[str]) -> None:
@@ -203,7 +205,8 @@ def _collect(binding: Binding, runner: TrajectoryRunner, prompts: Sequence[str],
     store = _store(binding.run, data_dir)
     return collect(binding, runner, store, prompts, num_steps=training.num_steps,
                    seed=training.seed, token_subsample=token_subsample(binding), rank=rank,
-                   world_size=world_size, show_progress=show_progress, before_each=_space_check(store))
+                   world_size=world_size, show_progress=show_progress, before_each=_space_check(store),
+                   collect_batch=training.collect_batch)
 
 
 def _space_check(store: TrajectoryStore) -> Callable[[int, int], None]:
@@ -306,7 +309,9 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
         check_output_folder(folder, markers={CHECKPOINT_STATE}, owned={CHECKPOINT_STATE, CHECKPOINT_TENSORS},
                             what="checkpoint")
     with data_dir_lock(root, enabled=distributed.is_main_process()):
+        collect_start = time.perf_counter()
         meta = _collect(binding, runner, prompts, data_dir=root, show_progress=show_progress)
+        collect_seconds = time.perf_counter() - collect_start
         assert meta.schedule is not None
         taps = _store(binding.run, root).load()
         run = fit_router(with_schedule(binding.run, meta.schedule, host=host), taps, meta.schedule, host=host)
@@ -319,6 +324,7 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
         report = _fit(assembly, meta, taps, runner, checkpoints, stages=stages, host=host,
                       show_progress=show_progress, probes={k: v.to(device) for k, v in probes.items()},
                       references=_store(binding.run, root).load_outputs)
+        report.seconds = {"collection": collect_seconds, **report.seconds}
         predictor = assembly.predictor.eval().requires_grad_(False)
         run, policy_fit = fit_policy(run, predictor, taps, meta.schedule, host=host)
         assembly = Assembly(run, assembly.adapter, assembly.tap, predictor)
@@ -363,6 +369,7 @@ def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], run
         report = TrainReport(seconds={"closed_form": time.perf_counter() - start})
         if validator is not None:
             selection["validation_db"] = round(validator.score(predictor), 4)
+            report.seconds["validation"] = validator.seconds
         report.selection = selection
         return report
     floor = None
@@ -382,6 +389,8 @@ def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], run
         report.seconds["floor"] = floor[0].seconds + time.perf_counter() - start
         report.selection["epochs"] = keeper.summary()
     report.selection = {**selection, **report.selection}
+    if validator is not None:
+        report.seconds["validation"] = validator.seconds
     return report
 
 

@@ -30,6 +30,7 @@ import copy
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,6 +115,7 @@ class ClosedLoopValidator:
         if references is not None and references.shape[0] != len(self.rows):
             raise TrainingError(f"{references.shape[0]} reference outputs for {len(self.rows)} validation prompts")
         self._reference: Tensor | None = None if references is None else references[self._local]
+        self.seconds = 0.0  # wall time spent sampling (scores and the reference), for the report
 
     @property
     def space(self) -> str:
@@ -127,8 +129,10 @@ class ClosedLoopValidator:
         rows = [self.rows[i] for i in self._local]
         prompts = [self.meta.prompts[r] for r in rows]
         seeds = [self.meta.seed + r for r in rows]
+        start = time.perf_counter()
         with torch.no_grad():
             sample = sample_scored(self.runner, prompts, seeds, self.meta.num_steps)
+        self.seconds += time.perf_counter() - start
         assert sample is not None
         return sample
 

@@ -12,8 +12,9 @@ Layout of a store folder::
       ...
 
 A shard exists completely or not at all (written to a temporary file, then renamed), so a collection
-that was killed resumes by skipping the prompts whose shard exists. Shards are independent, so
-several processes can fill one store (each owning the prompts ``i % world_size == rank``).
+that was killed resumes by sampling the groups of prompts (``collect_batch`` per call) with a shard
+missing. Shards are independent, so several processes can fill one store (each owning the groups
+``g % world_size == rank``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class StoreMeta:
     :ivar probe_blocks: k when the shards also hold the probe (the first k body blocks' output,
         ``probes.<context>``) for a probe-conditioned predictor; ``None`` (and absent from stores written
         before probes existed) when they hold taps only.
+    :ivar collect_batch: prompts per pipeline call, in fixed groups ``[kB, (k + 1)B)``: a resumed collection
+        samples with the store's own (1, one prompt per call, in stores written before the field existed);
+        not part of the identity — any complete store is the same collection up to the last bits.
     """
 
     model_class: str
@@ -63,6 +67,7 @@ class StoreMeta:
     call: dict[str, Any]
     token_subsample: int | None = None
     probe_blocks: int | None = None
+    collect_batch: int = 1
 
     def identity(self) -> dict[str, Any]:
         """The fields that must agree for a store to be reused: every setting that changes what the shards
@@ -70,6 +75,7 @@ class StoreMeta:
         data = asdict(self)
         data.pop("schedule")
         data.pop("token_index")
+        data.pop("collect_batch")
         return data
 
     @classmethod
@@ -83,7 +89,8 @@ class StoreMeta:
         names = {f.name for f in fields(cls)}
         if "token_subsample" not in data and isinstance(data.get("token_index"), list):
             data = {**data, "token_subsample": len(data["token_index"])}  # written before the field existed
-        unknown, missing = sorted(set(data) - names), sorted(names - set(data) - {"token_subsample", "probe_blocks"})
+        unknown, missing = sorted(set(data) - names), sorted(
+            names - set(data) - {"token_subsample", "probe_blocks", "collect_batch"})
         if unknown or missing:
             raise _damaged(source, f"unknown keys {unknown or 'none'}, missing keys {missing or 'none'}")
         checks = {
@@ -97,6 +104,7 @@ class StoreMeta:
             "seed": _is_int(data["seed"]), "call": isinstance(data["call"], dict),
             "token_subsample": data.get("token_subsample") is None or _is_int(data["token_subsample"]),
             "probe_blocks": data.get("probe_blocks") is None or _is_int(data["probe_blocks"]),
+            "collect_batch": _is_int(data.get("collect_batch", 1)) and data.get("collect_batch", 1) >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -34,7 +34,10 @@ CONFIG: dict[str, Any] = {
                  "stage2": {"epochs": 2, "batch_size": 2, "lr": 0.001},
                  # no validation slice: these tests count the pipeline calls of collection and stage 2 (the
                  # selection's resume is covered by tests/integration/test_trainer_pipeline.py)
-                 "validation_prompts": 0},
+                 "validation_prompts": 0,
+                 # one prompt per call: the kill lands at one shard's write (fixed groups of several prompts
+                 # are covered by test_batching.py)
+                 "collect_batch": 1},
 }
 CALL = {"height": 32, "width": 32, "max_sequence_length": 16}
 

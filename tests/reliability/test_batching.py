@@ -1,7 +1,8 @@
-"""Exact results under any batching: a collected trajectory depends on its prompt, its seed and the
-store's identity only — not on its batch-mates, the batch size an old script passes, the number of ranks
-sharing the collection, or where an interrupted collection resumed. (Batch size 2 and 8 once gave
-different bundles from scratch.)"""
+"""Exact results under any batching: a collected trajectory depends on its fixed group of prompts
+(``training.collect_batch``), their seeds and the store's identity only — not on the batch size an old
+script passes, the number of ranks sharing the collection, where an interrupted collection resumed, or the
+group size the resuming run asks for (the store keeps its own). (Batch size 2 and 8 once gave different
+bundles from scratch.)"""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from lesa_core.trainer import PipelineRunner, collect_trajectories, train
 pytestmark = pytest.mark.integration
 
 PROMPTS = ["a red circle", "a blue square", "a green triangle", "a yellow star", "a white cross"]
+GROUPS_OF_2 = {**KAN_CONFIG, "training": {**KAN_CONFIG["training"], "collect_batch": 2}}  # [0, 1], [2, 3], [4]
+GROUPS_OF_3 = {**KAN_CONFIG, "training": {**KAN_CONFIG["training"], "collect_batch": 3}}
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -61,50 +64,60 @@ def test_the_deprecated_batch_size_says_so(flux_pipe: Any, host: PluginHost, tmp
 
 
 def test_two_ranks_collect_what_one_process_collects(flux_pipe: Any, host: PluginHost, tmp_path: Path) -> None:
-    """Sharded over two ranks (prompt i on rank i % 2), the store is byte for byte the single process's."""
+    """Sharded over two ranks (group k on rank k % 2), the store is byte for byte the single process's."""
 
     def check() -> list[str]:
         runner = PipelineRunner(flux_pipe, **CALL)
-        collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS, runner=runner, data_dir=tmp_path / "one", host=host,
+        collect_trajectories(flux_pipe, GROUPS_OF_2, PROMPTS, runner=runner, data_dir=tmp_path / "one", host=host,
                              show_progress=False)
         for rank in (1, 0):
-            collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS, runner=runner, data_dir=tmp_path / "two", host=host,
-                                 rank=rank, world_size=2, show_progress=False)
+            collect_trajectories(flux_pipe, GROUPS_OF_2, PROMPTS, runner=runner, data_dir=tmp_path / "two",
+                                 host=host, rank=rank, world_size=2, show_progress=False)
         return _differences(_files(tmp_path / "one" / "trajectories"), _files(tmp_path / "two" / "trajectories"))
 
     expect_behaviour("two-ranks-equal-one-process", "resume", check)
 
 
 class _StopsAfter(PipelineRunner):
-    """Raises after ``limit`` sampling calls (a collection interrupted part-way)."""
+    """Raises after ``limit`` sampling calls (a collection interrupted part-way); records every call's seeds."""
 
-    def __init__(self, pipe: Any, limit: int, **kwargs: Any) -> None:
+    def __init__(self, pipe: Any, limit: int | None, **kwargs: Any) -> None:
         super().__init__(pipe, **kwargs)
         self.limit = limit
+        self.seeds: list[list[int]] = []
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:
+    def run(self, prompts: Any, seeds: Any, *args: Any, **kwargs: Any) -> Any:
         if self.limit == 0:
             raise KeyboardInterrupt
-        self.limit -= 1
-        return super().run(*args, **kwargs)
+        if self.limit is not None:
+            self.limit -= 1
+        self.seeds.append([int(s) for s in seeds])
+        return super().run(prompts, seeds, *args, **kwargs)
 
 
-@pytest.mark.parametrize("done", [1, 3], ids=lambda n: f"after-{n}")
+@pytest.mark.parametrize("done", [1, 2], ids=lambda n: f"after-{n}-groups")
 def test_interrupted_collection_resumes_to_the_same_store(done: int, flux_pipe: Any, host: PluginHost,
                                                           tmp_path: Path) -> None:
+    """Groups of 2 ([0, 1], [2, 3], [4]), interrupted after ``done`` groups and resumed by a run that asks for
+    groups of 3: the store keeps its groups of 2, samples only the missing ones, and equals the whole run's."""
+
     def check() -> list[str]:
-        collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS, runner=PipelineRunner(flux_pipe, **CALL),
+        collect_trajectories(flux_pipe, GROUPS_OF_2, PROMPTS, runner=PipelineRunner(flux_pipe, **CALL),
                              data_dir=tmp_path / "whole", host=host, show_progress=False)
         try:
-            collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS, runner=_StopsAfter(flux_pipe, done, **CALL),
+            collect_trajectories(flux_pipe, GROUPS_OF_2, PROMPTS, runner=_StopsAfter(flux_pipe, done, **CALL),
                                  data_dir=tmp_path / "resumed", host=host, show_progress=False)
             return ["the interruption did not happen"]
         except KeyboardInterrupt:
             pass
-        collect_trajectories(flux_pipe, KAN_CONFIG, PROMPTS, runner=PipelineRunner(flux_pipe, **CALL),
+        resuming = _StopsAfter(flux_pipe, None, **CALL)
+        collect_trajectories(flux_pipe, GROUPS_OF_3, PROMPTS, runner=resuming,
                              data_dir=tmp_path / "resumed", host=host, show_progress=False)
-        problems = _differences(_files(tmp_path / "whole" / "trajectories"),
-                                _files(tmp_path / "resumed" / "trajectories"))
+        seed = KAN_CONFIG["training"].get("seed", 0)
+        expected = [[seed + i for i in group] for group in ([0, 1], [2, 3], [4])[done:]]
+        problems = [] if resuming.seeds == expected else [f"resumed calls {resuming.seeds}, expected {expected}"]
+        problems += _differences(_files(tmp_path / "whole" / "trajectories"),
+                                 _files(tmp_path / "resumed" / "trajectories"))
         if (tmp_path / "resumed" / "lesa.lock").exists():
             problems.append("the interrupted run left its lock file")
         return problems

@@ -230,7 +230,7 @@ def test_interrupted_stage2_with_two_cache_contexts_resumes_bit_identically(tmp_
 
         def run(self, *args: Any, **kwargs: Any) -> Any:
             DiesInStage2.calls += 1
-            if DiesInStage2.calls == NUM_PROMPTS + 2 + 1:  # 4 collection calls, stage 2 epoch 1 (2 batches)
+            if DiesInStage2.calls == 1 + 2 + 1:  # 1 collection call (a group of 4), stage 2 epoch 1 (2 batches)
                 raise Interrupt
             return super().run(*args, **kwargs)
 
