@@ -171,3 +171,18 @@ def test_stage2_output_loss_is_refused_before_collection_on_a_tap_without_head(p
             show_progress=False,
         )
     assert not (tmp_path / "d" / "trajectories").exists()
+
+
+def test_references_that_do_not_fit_the_validation_samples_are_refused(pipe) -> None:
+    """Outputs collected with another call (here another image size) are not scored against: a clear error."""
+    from lesa_core.errors import TrainingError
+    from lesa_core.trainer.store import StoreMeta
+
+    assembly = assemble(pipe.transformer, {"predictor": {"name": "taylor", "order": 0}, "policy": POLICY})
+    meta = StoreMeta(model_class="", model_fingerprint="", tap="hidden", num_steps=STEPS, schedule=None,
+                     token_index=None, prompts=PROMPTS, seed=3, call={})
+    with pytest.raises(TrainingError, match="3 reference outputs for 2 validation prompts"):
+        ClosedLoopValidator(assembly, _runner(pipe), meta, [6, 7], torch.zeros(3, 3, 32, 32, dtype=torch.uint8))
+    validator = ClosedLoopValidator(assembly, _runner(pipe), meta, [6, 7], torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(TrainingError, match="differs from the collection's"):
+        validator.score(assembly.predictor)
