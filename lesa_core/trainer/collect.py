@@ -3,7 +3,8 @@
 The runtime is attached with a policy that computes every step and an observer that records the tap
 and t; each prompt's trajectory is written as one shard (see :mod:`lesa_core.trainer.store`), one tensor
 per context, with the prompt's final output in the form validation scores it (uint8 images with a
-pipeline: the validation slice's full-compute reference, which the trainer then does not sample again). A pipeline that batches its guidance branches in one call (SD3: ``[uncond, cond]``) is
+pipeline: the validation slice's full-compute reference, which the trainer then does not sample
+again). A pipeline that batches its guidance branches in one call (SD3: ``[uncond, cond]``) is
 reported by the runtime as one context per branch (see ``BackboneAdapter.batched_guidance``), so every
 row is kept, as a trajectory of its own; a call recording more rows than it has prompts is refused.
 
@@ -13,9 +14,9 @@ on its batch-mates (the kernels block a batch differently); with groups fixed by
 shard is a function of its group's prompts and seeds and the store's identity only, so a collection
 resumed after a kill (which samples again every group with a shard missing), or split over another
 number of ranks (rank r collects the groups ``k % world_size == r``), is byte-identical to an
-uninterrupted one. The store records B and a resumed collection uses the store's. A batch of 4 costs
-per prompt 0.78× of one prompt per call on the FLUX-class embedded model and 0.52× on the Qwen-class one
-(one CPU thread; docs/training.md).
+uninterrupted one. The store records B once its first shard is written, and a resumed collection uses
+the store's. A batch of 4 costs per prompt 0.78–0.82× of one prompt per call on the FLUX-class embedded
+model and 0.43× on the Qwen-class one (one CPU thread per process; docs/training.md).
 """
 
 from __future__ import annotations
@@ -184,6 +185,15 @@ def collect(
         distributed.barrier()
     current = store.read_meta()
     assert current is not None
+    if current.collect_batch != collect_batch and not any(store.has(i) for i in range(len(prompts))):
+        if group:
+            distributed.barrier()  # every rank has looked before rank 0 changes it
+        if rank == 0:  # nothing collected yet (e.g. the first group ran out of memory): the new size applies
+            store.update_meta(collect_batch=collect_batch)
+        if group:
+            distributed.barrier()
+        current = store.read_meta()
+        assert current is not None
     groups = fixed_groups(len(prompts), current.collect_batch)
     mine = [group for k, group in enumerate(groups) if k % world_size == rank]
     todo_groups = [group for group in mine if not all(store.has(i) for i in group)]
@@ -205,6 +215,13 @@ def collect(
             with torch.no_grad():
                 output = sample_scored(runner, [prompts[i] for i in batch], [seed + i for i in batch], num_steps,
                                        required=False)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            raise TrainingError(
+                f"out of memory sampling {len(batch)} prompts in one call during collection; set "
+                "training.collect_batch lower (e.g. 1) — shards already written are kept, and a store that holds "
+                "none yet takes the new size (one that does keeps its own: collect into a new data_dir)") from None
         finally:
             attachment.remove()
         per_context = {ctx: torch.stack(taps) for ctx, taps in recorder.taps.items()}  # (S, B, ...)

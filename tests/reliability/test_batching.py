@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from reliability_support import CALL, KAN_CONFIG, expect_behaviour
 
 from lesa_core.bundle import BUNDLE_WEIGHTS_NAME
+from lesa_core.errors import TrainingError
 from lesa_core.plugins import PluginHost
 from lesa_core.trainer import PipelineRunner, collect_trajectories, train
 
@@ -123,3 +125,39 @@ def test_interrupted_collection_resumes_to_the_same_store(done: int, flux_pipe: 
         return problems
 
     expect_behaviour(f"collection-interrupted-after-{done}", "resume", check)
+
+
+class _TooBigForMemory(PipelineRunner):
+    """Runs out of memory on any call of more than one prompt (as a real video model may on a GPU)."""
+
+    def run(self, prompts: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(prompts) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super().run(prompts, *args, **kwargs)
+
+
+def test_a_group_that_does_not_fit_in_memory_says_what_to_set(flux_pipe: Any, host: PluginHost,
+                                                               tmp_path: Path) -> None:
+    """Groups of 2 run out of memory: a TrainingError names training.collect_batch; the store, with no shard
+    yet, then takes the smaller size the next run asks for and collects what one prompt per call collects."""
+
+    def check() -> list[str]:
+        problems = []
+        try:
+            collect_trajectories(flux_pipe, GROUPS_OF_2, PROMPTS, runner=_TooBigForMemory(flux_pipe, **CALL),
+                                 data_dir=tmp_path / "d", host=host, show_progress=False)
+            problems.append("no error")
+        except TrainingError as exc:
+            if "training.collect_batch" not in str(exc):
+                problems.append(f"unclear error: {exc}")
+        ones = {**KAN_CONFIG, "training": {**KAN_CONFIG["training"], "collect_batch": 1}}
+        meta = collect_trajectories(flux_pipe, ones, PROMPTS, runner=_TooBigForMemory(flux_pipe, **CALL),
+                                    data_dir=tmp_path / "d", host=host, show_progress=False)
+        collect_trajectories(flux_pipe, ones, PROMPTS, runner=PipelineRunner(flux_pipe, **CALL),
+                             data_dir=tmp_path / "fresh", host=host, show_progress=False)
+        if meta.collect_batch != 1:
+            problems.append(f"the store kept collect_batch {meta.collect_batch}")
+        return problems + _differences(_files(tmp_path / "d" / "trajectories"),
+                                       _files(tmp_path / "fresh" / "trajectories"))
+
+    expect_behaviour("collect-batch-out-of-memory", "resume", check)
