@@ -51,9 +51,10 @@ class StoreMeta:
     :ivar probe_blocks: k when the shards also hold the probe (the first k body blocks' output,
         ``probes.<context>``) for a probe-conditioned predictor; ``None`` (and absent from stores written
         before probes existed) when they hold taps only.
-    :ivar collect_batch: prompts per pipeline call, in fixed groups ``[kB, (k + 1)B)``: a resumed collection
-        samples with the store's own (1, one prompt per call, in stores written before the field existed);
-        not part of the identity — any complete store is the same collection up to the last bits.
+    :ivar collect_batch: prompts per pipeline call, in fixed groups ``[kB, (k + 1)B)``: once a shard is written
+        a resumed collection samples with the store's own (1, one prompt per call, in stores written before
+        the field existed); not part of the identity — any complete store is the same collection up to the
+        last bits.
     """
 
     model_class: str
