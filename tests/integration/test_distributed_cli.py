@@ -38,7 +38,10 @@ CONFIG = {
                  "stage1": {"epochs": 2, "batch_size": 4, "lr": 0.003},
                  "stage2": {"epochs": 1, "batch_size": 4, "lr": 0.001},
                  # all 5 prompts train (no validation slice): the batch splits above depend on it
-                 "validation_prompts": 0},
+                 "validation_prompts": 0,
+                 # one prompt per call: the kill test below owns prompts per rank (fixed groups of several
+                 # prompts split over ranks: tests/reliability/test_batching.py)
+                 "collect_batch": 1},
 }
 HOOK = Path(__file__).with_name("cli_with_fault.py")
 

@@ -389,7 +389,7 @@ def test_bundle_on_a_full_disk(kan_bundle: Path, host: PluginHost, small_disk: A
 def test_collection_stops_when_the_rest_would_not_fit(flux_pipe: Any, flux_inputs: dict[str, Any], host: PluginHost,
                                                       kan_bundle: Path, small_disk: Any, tmp_path: Path) -> None:
     """Free space is checked during collection from the first shard's size: a collection that cannot fit
-    stops before sampling the rest, keeping what it wrote."""
+    stops before sampling the rest, keeping what it wrote (its first group of ``collect_batch`` = 4 prompts)."""
     disk = small_disk(1 << 20)
     shard = (kan_bundle.parent / "data" / "trajectories" / "traj_00000.safetensors").stat().st_size
     prompts = [f"prompt {i}" for i in range(2 * (1 << 20) // shard + 2)]  # twice what the disk holds
@@ -401,7 +401,8 @@ def test_collection_stops_when_the_rest_would_not_fit(flux_pipe: Any, flux_input
         OutputError, ["trajectory store", "needs about", "free some space"], folders=[tmp_path / "b"],
         model=flux_pipe.transformer, inputs=flux_inputs)
     assert CountingRunner.calls <= 2, f"sampled {CountingRunner.calls} prompts before refusing: {exc}"
-    assert sorted(p.name for p in (disk / "data" / "trajectories").iterdir()) == ["store.json", "traj_00000.safetensors"]
+    first_group = [f"traj_{i:05d}.safetensors" for i in range(4)]
+    assert sorted(p.name for p in (disk / "data" / "trajectories").iterdir()) == ["store.json", *first_group]
 
 
 def test_collection_on_a_full_disk(flux_pipe: Any, flux_inputs: dict[str, Any], host: PluginHost, small_disk: Any,

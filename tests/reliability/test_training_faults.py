@@ -105,6 +105,8 @@ def _rewrite_shard(index: int, edit: Callable[[torch.Tensor], torch.Tensor]) -> 
 
 
 def _nan_at(t: torch.Tensor) -> torch.Tensor:
+    if not t.is_floating_point():  # the kept uint8 output image
+        return t
     t = t.clone()
     t.view(-1)[7] = float("nan")
     return t
