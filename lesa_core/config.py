@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lesa_core.errors import ConfigError, UnknownPluginError
 from lesa_core.interfaces import CachePolicy, PluginConfig, Predictor, StageRouter
@@ -112,6 +120,11 @@ class ClosedLoopConfig(PhaseConfig):
         "Qwen-class bundles bit-identical (docs/training.md)")
 
 
+STAGE1_RECIPE = PhaseConfig(epochs=6, lr=3e-3, batch_size=24)
+"""Stage 1 of the one recipe (``training.stage1``); a partial ``stage1`` block changes only the keys it names."""
+STAGE2_RECIPE = ClosedLoopConfig(epochs=1, lr=1e-4, batch_size=12)
+"""Stage 2 of the one recipe (``training.stage2``); a partial ``stage2`` block changes only the keys it names."""
+
 DEFAULT_SOURCE_PROMPTS = 24
 """Prompts trained on when a run takes a model source's own prompts and sets no ``training.num_prompts``."""
 AUTO_TOKEN_SUBSAMPLE = 32
@@ -146,6 +159,16 @@ class TrainingConfig(BaseModel):
         "auto", description="keep this many randomly chosen tokens per sample (bounds memory, disk and training "
         f"time); 'auto': {AUTO_TOKEN_SUBSAMPLE} on a (batch, tokens, channels) tap, all on any other; null: all")
 
+    @field_validator("stage1", "stage2", mode="before")
+    @classmethod
+    def _over_the_recipe(cls, value: Any, info: ValidationInfo) -> Any:
+        """A stage block names only what it changes: ``stage1: {epochs: 3}`` keeps the recipe's learning rate
+        and batch size (not the phase class's generic ones, which it silently took before 2026-12-03)."""
+        if isinstance(value, Mapping):
+            recipe = STAGE1_RECIPE if info.field_name == "stage1" else STAGE2_RECIPE
+            return {**recipe.model_dump(), **value}
+        return value
+
     @field_validator("token_subsample")
     @classmethod
     def _positive_tokens(cls, value: int | str | None) -> int | str | None:
@@ -170,8 +193,8 @@ class TrainingConfig(BaseModel):
         "schedule in 4 of 7 measurements and did not lift N = 10 from an N = 7 run (docs/training.md); it pays "
         "for a bundle run at intervals much longer than it was trained for. Validation and selection stay on "
         "the run's policy")
-    stage1: PhaseConfig = PhaseConfig(epochs=6, lr=3e-3, batch_size=24)
-    stage2: ClosedLoopConfig = ClosedLoopConfig(epochs=1, lr=1e-4, batch_size=12)
+    stage1: PhaseConfig = STAGE1_RECIPE
+    stage2: ClosedLoopConfig = STAGE2_RECIPE
     validation_prompts: int = Field(
         8, ge=0, description="the last prompts of the collection (at most a quarter of them; drawn in addition "
         "to num_prompts from a model source's own prompts) are a validation "

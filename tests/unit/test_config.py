@@ -105,3 +105,17 @@ def test_configs_are_immutable() -> None:
 
     with pytest.raises(ValidationError):
         RunConfig().tap = "output"  # type: ignore[misc]
+
+
+def test_a_partial_stage_block_changes_only_the_keys_it_names() -> None:
+    """``stage1: {epochs: 3}`` once also reset the learning rate and batch size to the phase class's generic
+    values (lr 1e-3, batch 64) instead of the recipe's: the variants that set part of a stage trained on a
+    different recipe than they said."""
+    from lesa_core.config import STAGE1_RECIPE, STAGE2_RECIPE, TrainingConfig
+
+    training = TrainingConfig.model_validate({"stage1": {"epochs": 3}, "stage2": {"loss": "tap"}})
+    assert training.stage1 == STAGE1_RECIPE.model_copy(update={"epochs": 3})
+    assert training.stage2 == STAGE2_RECIPE.model_copy(update={"loss": "tap"})
+    assert TrainingConfig().stage1 == STAGE1_RECIPE and TrainingConfig().stage2 == STAGE2_RECIPE
+    dumped = TrainingConfig.model_validate({"stage2": {"lr": 5e-4}}).model_dump()
+    assert TrainingConfig.model_validate(dumped).stage2.lr == 5e-4  # a full block (a bundle's) round-trips
