@@ -30,8 +30,9 @@ def test_selection_is_on_and_the_stage_sizes_are_the_library_ones() -> None:
         ("linear", None),
     ]
     assert (training.stage1.epochs, training.stage1.lr, training.stage1.batch_size) == (6, 3e-3, 24)
-    assert (training.stage2.epochs, training.stage2.lr, training.stage2.batch_size) == (1, 1e-4, 12)
+    assert (training.stage2.epochs, training.stage2.lr, training.stage2.batch_size) == (1, 1e-3, 12)
     assert training.token_subsample == "auto"
+    assert training.collect_batch == 4 and training.stage2.loss == "guided"
 
 
 @pytest.mark.parametrize(
