@@ -196,7 +196,8 @@ def collect(
         assert current is not None
     groups = fixed_groups(len(prompts), current.collect_batch)
     mine = [group for k, group in enumerate(groups) if k % world_size == rank]
-    todo_groups = [group for group in mine if not all(store.has(i) for i in group)]
+    missing = {i for group in mine for i in group if not store.has(i)}  # each shard checked once
+    todo_groups = [group for group in mine if missing.intersection(group)]
     components = RuntimeComponents(
         predictor=_CollectionOnly(probe_blocks), make_policy=lambda: AlwaysCompute(PluginConfig()),
         router=binding.run.plugins.router, tap=binding.tap, guard_non_finite=False,
@@ -241,7 +242,7 @@ def collect(
                 token_index = choose_token_index(sample.shape[2], token_subsample, seed)
             store.update_meta(schedule=schedule, token_index=token_index)
         for b, i in enumerate(batch):
-            if not store.has(i):  # a shard of the group that a killed run already wrote is the same bytes
+            if i in missing:  # a shard of the group that a killed run already wrote is the same bytes
                 store.write(i, _rows(per_context, b, token_index), prompts[i], _rows(probes, b, token_index),
                             output=_output_row(output, b, len(batch)))
         done += len(batch)

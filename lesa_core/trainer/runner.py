@@ -11,7 +11,7 @@ validation slice's full-compute reference is not sampled a second time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -58,11 +58,15 @@ class PipelineRunner:
         return self.pipe(prompt=list(prompts), num_inference_steps=num_steps, generator=generators, **kwargs)
 
 
+def _payload(output: Any) -> Any:
+    """A pipeline output's ``.images`` (image pipelines), else its ``.frames`` (video pipelines), else the value."""
+    return next((getattr(output, name) for name in ("images", "frames") if hasattr(output, name)), output)
+
+
 def tensor_output(output: Any) -> Tensor | None:
-    """The sampled batch's final latents, images or videos from a runner's return value, float32: a
-    pipeline output's ``.images`` (image pipelines), else its ``.frames`` (video pipelines), else the value;
-    ``None`` if there is nothing tensor-like."""
-    value = next((getattr(output, name) for name in ("images", "frames") if hasattr(output, name)), output)
+    """The sampled batch's final latents, images or videos from a runner's return value (its
+    :func:`_payload`, a list of tensors stacked), float32; ``None`` if there is nothing tensor-like."""
+    value = _payload(output)
     if isinstance(value, (tuple, list)) and value and isinstance(value[0], Tensor):
         value = torch.stack(list(value)) if value[0].dim() > 0 and len(value) > 1 else value[0]
     return value.detach().float() if isinstance(value, Tensor) else None
@@ -75,9 +79,9 @@ def final_output(output: Any) -> Tensor:
     """
     value = tensor_output(output)
     if value is None:
-        kind = next((getattr(output, name) for name in ("images", "frames") if hasattr(output, name)), output)
         raise TrainingError(
-            f"validation needs the runner's output as a tensor (latents or images), got {type(kind).__name__}; "
+            "validation needs the runner's output as a tensor (latents or images), got "
+            f"{type(_payload(output)).__name__}; "
             "sample with output_type 'latent' or 'pt', or set training.validation_prompts: 0"
         )
     return value
@@ -96,12 +100,8 @@ def sample_scored(runner: TrajectoryRunner, prompts: Sequence[str], seeds: Seque
 
     :param required: raise :class:`TrainingError` when the output is not tensor-like (else return ``None``).
     """
-    if scoring_space(runner) == "image":
-        assert isinstance(runner, PipelineRunner)
-        output = runner.run(prompts, seeds, num_steps, output_type="pt")
-    else:
-        output = runner.run(prompts, seeds, num_steps)
-    value = final_output(output) if required else tensor_output(output)
-    if value is None or scoring_space(runner) == "latent":
-        return value
-    return to_uint8(value)
+    extract: Callable[[Any], Tensor | None] = final_output if required else tensor_output
+    if isinstance(runner, PipelineRunner):  # image space: decoded, rounded as PIL rounds
+        value = extract(runner.run(prompts, seeds, num_steps, output_type="pt"))
+        return None if value is None else to_uint8(value)
+    return extract(runner.run(prompts, seeds, num_steps))

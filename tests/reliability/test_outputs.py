@@ -400,7 +400,7 @@ def test_collection_stops_when_the_rest_would_not_fit(flux_pipe: Any, flux_input
                       data_dir=disk / "data", host=host, show_progress=False),
         OutputError, ["trajectory store", "needs about", "free some space"], folders=[tmp_path / "b"],
         model=flux_pipe.transformer, inputs=flux_inputs)
-    assert CountingRunner.calls <= 2, f"sampled {CountingRunner.calls} prompts before refusing: {exc}"
+    assert CountingRunner.calls <= 2, f"made {CountingRunner.calls} sampling calls before refusing: {exc}"
     first_group = [f"traj_{i:05d}.safetensors" for i in range(4)]
     assert sorted(p.name for p in (disk / "data" / "trajectories").iterdir()) == ["store.json", *first_group]
 
