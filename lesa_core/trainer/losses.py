@@ -98,6 +98,15 @@ def latent_loss_head(adapter: BackboneAdapter, tap: str) -> Callable[[Tensor], T
     return head
 
 
+def steps_of(truth: Tensor, steps: Sequence[int], rows: Tensor | None = None) -> Tensor:
+    """``truth[rows][:, steps]`` of trajectories ``(P, S, ...)`` without copying the other steps: ``(B, len(steps), ...)``
+    (all rows when ``rows`` is ``None``)."""
+    index = torch.as_tensor(list(steps), dtype=torch.long, device=truth.device)
+    if rows is None:
+        return truth.index_select(1, index)
+    return truth[rows.to(truth.device).reshape(-1, 1), index.reshape(1, -1)]
+
+
 class TeacherForcing:
     """Forecasts from ground-truth history: the predictor, the policy's step decisions and the flow
     time of every step.
@@ -128,10 +137,12 @@ class TeacherForcing:
             step=torch.tensor(float(step)),
         )
 
-    def forecast(self, truth: Tensor, step: int) -> Tensor:
-        """The forecast at ``step`` of the trajectories ``truth`` ``(B, S, N', C)``: ``(B, N', C)``."""
+    def forecast(self, truth: Tensor, step: int, rows: Tensor | None = None) -> Tensor:
+        """The forecast at ``step`` of the trajectories ``truth`` ``(P, S, N', C)``, or of its ``rows`` only:
+        ``(B, N', C)``. Only the history's steps of those rows are read (a copy of whole trajectories per
+        update cost stage 1 more than the predictor did)."""
         idx = self.history(step)
-        return self.predictor(self.forecast_input([truth[:, j] for j in idx], idx, step))
+        return self.predictor(self.forecast_input(list(steps_of(truth, idx, rows).unbind(1)), idx, step))
 
 
 class Stage1Loss(Protocol):
@@ -169,8 +180,7 @@ class TapLoss:
     def error(self, unit: Sequence[int], rows: Tensor) -> Tensor:
         """``(B, N', C)``: the forecast at the unit's step minus its ground truth."""
         (step,) = unit
-        batch = self.pooled[rows]
-        return self.teacher.forecast(batch, step) - batch[:, step]
+        return self.teacher.forecast(self.pooled, step, rows) - steps_of(self.pooled, [step], rows)[:, 0]
 
 
 class GuidedTapLoss:
@@ -198,7 +208,8 @@ class GuidedTapLoss:
     def error(self, unit: Sequence[int], rows: Tensor) -> Tensor:
         """``(B, N', C)``: the guidance-combined forecast error of the rows' prompts at the unit's step."""
         (step,) = unit
-        errors = [self.teacher.forecast(truth[rows], step) - truth[rows][:, step] for truth in self.taps.values()]
+        errors = [self.teacher.forecast(truth, step, rows) - steps_of(truth, [step], rows)[:, 0]
+                  for truth in self.taps.values()]
         combined, _ = guided_error(torch.cat(errors), list(self.taps), self.call)
         return combined
 

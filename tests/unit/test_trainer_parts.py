@@ -10,7 +10,7 @@ import torch
 from lesa_core.errors import TrainingError
 from lesa_core.interfaces import Decision
 from lesa_core.trainer.checkpoint import TrainState, load_checkpoint, run_key, save_checkpoint
-from lesa_core.trainer.losses import guidance_weights, guided_error
+from lesa_core.trainer.losses import guidance_weights, guided_error, steps_of
 from lesa_core.trainer.schedule import forecast_spans, history_indices
 from lesa_core.trainer.store import StoreMeta, TrajectoryStore
 
@@ -176,3 +176,12 @@ def test_final_output_reads_images_frames_tuples_and_refuses_anything_else() -> 
     assert torch.equal(final_output((images,)), images) and torch.equal(final_output(images.double()), images)
     with pytest.raises(TrainingError, match="validation_prompts: 0"):
         final_output(FluxPipelineOutput(images=[object()]))
+
+
+def test_steps_of_reads_the_same_values_as_indexing_whole_trajectories() -> None:
+    """Stage 1 gathers only the steps a forecast reads; the values are those of ``truth[rows][:, steps]``."""
+    truth = torch.randn(6, 9, 3, 2)
+    rows, steps = torch.tensor([4, 0, 2]), [1, 3, 8]
+    assert torch.equal(steps_of(truth, steps, rows), truth[rows][:, steps])
+    assert torch.equal(steps_of(truth, steps), truth[:, steps])
+    assert steps_of(truth, [], rows).shape == (3, 0, 3, 2)
