@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from lesa_core.interfaces.policy import CachePolicy, Decision
 from lesa_core.interfaces.predictor import ForecastInput, Predictor
 from lesa_core.interfaces.router import StageRouter
+from lesa_core.replay import FullStepReplay
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,10 @@ class RuntimeComponents:
     :ivar guard_non_finite: on a non-finite forecast, run the body for that step instead.
     :ivar observer: called with a :class:`StepEvent` after every step (collection and closed-loop
         training use it); ``None`` on the fast path.
+    :ivar replay: full steps taken before a trajectory's first forecast are looked up here by their inputs
+        and handed back instead of run (and recorded when not found): :class:`~lesa_core.replay.FullStepReplay`,
+        for runs of one frozen model that differ only in the predictor (closed-loop validation); ``None``
+        (the default): every step runs. A runtime may ignore it; results are the same either way.
     """
 
     predictor: Predictor
@@ -84,6 +89,7 @@ class RuntimeComponents:
     guard_non_finite: bool = True
     observer: Callable[[StepEvent], None] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    replay: FullStepReplay | None = None
 
 
 class Attachment(ABC):

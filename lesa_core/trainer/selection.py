@@ -6,7 +6,9 @@ policy, router and tap, exactly as a user would — and scores the output agains
 averaged over the prompts: with a pipeline runner the decoded images by uint8 PSNR (what the benchmarks
 report), with any other runner its output (latents) by SNR in dB, ``10·log10(‖x‖² / ‖x̂ − x‖²)``. Image
 space matters: on the embedded model's validation slice the latent SNR ranks Taylor-1 above reuse, while
-image PSNR ranks reuse above Taylor-1 (docs/results.md).
+image PSNR ranks reuse above Taylor-1 (docs/results.md). Every scoring samples the same batches, so the
+full steps before the first forecast — the warm-up, shared by every candidate — are computed by the first
+scoring and handed back to the others bit for bit (:class:`~lesa_core.replay.FullStepReplay`).
 
 * **Floor** (:func:`score_floor`, :func:`apply_floor`): every forecaster of ``training.start`` (reuse,
   Taylor-1, Taylor-2 and the closed-form ``linear`` fit by default) is built for the run, fitted in closed
@@ -55,6 +57,7 @@ from lesa_core.interfaces import (
 )
 from lesa_core.metrics import psnr
 from lesa_core.plugins import PluginHost
+from lesa_core.replay import FullStepReplay
 from lesa_core.trainer.losses import TeacherForcing
 from lesa_core.trainer.runner import TrajectoryRunner, sample_scored, scoring_space
 from lesa_core.trainer.store import StoreMeta
@@ -116,6 +119,8 @@ class ClosedLoopValidator:
             raise TrainingError(f"{references.shape[0]} reference outputs for {len(self.rows)} validation prompts")
         self._reference: Tensor | None = None if references is None else references[self._local]
         self.seconds = 0.0  # wall time spent sampling (scores and the reference), for the report
+        # every scoring samples the same batches: the full steps before the first forecast are computed once
+        self.replay = FullStepReplay(max_bytes=2**30)
 
     @property
     def space(self) -> str:
@@ -169,6 +174,7 @@ class ClosedLoopValidator:
             router=self.assembly.plugins.router,
             tap=self.assembly.tap,
             guard_non_finite=True,
+            replay=self.replay,
         )
         attachment = self.assembly.adapter.attach(components)
         try:

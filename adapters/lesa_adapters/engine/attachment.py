@@ -24,6 +24,7 @@ from lesa_adapters.engine.registries import forget_registry, registry_of
 from lesa_adapters.engine.state import Call, StepFlags
 from lesa_core.errors import AttachError, ForwardInputError
 from lesa_core.interfaces import Attachment, Decision, ForecastInput, RuntimeComponents, StepEvent, StepInfo
+from lesa_core.replay import RecordedStep
 
 if TYPE_CHECKING:
     from diffusers.hooks.hooks import CacheContext, ModelHook
@@ -56,6 +57,7 @@ class DiffusersAttachment(Attachment):
         self.history_mode = self.predictor.history_mode
         self.guard = bool(components.guard_non_finite)
         self.observer: Callable[[StepEvent], None] | None = components.observer
+        self.replay = components.replay
         self.tap = adapter.check_tap(components.tap)
         self.tap_spec = adapter.taps[self.tap]
         self.skips_forward = isinstance(self.tap_spec, ModelOutputTap)
@@ -260,6 +262,7 @@ class DiffusersAttachment(Attachment):
             self._forecast(call)
         if call.decision is Decision.COMPUTE:
             self._prepare_full_step(call)
+            self._look_up_replay(call, args, kwargs)
         self._arm(call, args, kwargs)
         return call
 
@@ -427,6 +430,29 @@ class DiffusersAttachment(Attachment):
         assert call.device is not None
         call.step_dev = self._step_scalar(0, call.device)
 
+    def _look_up_replay(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """With a replay (:class:`~lesa_core.replay.FullStepReplay`), on a full step before the trajectory's
+        first forecast: hand back the step recorded for these exact inputs (its output replaces the forward),
+        or note the key to record the step under once it ran. Later full steps follow forecasts, whose inputs
+        no other run shares: they are not looked up."""
+        if self.replay is None or call.state.forecasts:
+            return
+        key = self.replay.key((call.state.name, call.index, self.tap, self.shared.probe_at), args, kwargs)
+        recorded = self.replay.get(key)
+        if recorded is None:
+            call.replay_key = key
+            return
+        return_dict = argument(args, kwargs, *self._return_dict)
+        call.output = self.adapter.wrap_output(
+            recorded.output.clone(), self._return_dict_default if return_dict is None else bool(return_dict))
+        call.replayed = recorded
+
+    def _record_replay(self, call: Call, result: Any, tap: Tensor, probe: Tensor | None) -> None:
+        """Record a full step the replay did not hold (copies: the pipeline may write to its output)."""
+        assert self.replay is not None and call.replay_key is not None
+        self.replay.put(call.replay_key, RecordedStep(
+            self.adapter.unwrap_output(result).detach().clone(), tap.clone(), None if probe is None else probe.clone()))
+
     def _arm(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Set the flags the other hooks read during the forward; on a forecast step, either reduce the
         body to pass-throughs with the forecast at the tap, or (model-output tap) prepare the return value
@@ -466,11 +492,19 @@ class DiffusersAttachment(Attachment):
                 raise ForwardInputError(
                     f"LESA: the probe block ({self.probe_blocks} of the body) was not reached during this forward of "
                     f"{type(self.model).__qualname__}; check the adapter's body declarations")
-            if call.forecast is None:
+            if call.replayed is not None:
+                tap = call.replayed.tap.clone()
+                keep = True
+                if shared.probe_at >= 0:
+                    assert call.replayed.probe is not None
+                    state.probe = call.replayed.probe.clone()
+            elif call.forecast is None:
                 tap = self._recorded_tap(result)
                 keep = True
                 if shared.probe_at >= 0:
                     state.probe = self._recorded_probe()
+                if call.replay_key is not None:
+                    self._record_replay(call, result, tap, state.probe if shared.probe_at >= 0 else None)
             else:
                 if not self.skips_forward and not shared.substituted:
                     raise ForwardInputError(
@@ -497,7 +531,8 @@ class DiffusersAttachment(Attachment):
         assert self.observer is not None and call.t_dev is not None
         state = call.state
         name = state.name or DEFAULT_CONTEXT
-        probe = None if self.shared.probe is None else self.shared.probe.detach()
+        probe = self.shared.probe if call.replayed is None else call.replayed.probe  # a replayed step ran no block
+        probe = None if probe is None else probe.detach()
         if state.row_groups is None:
             self.observer(StepEvent(name, call.index, call.t_dev, call.decision, tap, call.inputs, call.fallback,
                                     probe))

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from lesa_core.interfaces import CachePolicy, Decision, ForecastInput
+from lesa_core.replay import RecordedStep
 
 __all__ = ["Call", "ContextState", "StepFlags"]
 
@@ -75,11 +76,13 @@ class Call:
     :ivar output: the model's return value when the whole forward is skipped (model-output tap).
     :ivar awaits_probe: a probe forecast step: the forecast is made once the probe block ran (see
         :meth:`DiffusersAttachment._forecast_on_probe`).
+    :ivar replayed: a full step the runtime's replay handed back (its output replaces the forward).
+    :ivar replay_key: a full step the replay does not hold yet: the key to record it under.
     """
 
     __slots__ = ("awaits_probe", "decision", "device", "fallback", "forecast", "given_index", "given_steps", "host_t",
-                 "index", "inputs", "key", "latent", "output", "owned", "previous", "started", "state", "step_dev",
-                 "t_dev")
+                 "index", "inputs", "key", "latent", "output", "owned", "previous", "replay_key", "replayed", "started",
+                 "state", "step_dev", "t_dev")
 
     def __init__(self, state: ContextState, owned: bool, started: float, previous: Any = None) -> None:
         self.state = state
@@ -101,6 +104,8 @@ class Call:
         self.t_dev: Tensor | None = None
         self.step_dev: Tensor | None = None
         self.awaits_probe = False
+        self.replayed: RecordedStep | None = None
+        self.replay_key: str | None = None
 
 
 class ContextState:
