@@ -5,6 +5,7 @@ bit-identical to a run without the replay."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from lesa_core.testing.tiny import tiny_flux_pipeline, tiny_flux_transformer
 from lesa_core.trainer import PipelineRunner
 from lesa_core.trainer.selection import ClosedLoopValidator
 from lesa_core.trainer.store import StoreMeta
+from lesa_workflows.evaluate import evaluate
 
 pytestmark = pytest.mark.integration
 
@@ -161,3 +163,25 @@ def test_recording_stops_at_the_byte_limit() -> None:
     replay.put("b", step)  # would hold 120 bytes
     assert len(replay) == 1 and replay.nbytes == 60
     assert replay.get("a") is step and replay.get("b") is None and (replay.hits, replay.misses) == (1, 1)
+
+
+def test_a_quality_only_evaluation_gives_the_same_images_and_no_cost(pipe: Any) -> None:
+    """``evaluate(quality_only=True)`` (the zoo bench): the LESA methods share their warm-up, every image is the
+    one the timed evaluation samples, and no seconds, speed-up or full-pass equivalents are claimed."""
+    methods = {"full": None, **{f"taylor{o}": _run({"name": "taylor", "order": o}) for o in (0, 1)}}
+    kwargs = {"num_steps": STEPS, "call_kwargs": CALL, "show_progress": False, "batch_size": 2}
+    calls = BodyCalls(pipe)
+    try:
+        timed = {r.name: r for r in evaluate(pipe, methods, PROMPTS * 2, [0, 1, 2, 3], **kwargs)}
+        timed_calls = calls.count
+        shared = {r.name: r for r in evaluate(pipe, methods, PROMPTS * 2, [0, 1, 2, 3], quality_only=True, **kwargs)}
+    finally:
+        calls.handle.remove()
+    # per batch of 2 prompts, the second LESA method gets the first's 2 warm-up steps × 2 contexts: 2 batches
+    assert timed_calls - (calls.count - timed_calls) == 2 * 4
+    for name in methods:
+        assert torch.equal(shared[name].images, timed[name].images), name
+        assert shared[name].psnr_per_image == timed[name].psnr_per_image
+        assert shared[name].full_passes == timed[name].full_passes
+    assert shared["full"].seconds > 0 and shared["full"].full_pass_equivalents == timed["full"].full_pass_equivalents
+    assert all(math.isnan(shared[n].seconds) and shared[n].full_pass_equivalents is None for n in ("taylor0", "taylor1"))
