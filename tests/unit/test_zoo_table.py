@@ -8,6 +8,7 @@ from lesa_workflows.bench.zoo import (
     PEERS,
     ZooReport,
     ZooSetting,
+    full_passes,
     paired,
     recipe_config,
     schedule_text,
@@ -75,3 +76,21 @@ def test_the_recipe_is_predictor_kan_with_nothing_else() -> None:
     assert "training" not in config  # nothing model-specific: the library's defaults, stage1 99 dropped
     assert recipe_config(Source(), num_steps=30)["training"] == {"num_steps": 30}
     assert config["tap"] == "normed" and config["policy"]["interval"] == 7
+
+
+def test_a_learned_schedule_row_is_checked_against_the_best_at_n() -> None:
+    """The zoo's ``lesa-learned@B`` row (lesa on the learned schedule of the longer N's passes): a table cell
+    with its passes and a paired check against the best training-free method at N; a setting without it
+    (an older zoo.json) shows a dash and no check."""
+    s = _setting()
+    assert "lesa-learned" not in " ".join(s.checks()) and " — |" in ZooReport([s]).markdown()
+    s.rows["lesa-learned@8"] = {"psnr": 40.0, "ssim": 0.9, "full_passes": 8, "psnr_per_image": [39.0, 40.0, 41.0]}
+    assert s.checks()["lesa-learned@8 − reuse@N7"][0] == pytest.approx(1.0)
+    text = ZooReport([s]).markdown()
+    assert "| 40.00 (8) |" in text and "| embedded | default | lesa-learned@8 − reuse@N7 | +1.00 ± 0.00 |" in text
+
+
+@pytest.mark.parametrize(("interval", "passes"), [(7, 10), (10, 8)])
+def test_full_passes_counts_the_interval_schedule(interval: int, passes: int) -> None:
+    """N = 7 and N = 10 with E = 3 and the forced step 3 on 50 steps: 10 and 8 full passes (docs/training.md)."""
+    assert full_passes({"name": "interval", "interval": interval, "warmup": 3}, 50) == passes

@@ -8,13 +8,18 @@ and each setting asked for (the model's own sampling call, plus call overrides s
    policy, ``predictor: kan`` with nothing else set, and the library's training defaults — the start chosen
    on the validation slice and the best epoch kept (:mod:`lesa_core.trainer.selection`);
 2. fits the closed-form ``linear`` peer on the same trajectories;
-3. samples the held-out prompts (seeds 10 000 + i) with full compute, ``lesa``, ``linear``, reuse,
-   Taylor-1, Taylor-2 at the policy's N, and ``lesa`` and Taylor-1 at a longer interval (fewer full passes).
+3. fits, for the same trained ``lesa`` predictor, the ``learned`` schedule with as many full passes as the
+   longer interval spends (:func:`learned_schedule`, on the training trajectories: the teacher-forced error
+   the ``learned`` policy minimises);
+4. samples the held-out prompts (seeds 10 000 + i) with full compute, ``lesa``, ``linear``, reuse,
+   Taylor-1, Taylor-2 at the policy's N, ``lesa`` and Taylor-1 at a longer interval (fewer full passes), and
+   ``lesa`` on the learned schedule of that many passes.
 
 Every row carries its per-image PSNR, so :meth:`ZooReport.markdown` states the paired differences the
 recipe is held to: ``lesa`` − the best training-free method at N, ``lesa`` at the longer interval − that
-same best at N, and ``lesa`` − ``linear`` (mean ± standard error over the prompts). The full-step
-schedule (warm-up E, phase, forced full steps) is printed with every N.
+same best at N (and ``lesa`` on the learned schedule of as many passes − that best), and ``lesa`` − ``linear``
+(mean ± standard error over the prompts). The full-step schedule (warm-up E, phase, forced full steps) is
+printed with every N.
 """
 
 from __future__ import annotations
@@ -89,15 +94,25 @@ class ZooSetting:
         """The training-free method with the highest mean PSNR at the policy's N."""
         return max(PEERS, key=lambda n: self.rows[n]["psnr"])
 
+    @property
+    def learned_row(self) -> str | None:
+        """The name of the ``lesa`` row on a learned schedule (``lesa-learned@B``), if this setting has one."""
+        return next((name for name in self.rows if name.startswith("lesa-learned@")), None)
+
     def checks(self) -> dict[str, tuple[float, float]]:
         """The recipe's paired differences (see the module docstring)."""
         best = self.best_free()
         longer = f"lesa@N{self.long_interval}"
+        at_n = f"{best}@N{self.policy.get('interval')}"
+        learned = self.learned_row
+        extra = {} if learned is None else {
+            f"{learned} − {at_n}": paired(self.per_image(learned), self.per_image(best))}
         return {
             f"lesa − {best}": paired(self.per_image("lesa"), self.per_image(best)),
-            f"{longer} − {best}@N{self.policy.get('interval')}": paired(
+            f"{longer} − {at_n}": paired(
                 self.per_image(longer), self.per_image(best)
             ),
+            **extra,
             "lesa − linear": paired(self.per_image("lesa"), self.per_image("linear")),
         }
 
@@ -173,6 +188,12 @@ def check_recipe(
     def peer(order: int, pol: dict[str, Any]) -> dict[str, Any]:
         return {**shared, "policy": pol, "predictor": {"name": "taylor", "order": order}}
 
+    budget = full_passes(longer, steps)
+    began = time.perf_counter()
+    log(f"{model} / {setting}: fitting lesa's learned schedule of {budget} full passes")
+    learned = learned_schedule(bundle, out / "data", budget, pipe)
+    result.seconds["fit_learned_schedule"] = time.perf_counter() - began
+    result.selection["learned_schedule"] = learned["steps"]
     methods: dict[str, Any] = {
         "full": None,
         "lesa": {"bundle": str(bundle)},
@@ -180,6 +201,7 @@ def check_recipe(
         **{name: peer(order, policy) for name, order in PEERS.items()},
         f"lesa@N{long_interval}": {"bundle": str(bundle), "policy": longer},
         f"taylor1@N{long_interval}": peer(1, longer),
+        f"lesa-learned@{budget}": {"bundle": str(bundle), "policy": learned},
     }
     held_out = source.eval_prompts()[:eval_prompts]
     seeds = [10_000 + i for i in range(len(held_out))]
@@ -212,6 +234,35 @@ def check_recipe(
     return result
 
 
+def full_passes(policy: dict[str, Any], num_steps: int) -> int:
+    """How many of ``num_steps`` steps the (step-index driven) ``policy`` computes in full."""
+    from lesa_core.interfaces import Decision, StepInfo
+    from lesa_core.run import resolve_run
+
+    decide = resolve_run({"policy": policy}).plugins.make_policy().decide
+    return sum(decide(StepInfo(i, None, num_steps)) is Decision.COMPUTE for i in range(num_steps))
+
+
+def learned_schedule(bundle: Path, data: Path, budget: int, pipe: Any) -> dict[str, Any]:
+    """The ``learned`` policy of ``budget`` full passes for ``bundle``'s predictor: the schedule that minimises
+    its teacher-forced, Δσ-weighted error on the first training trajectories of the store in ``data`` (what
+    ``lesa train --fit-policy learned`` and ``lesa bench --frontier``'s ``lesa-learned`` fit)."""
+    from lesa_core.assembly import assemble, find_transformer
+    from lesa_core.trainer import TrajectoryStore
+    from lesa_core.trainer.policy_fit import FIT_ROWS
+    from lesa_core.trainer.schedule_error import TeacherForcedScheduleError
+    from lesa_schedulers.policies.learned import search_schedule
+
+    predictor = assemble(find_transformer(pipe), str(bundle)).predictor
+    store = TrajectoryStore(data / "trajectories")
+    meta = store.read_meta()
+    assert meta is not None and meta.schedule is not None
+    error = TeacherForcedScheduleError(predictor, store.load(), meta.schedule, max_rows=FIT_ROWS)
+    steps = search_schedule(error, budget, starts=("dp", "even"), max_rounds=2)
+    return {"name": "learned", "budget": budget, "steps": steps, "num_steps": meta.num_steps,
+            "times": [error.flow_times[s] for s in steps]}
+
+
 @dataclass
 class ZooReport:
     """Every model and setting of one zoo run."""
@@ -225,18 +276,21 @@ class ZooReport:
         """One table of PSNR (dB) per model and setting, then the recipe's paired checks."""
         lines = [
             "| model | setting | steps | full-step schedule | full passes | lesa | linear | reuse | taylor1 | "
-            "taylor2 | lesa, longer N (full passes) | taylor1, longer N |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "taylor2 | lesa, longer N (full passes) | taylor1, longer N | lesa, learned schedule (full passes) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in self.settings:
             longer = f"lesa@N{s.long_interval}"
+            learned = s.learned_row
+            learned_cell = "—" if learned is None else (
+                f"{s.rows[learned]['psnr']:.2f} ({s.rows[learned]['full_passes']:g})")
             lines.append(
                 f"| {s.model} | {s.setting} | {s.steps} | {schedule_text(s.policy)} | {s.rows['lesa']['full_passes']:g} | "
                 + " | ".join(
                     f"{s.rows[n]['psnr']:.2f}" for n in ("lesa", "linear", "reuse", "taylor1", "taylor2")
                 )
                 + f" | {s.rows[longer]['psnr']:.2f} (N = {s.long_interval}, {s.rows[longer]['full_passes']:g}) | "
-                f"{s.rows[f'taylor1@N{s.long_interval}']['psnr']:.2f} |"
+                f"{s.rows[f'taylor1@N{s.long_interval}']['psnr']:.2f} | {learned_cell} |"
             )
         lines += ["", "| model | setting | check | Δ dB ± s.e. (paired, per image) |", "|---|---|---|---|"]
         for s in self.settings:
