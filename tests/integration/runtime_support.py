@@ -134,3 +134,18 @@ class ExecutionCounter:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+
+
+def probe_host() -> PluginHost:
+    """:func:`make_host` plus the ``probe`` predictor."""
+    import lesa_predictors.probe
+
+    return PluginHost.create(autoload=False, plugins=[*plugin_modules(), lesa_predictors.probe])
+
+
+def four_block_flux_pipeline() -> Any:
+    """The tiny FLUX pipeline with a four-block body (2 double-stream, 2 single-stream), progress bar off."""
+    pipe = tiny.tiny_flux_pipeline()
+    pipe.register_modules(transformer=tiny.tiny_flux_transformer(0, num_layers=2, num_single_layers=2))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

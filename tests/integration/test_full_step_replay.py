@@ -10,13 +10,10 @@ from typing import Any
 
 import pytest
 import torch
-from runtime_support import plugin_modules
 
-import lesa_predictors.probe
 from lesa_core.assembly import assemble
 from lesa_core.plugins import PluginHost
 from lesa_core.replay import FullStepReplay, RecordedStep
-from lesa_core.testing.tiny import tiny_flux_pipeline, tiny_flux_transformer
 from lesa_core.trainer import PipelineRunner
 from lesa_core.trainer.selection import ClosedLoopValidator
 from lesa_core.trainer.store import StoreMeta
@@ -30,22 +27,15 @@ CALL = {"height": 32, "width": 32, "max_sequence_length": 16, "true_cfg_scale": 
 PROMPTS = ["a red circle", "a blue square"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    """Tiny models: one torch thread."""
+@pytest.fixture
+def pipe(four_block_pipe: Any, one_thread: None) -> Any:
+    """The four-block tiny FLUX pipeline, on one torch thread (tiny models)."""
+    return four_block_pipe
 
 
-@pytest.fixture(scope="module")
-def host() -> PluginHost:
-    return PluginHost.create(autoload=False, plugins=[*plugin_modules(), lesa_predictors.probe])
-
-
-@pytest.fixture(scope="module")
-def pipe() -> Any:
-    pipe = tiny_flux_pipeline()
-    pipe.register_modules(transformer=tiny_flux_transformer(0, num_layers=2, num_single_layers=2))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+@pytest.fixture
+def host(probe_plugin_host: PluginHost) -> PluginHost:
+    return probe_plugin_host
 
 
 def _run(predictor: dict[str, Any], tap: str = "normed") -> dict[str, Any]:

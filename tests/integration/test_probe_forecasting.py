@@ -9,14 +9,12 @@ from typing import Any
 
 import pytest
 import torch
-from runtime_support import inner_module, plugin_modules
+from runtime_support import inner_module
 
 import lesa_core
-import lesa_predictors.probe
 from lesa_core.errors import AttachError
 from lesa_core.interfaces import Decision, StepEvent
 from lesa_core.plugins import PluginHost
-from lesa_core.testing.tiny import tiny_flux_pipeline, tiny_flux_transformer
 from lesa_core.trainer import PipelineRunner, TrajectoryStore, train
 
 pytestmark = pytest.mark.integration
@@ -32,18 +30,15 @@ def _one_thread(one_thread):
     """Tiny models: one torch thread."""
 
 
-@pytest.fixture(scope="module")
-def host() -> PluginHost:
-    return PluginHost.create(autoload=False, plugins=[*plugin_modules(), lesa_predictors.probe])
+@pytest.fixture
+def host(probe_plugin_host: PluginHost) -> PluginHost:
+    return probe_plugin_host
 
 
-@pytest.fixture(scope="module")
-def pipe() -> Any:
+@pytest.fixture
+def pipe(four_block_pipe: Any) -> Any:
     """The tiny FLUX pipeline with a four-block body (2 double-stream, 2 single-stream)."""
-    pipe = tiny_flux_pipeline()
-    pipe.register_modules(transformer=tiny_flux_transformer(0, num_layers=2, num_single_layers=2))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return four_block_pipe
 
 
 def probe_run(k: int | None = None) -> dict[str, Any]:
