@@ -108,7 +108,9 @@ def _feed(digest: Any, value: Any) -> None:
         data = value.detach()
         digest.update(f"T{data.dtype}{tuple(data.shape)}{data.device.type}".encode())
         if data.numel():
-            flat = data.reshape(-1).contiguous()
+            flat = data.reshape(-1)
+            if flat.stride(0) != 1:  # a view (even a one-element one, e.g. an expanded scalar) needs unit stride
+                flat = torch.empty(flat.numel(), dtype=flat.dtype, device=flat.device).copy_(flat)
             digest.update(flat.view(torch.uint8).cpu().numpy().tobytes())
     elif isinstance(value, Mapping):
         digest.update(f"M{len(value)}".encode())

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE_LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("lesa_core.errors", "lesa_core.interfaces", "lesa_core.registry", "lesa_core.hookspecs",
                     "lesa_core.progress", "lesa_core.metrics", "lesa_core.distributed", "lesa_core.parsing", "lesa_core.environment",
-                    "lesa_core.outputs")),
+                    "lesa_core.outputs", "lesa_core.replay")),
     ("plugin host", ("lesa_core.plugins",)),
     ("config and bundles", ("lesa_core.config", "lesa_core.bundle", "lesa_core.composite", "lesa_core.run",
                             "lesa_core.sources")),

@@ -144,6 +144,10 @@ def test_the_fingerprint_tells_every_input_apart() -> None:
         (("cond", 0), (x.t(),), {"t": torch.tensor(1.0), "flag": True}),
     ]
     assert len({key, *(FullStepReplay.key(*o) for o in others)}) == len(others) + 1
+    # views of any stride (a pipeline passes expanded timesteps) fingerprint as their values
+    for view, value in ((torch.tensor(2.0).expand(1), torch.tensor([2.0])), (x[:, ::2], x[:, ::2].clone()),
+                        (torch.tensor(3.0).expand(4), torch.full((4,), 3.0)), (torch.zeros(()), torch.zeros(()))):
+        assert FullStepReplay.key((), (view,), {}) == FullStepReplay.key((), (value,), {})
 
 
 def test_recording_stops_at_the_byte_limit() -> None:
