@@ -75,6 +75,7 @@ __all__ = [
     "FrontierRow",
     "diffusers_taylorseer_for_budget",
     "interval_for_budget",
+    "learned_policy",
     "run_frontier_bench",
 ]
 
@@ -103,6 +104,18 @@ def interval_for_budget(steps: int, budget: int) -> dict[str, Any] | None:
             if IntervalPolicy(config).num_full_passes(steps) == budget:
                 return {"name": "interval", "interval": n, "warmup": warmup, "force_full": [warmup]}
     return None
+
+
+def learned_policy(error: Any, budget: int) -> dict[str, Any]:
+    """The ``learned`` policy config of ``budget`` full passes that minimises ``error`` (the predictor's
+    teacher-forced :class:`~lesa_core.trainer.schedule_error.TeacherForcedScheduleError` on training
+    trajectories): ``lesa-learned``'s search, dynamic programming and the even schedule as starts, two rounds
+    of moves."""
+    from lesa_schedulers.policies.learned import search_schedule
+
+    steps = search_schedule(error, budget, starts=("dp", "even"), max_rounds=2)
+    return {"name": "learned", "budget": budget, "steps": steps, "num_steps": error.num_steps,
+            "times": [error.flow_times[s] for s in steps]}
 
 
 def diffusers_taylorseer_for_budget(steps: int, budget: int) -> tuple[int, int] | None:
@@ -462,7 +475,6 @@ def run_frontier_bench(
     from lesa_core.trainer.policy_fit import FIT_ROWS
     from lesa_core.trainer.schedule_error import TeacherForcedScheduleError
     from lesa_schedulers.policies.adaptive import AdaptiveConfig, AdaptivePolicy
-    from lesa_schedulers.policies.learned import search_schedule
     from lesa_workflows.evaluate import evaluate
 
     unknown = [f for f in families if f not in FAMILIES]
@@ -598,14 +610,8 @@ def run_frontier_bench(
                     setting,
                 )
         if "lesa-learned" in families or "lesa-probe-learned" in families:
-            full = search_schedule(error, budget, starts=("dp", "even"), max_rounds=2)
-            learned = {
-                "name": "learned",
-                "budget": budget,
-                "steps": full,
-                "num_steps": steps,
-                "times": [error.flow_times[s] for s in full],
-            }
+            learned = learned_policy(error, budget)
+            full = learned["steps"]
             add("lesa-learned", budget, {"bundle": str(bundle), "policy": learned}, f"steps {full}")
             if probe_bundle is not None:
                 add(

@@ -236,11 +236,9 @@ def check_recipe(
 
 def full_passes(policy: dict[str, Any], num_steps: int) -> int:
     """How many of ``num_steps`` steps the (step-index driven) ``policy`` computes in full."""
-    from lesa_core.interfaces import Decision, StepInfo
     from lesa_core.run import resolve_run
 
-    decide = resolve_run({"policy": policy}).plugins.make_policy().decide
-    return sum(decide(StepInfo(i, None, num_steps)) is Decision.COMPUTE for i in range(num_steps))
+    return resolve_run({"policy": policy}).plugins.make_policy().num_full_passes(num_steps)
 
 
 def learned_schedule(bundle: Path, data: Path, budget: int, pipe: Any) -> dict[str, Any]:
@@ -251,16 +249,13 @@ def learned_schedule(bundle: Path, data: Path, budget: int, pipe: Any) -> dict[s
     from lesa_core.trainer import TrajectoryStore
     from lesa_core.trainer.policy_fit import FIT_ROWS
     from lesa_core.trainer.schedule_error import TeacherForcedScheduleError
-    from lesa_schedulers.policies.learned import search_schedule
+    from lesa_workflows.bench.frontier import learned_policy
 
     predictor = assemble(find_transformer(pipe), str(bundle)).predictor
     store = TrajectoryStore(data / "trajectories")
     meta = store.read_meta()
     assert meta is not None and meta.schedule is not None
-    error = TeacherForcedScheduleError(predictor, store.load(), meta.schedule, max_rows=FIT_ROWS)
-    steps = search_schedule(error, budget, starts=("dp", "even"), max_rounds=2)
-    return {"name": "learned", "budget": budget, "steps": steps, "num_steps": meta.num_steps,
-            "times": [error.flow_times[s] for s in steps]}
+    return learned_policy(TeacherForcedScheduleError(predictor, store.load(), meta.schedule, max_rows=FIT_ROWS), budget)
 
 
 @dataclass
