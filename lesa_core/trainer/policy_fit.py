@@ -46,6 +46,7 @@ def fit_policy(
         "policy": run.policy.name,
         "error_before": before_error,
         "full_passes_before": sum(d is Decision.COMPUTE for d in before),
+        "decisions_before": "".join("F" if d is Decision.COMPUTE else "c" for d in before),
         "error_after": after_error,
         "full_passes_after": sum(d is Decision.COMPUTE for d in after),
         "forecasts_evaluated": error.forecasts_made,

@@ -86,7 +86,7 @@ def test_frontier_end_to_end(tmp_path: Path) -> None:
     assert families == set(FAMILIES)
     for r in report.rows:
         assert r.full_pass_equivalents is not None and len(r.psnr_per_image) == 2
-        if r.family in ("lesa", "lesa-learned", "lesa-ts-sched", "reuse", "taylor1", "taylor2",
+        if r.family in ("lesa", "lesa-learned", "lesa-alternating", "lesa-ts-sched", "reuse", "taylor1", "taylor2",
                         "diffusers-taylorseer"):
             assert r.full_pass_equivalents == pytest.approx(r.budget), r.name  # exact schedules, counted
         if r.family == "lesa-adaptive":
@@ -100,6 +100,15 @@ def test_frontier_end_to_end(tmp_path: Path) -> None:
         meta = json.loads((tmp_path / "out" / f"bundle-ts-sched-{budget}" / BUNDLE_CONFIG_NAME).read_text())
         assert meta["run_config"]["policy"] == {"name": "interval", "interval": n, "warmup": e, "force_full": [],
                                                 "phase": e + 1}
+    for budget in (4, 6):  # trained for lesa-learned's steps, which are then refitted for it: both in the bundle
+        learned = next(r for r in report.rows if r.name == f"lesa-learned@{budget}")
+        alternated = next(r for r in report.rows if r.name == f"lesa-alternating@{budget}")
+        meta = json.loads((tmp_path / "out" / f"bundle-alternating-{budget}" / BUNDLE_CONFIG_NAME).read_text())
+        policy = meta["run_config"]["policy"]
+        assert policy["name"] == "learned" and len(policy["steps"]) == budget and policy["num_steps"] == STEPS
+        trained_for = [s for s, d in enumerate(meta["extra"]["policy_fit"]["decisions_before"]) if d == "F"]
+        assert f"steps {trained_for}" == learned.setting  # lesa-learned's steps, fitted for the run's predictor
+        assert alternated.setting.endswith(f"refitted to steps {policy['steps']}")
     written = json.loads((tmp_path / "out" / "frontier.json").read_text())
     assert set(written["comparisons"]["per_budget"]) == {"4", "6"}
     assert all(

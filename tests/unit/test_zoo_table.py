@@ -94,3 +94,16 @@ def test_a_learned_schedule_row_is_checked_against_the_best_at_n() -> None:
 def test_full_passes_counts_the_interval_schedule(interval: int, passes: int) -> None:
     """N = 7 and N = 10 with E = 3 and the forced step 3 on 50 steps: 10 and 8 full passes (docs/training.md)."""
     assert full_passes({"name": "interval", "interval": interval, "warmup": 3}, 50) == passes
+
+
+def test_an_alternating_row_is_checked_and_shown_beside_the_learned_one() -> None:
+    """The zoo's ``lesa-alternating@B`` row (a predictor trained for the learned schedule, the schedule refitted):
+    its own column and paired check; without it a dash."""
+    s = _setting()
+    s.rows["lesa-learned@8"] = {"psnr": 40.0, "ssim": 0.9, "full_passes": 8, "psnr_per_image": [39.0, 40.0, 41.0]}
+    assert s.alternating_row is None and ZooReport([s]).markdown().count(" — |") == 1
+    s.rows["lesa-alternating@8"] = {"psnr": 41.0, "ssim": 0.9, "full_passes": 8,
+                                    "psnr_per_image": [40.5, 41.0, 41.5]}
+    assert s.checks()["lesa-alternating@8 − reuse@N7"][0] == pytest.approx(2.0)
+    text = ZooReport([s]).markdown()
+    assert "| 40.00 (8) | 41.00 (8) |" in text and "lesa-alternating@8 − reuse@N7 | +2.00 ± 0.29 |" in text

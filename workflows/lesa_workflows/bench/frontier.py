@@ -7,8 +7,9 @@ One run on a model source:
    the source's training prompts;
 2. for each budget B fits, on the collected (training) trajectories (16 rows), the ``learned`` schedule of B
    passes (dynamic programming or the even schedule, whichever is better, then two rounds of moves)
-   and the ``adaptive`` policy's threshold for a cap of B (:mod:`lesa_schedulers.policies`) — the predictor
-   is not retrained per budget;
+   and the ``adaptive`` policy's threshold for a cap of B (:mod:`lesa_schedulers.policies`) — for the run's
+   predictor, which is not retrained per budget (``lesa-alternating`` and ``lesa-ts-sched`` train one per
+   budget);
 3. tunes each peer to B: the fixed-schedule methods by their interval, the threshold caches by a sweep of
    their threshold on one calibration prompt (a training prompt), taking the threshold whose full-pass
    equivalents come closest to B;
@@ -20,6 +21,9 @@ Methods per budget (``FAMILIES``):
 
 ``lesa``            the trained predictor, LESA's fixed schedule (interval N, warm-up E, forced step E) of B passes
 ``lesa-learned``    the same predictor, the ``learned`` schedule fitted for B
+``lesa-alternating``   ``lesa-learned`` alternated once with training (:func:`train_alternating`): a predictor
+                    trained **for** ``lesa-learned``'s steps of B on the same collection, then those steps refitted
+                    for it — one bundle per budget, holding both
 ``lesa-adaptive``   the same predictor, the ``adaptive`` policy (fitted threshold, cap B)
 ``lesa-ts-sched``   a predictor trained **for** diffusers' TaylorSeer schedule of B passes (the ``interval``
                     policy with warm-up E, no forced step, phase E + 1: s < E or (s − E − 1) % N == 0), one
@@ -77,11 +81,12 @@ __all__ = [
     "interval_for_budget",
     "learned_policy",
     "run_frontier_bench",
+    "train_alternating",
 ]
 
 DEFAULT_BUDGETS = (6, 8, 10, 12, 14, 16)
 PROBE_FAMILIES = ("lesa-probe", "lesa-probe-learned")
-LESA_FAMILIES = ("lesa", "lesa-learned", "lesa-adaptive", "lesa-ts-sched")
+LESA_FAMILIES = ("lesa", "lesa-learned", "lesa-alternating", "lesa-adaptive", "lesa-ts-sched")
 PEER_FAMILIES = (
     "reuse",
     "taylor1",
@@ -116,6 +121,25 @@ def learned_policy(error: Any, budget: int) -> dict[str, Any]:
     steps = search_schedule(error, budget, starts=("dp", "even"), max_rounds=2)
     return {"name": "learned", "budget": budget, "steps": steps, "num_steps": error.num_steps,
             "times": [error.flow_times[s] for s in steps]}
+
+
+def train_alternating(pipe: Any, run: ResolvedRun, learned: dict[str, Any], prompts: Sequence[str], *,
+                      runner: Any, out: Path, data_dir: Path, checkpoint_dir: Path,
+                      show_progress: bool = True) -> tuple[Path, list[int]]:
+    """One round of alternating schedule and predictor: ``lesa train`` with ``run``'s config and the ``learned``
+    policy config (fitted for another predictor, :func:`learned_policy`) trains a fresh predictor for exactly
+    those full steps on the collection in ``data_dir``, then refits the steps for the predictor it trained
+    (:func:`lesa_core.trainer.fit_policy`); the bundle in ``out`` holds both. Returns it and the refitted steps.
+
+    Why: the schedule search uses one predictor's teacher-forced error, and a predictor trained for another
+    schedule (LESA's fixed N) forecasts the new spans it was never trained on (docs/results.md, "Alternating
+    the learned schedule with training")."""
+    from lesa_core.bundle import read_metadata
+    from lesa_core.trainer import train
+
+    bundle, _ = train(pipe, run.derive(policy=learned), prompts, runner=runner, out=out, data_dir=data_dir,
+                      checkpoint_dir=checkpoint_dir, show_progress=show_progress)
+    return bundle, list(read_metadata(bundle).run_config["policy"]["steps"])
 
 
 def diffusers_taylorseer_for_budget(steps: int, budget: int) -> tuple[int, int] | None:
@@ -609,10 +633,18 @@ def run_frontier_bench(
                     },
                     setting,
                 )
-        if "lesa-learned" in families or "lesa-probe-learned" in families:
+        if {"lesa-learned", "lesa-probe-learned", "lesa-alternating"} & set(families):
             learned = learned_policy(error, budget)
             full = learned["steps"]
             add("lesa-learned", budget, {"bundle": str(bundle), "policy": learned}, f"steps {full}")
+            if "lesa-alternating" in families:
+                log(f"training a predictor for lesa-learned's schedule of {budget} passes, then refitting it")
+                alternated, refitted = train_alternating(
+                    pipe, run, learned, prompts, runner=runner, out=out / f"bundle-alternating-{budget}",
+                    data_dir=data, checkpoint_dir=out / f"checkpoint-alternating-{budget}",
+                    show_progress=show_progress)
+                add("lesa-alternating", budget, {"bundle": str(alternated)},
+                    f"trained for steps {full}, refitted to steps {refitted}")
             if probe_bundle is not None:
                 add(
                     "lesa-probe-learned",

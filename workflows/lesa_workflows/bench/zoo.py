@@ -10,14 +10,17 @@ and each setting asked for (the model's own sampling call, plus call overrides s
 2. fits the closed-form ``linear`` peer on the same trajectories;
 3. fits, for the same trained ``lesa`` predictor, the ``learned`` schedule with as many full passes as the
    longer interval spends (:func:`learned_schedule`, on the training trajectories: the teacher-forced error
-   the ``learned`` policy minimises);
+   the ``learned`` policy minimises), and alternates it once with training
+   (:func:`~lesa_workflows.bench.frontier.train_alternating`: a predictor trained for those steps, the steps
+   refitted for it);
 4. samples the held-out prompts (seeds 10 000 + i) with full compute, ``lesa``, ``linear``, reuse,
-   Taylor-1, Taylor-2 at the policy's N, ``lesa`` and Taylor-1 at a longer interval (fewer full passes), and
-   ``lesa`` on the learned schedule of that many passes.
+   Taylor-1, Taylor-2 at the policy's N, ``lesa`` and Taylor-1 at a longer interval (fewer full passes),
+   ``lesa`` on the learned schedule of that many passes, and the alternated pair.
 
 Every row carries its per-image PSNR, so :meth:`ZooReport.markdown` states the paired differences the
 recipe is held to: ``lesa`` − the best training-free method at N, ``lesa`` at the longer interval − that
-same best at N (and ``lesa`` on the learned schedule of as many passes − that best), and ``lesa`` − ``linear``
+same best at N (and ``lesa`` on the learned schedule of as many passes, and the alternated pair, − that best),
+and ``lesa`` − ``linear``
 (mean ± standard error over the prompts). The full-step schedule (warm-up E, phase, forced full steps) is
 printed with every N.
 """
@@ -97,16 +100,26 @@ class ZooSetting:
     @property
     def learned_row(self) -> str | None:
         """The name of the ``lesa`` row on a learned schedule (``lesa-learned@B``), if this setting has one."""
-        return next((name for name in self.rows if name.startswith("lesa-learned@")), None)
+        return self._row("lesa-learned@")
+
+    @property
+    def alternating_row(self) -> str | None:
+        """The name of the alternated schedule-and-predictor row (``lesa-alternating@B``), if this setting has one."""
+        return self._row("lesa-alternating@")
+
+    def _row(self, prefix: str) -> str | None:
+        return next((name for name in self.rows if name.startswith(prefix)), None)
 
     def checks(self) -> dict[str, tuple[float, float]]:
         """The recipe's paired differences (see the module docstring)."""
         best = self.best_free()
         longer = f"lesa@N{self.long_interval}"
         at_n = f"{best}@N{self.policy.get('interval')}"
-        learned = self.learned_row
-        extra = {} if learned is None else {
-            f"{learned} − {at_n}": paired(self.per_image(learned), self.per_image(best))}
+        extra = {
+            f"{row} − {at_n}": paired(self.per_image(row), self.per_image(best))
+            for row in (self.learned_row, self.alternating_row)
+            if row is not None
+        }
         return {
             f"lesa − {best}": paired(self.per_image("lesa"), self.per_image(best)),
             f"{longer} − {at_n}": paired(
@@ -137,6 +150,7 @@ def check_recipe(
     from lesa_core.run import resolve_run
     from lesa_core.sources import training_prompts
     from lesa_core.trainer import PipelineRunner, train
+    from lesa_workflows.bench.frontier import train_alternating
     from lesa_workflows.evaluate import evaluate
 
     out = Path(out)
@@ -194,6 +208,13 @@ def check_recipe(
     learned = learned_schedule(bundle, out / "data", budget, pipe)
     result.seconds["fit_learned_schedule"] = time.perf_counter() - began
     result.selection["learned_schedule"] = learned["steps"]
+    began = time.perf_counter()
+    log(f"{model} / {setting}: training a predictor for that schedule, then refitting the schedule to it")
+    alternated, refitted = train_alternating(
+        pipe, run, learned, prompts, runner=runner, out=out / "alternating",
+        data_dir=out / "data", checkpoint_dir=out / "checkpoint-alternating", show_progress=show_progress)
+    result.seconds["train_alternating"] = time.perf_counter() - began
+    result.selection["alternating_schedule"] = refitted
     methods: dict[str, Any] = {
         "full": None,
         "lesa": {"bundle": str(bundle)},
@@ -202,6 +223,7 @@ def check_recipe(
         f"lesa@N{long_interval}": {"bundle": str(bundle), "policy": longer},
         f"taylor1@N{long_interval}": peer(1, longer),
         f"lesa-learned@{budget}": {"bundle": str(bundle), "policy": learned},
+        f"lesa-alternating@{budget}": {"bundle": str(alternated)},
     }
     held_out = source.eval_prompts()[:eval_prompts]
     seeds = [10_000 + i for i in range(len(held_out))]
@@ -271,21 +293,23 @@ class ZooReport:
         """One table of PSNR (dB) per model and setting, then the recipe's paired checks."""
         lines = [
             "| model | setting | steps | full-step schedule | full passes | lesa | linear | reuse | taylor1 | "
-            "taylor2 | lesa, longer N (full passes) | taylor1, longer N | lesa, learned schedule (full passes) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "taylor2 | lesa, longer N (full passes) | taylor1, longer N | lesa, learned schedule (full passes) | "
+            "lesa, alternating (full passes) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in self.settings:
             longer = f"lesa@N{s.long_interval}"
-            learned = s.learned_row
-            learned_cell = "—" if learned is None else (
-                f"{s.rows[learned]['psnr']:.2f} ({s.rows[learned]['full_passes']:g})")
+            learned_cell, alternating_cell = (
+                "—" if row is None else f"{s.rows[row]['psnr']:.2f} ({s.rows[row]['full_passes']:g})"
+                for row in (s.learned_row, s.alternating_row)
+            )
             lines.append(
                 f"| {s.model} | {s.setting} | {s.steps} | {schedule_text(s.policy)} | {s.rows['lesa']['full_passes']:g} | "
                 + " | ".join(
                     f"{s.rows[n]['psnr']:.2f}" for n in ("lesa", "linear", "reuse", "taylor1", "taylor2")
                 )
                 + f" | {s.rows[longer]['psnr']:.2f} (N = {s.long_interval}, {s.rows[longer]['full_passes']:g}) | "
-                f"{s.rows[f'taylor1@N{s.long_interval}']['psnr']:.2f} | {learned_cell} |"
+                f"{s.rows[f'taylor1@N{s.long_interval}']['psnr']:.2f} | {learned_cell} | {alternating_cell} |"
             )
         lines += ["", "| model | setting | check | Δ dB ± s.e. (paired, per image) |", "|---|---|---|---|"]
         for s in self.settings:
