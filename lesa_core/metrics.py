@@ -4,6 +4,8 @@ Images are compared as uint8 RGB arrays (lossless; nothing is saved as JPEG in b
 
 * **PSNR** — ``20·log10(255 / sqrt(MSE))`` per image, averaged over images (∞ for identical images is
   capped at 100 dB so averages stay finite).
+* **Paired differences** — two methods compared on the same prompts and seeds: the mean and standard
+  error of the per-image differences (:func:`paired_difference`), the form every Δ ± s.e. here takes.
 * **SSIM** — on grayscale (ITU-R 601: 0.299 R + 0.587 G + 0.114 B), 7×7 uniform window, data range
   255, K1 = 0.01, K2 = 0.03, sample covariance, borders cropped — scikit-image's
   ``structural_similarity`` defaults, re-implemented in torch.
@@ -12,6 +14,7 @@ Images are compared as uint8 RGB arrays (lossless; nothing is saved as JPEG in b
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,3 +68,21 @@ def relative_l2(reference: Tensor, test: Tensor) -> Tensor:
     ref = reference.flatten(1).to(torch.float64)
     diff = test.flatten(1).to(torch.float64) - ref
     return diff.norm(dim=1) / ref.norm(dim=1).clamp_min(1e-12)
+
+
+def paired_difference(values: Sequence[float], reference: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the per-image differences ``values[i] − reference[i]`` (the same prompt and
+    seed under two methods), each value capped at :data:`PSNR_CAP_DB` so that identical images (∞ dB) count as
+    100 dB; the standard error is NaN with fewer than two images.
+
+    :raises ValueError: for sequences of different lengths or no images.
+    """
+    if len(values) != len(reference) or not values:
+        raise ValueError(f"paired values need the same images: got {len(values)} and {len(reference)}")
+    diffs = [min(a, PSNR_CAP_DB) - min(b, PSNR_CAP_DB) for a, b in zip(values, reference, strict=True)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    if n < 2:
+        return mean, math.nan
+    variance = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    return mean, math.sqrt(variance / n)

@@ -6,9 +6,10 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
-from lesa_core.metrics import psnr, ssim, to_uint8
+from lesa_core.metrics import paired_difference, psnr, ssim, to_uint8
 from lesa_workflows.evaluate import EvaluatedMethod
 from lesa_workflows.report import write_report
 
@@ -44,3 +45,16 @@ def test_report_files_and_json_schema(tmp_path: Path) -> None:
     for name in ("grid.png", "error_per_step.png"):
         assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| lesa | 10 |" in paths["report.md"].read_text()
+
+
+def test_paired_difference_caps_identical_images_and_needs_two_for_an_error() -> None:
+    """Every Δ ± s.e. of the benches: per-image differences, ∞ dB (identical images) counted as 100 dB."""
+    mean, se = paired_difference([2.0, 4.0, 6.0], [1.0, 1.0, 1.0])
+    assert mean == pytest.approx(3.0) and se == pytest.approx((4 / 3) ** 0.5)
+    assert paired_difference([float("inf"), 50.0], [40.0, 50.0])[0] == pytest.approx(30.0)
+    mean, se = paired_difference([3.0], [1.0])
+    assert mean == 2.0 and math.isnan(se)
+    with pytest.raises(ValueError, match="same images"):
+        paired_difference([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="same images"):
+        paired_difference([], [])

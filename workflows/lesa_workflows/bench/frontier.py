@@ -59,7 +59,6 @@ import contextlib
 import io
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -67,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from lesa_core.interfaces.model import ModelSource
+from lesa_core.metrics import paired_difference as paired
 from lesa_core.outputs import claim_output_folder
 from lesa_core.run import ResolvedRun
 from lesa_core.sources import training_prompts
@@ -376,17 +376,6 @@ class FrontierReport:
             lines += ["", "## Settings", "", *settings]
         lines += ["", f"Whole benchmark: {self.seconds:.0f} s.", ""]
         return "\n".join(lines)
-
-
-def paired(values: Sequence[float], reference: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of ``values − reference`` (per image; infinite PSNRs capped at 100 dB)."""
-    diffs = [min(a, 100.0) - min(b, 100.0) for a, b in zip(values, reference, strict=True)]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    if n < 2:
-        return mean, float("nan")
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 def _single_fpe(

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lesa_core import metrics
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.outputs import claim_output_folder
@@ -187,14 +188,9 @@ class QualityReport:
 
 
 def paired_difference(values: Sequence[float], reference: Sequence[float]) -> str:
-    """``"+1.23 ± 0.20"``: mean and standard error of ``values - reference`` (per image)."""
-    diffs = [a - b for a, b in zip(values, reference, strict=True)]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    if n < 2:
-        return f"{mean:+.2f}"
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
-    return f"{mean:+.2f} ± {math.sqrt(var / n):.2f}"
+    """``"+1.23 ± 0.20"``: :func:`lesa_core.metrics.paired_difference` as text (the mean alone for one image)."""
+    mean, se = metrics.paired_difference(values, reference)
+    return f"{mean:+.2f}" if math.isnan(se) else f"{mean:+.2f} ± {se:.2f}"
 
 
 def run_quality_bench(

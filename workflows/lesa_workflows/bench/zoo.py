@@ -28,27 +28,18 @@ printed with every N.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lesa_core.interfaces.model import ModelSource
+from lesa_core.metrics import paired_difference as paired
 
 PEERS = {"reuse": 0, "taylor1": 1, "taylor2": 2}
 """The training-free methods and their Taylor order."""
-
-
-def paired(values: Sequence[float], reference: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the per-image differences ``values − reference``."""
-    diffs = [a - b for a, b in zip(values, reference, strict=True)]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    var = sum((d - mean) ** 2 for d in diffs) / max(n - 1, 1)
-    return mean, math.sqrt(var / n)
 
 
 def schedule_text(policy: dict[str, Any]) -> str:
