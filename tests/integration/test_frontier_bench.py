@@ -4,6 +4,7 @@ schedules and every peer at two budgets, cost counted on the blocks, the report 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,13 @@ def test_frontier_end_to_end(tmp_path: Path) -> None:
         assert policy["name"] == "learned" and len(policy["steps"]) == budget and policy["num_steps"] == STEPS
         trained_for = [s for s, d in enumerate(meta["extra"]["policy_fit"]["decisions_before"]) if d == "F"]
         assert f"steps {trained_for}" == learned.setting  # lesa-learned's steps, fitted for the run's predictor
-        assert alternated.setting.endswith(f"refitted to steps {policy['steps']}")
+        assert f"refitted to steps {policy['steps']}" in alternated.setting
+        # the pair kept is the better on the validation slice: the new one, or lesa-learned itself
+        scores = dict(re.findall(r"(alternated|start) (-?[\d.]+) dB", alternated.setting))
+        kept = "start" if "kept start" in alternated.setting else "alternated"
+        assert set(scores) == {"alternated", "start"} and scores[kept] == max(scores.values(), key=float)
+        if kept == "start":
+            assert alternated.psnr_per_image == learned.psnr_per_image
     written = json.loads((tmp_path / "out" / "frontier.json").read_text())
     assert set(written["comparisons"]["per_budget"]) == {"4", "6"}
     assert all(

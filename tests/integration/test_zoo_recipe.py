@@ -51,9 +51,15 @@ def test_check_recipe_measures_every_row_on_the_same_prompts(tmp_path: Path) -> 
         assert len(row["psnr_per_image"]) == 2 and all(v == v for v in row["psnr_per_image"]), name
     assert result.rows[alternating]["full_passes"] == budget == result.rows[learned]["full_passes"]
     meta = json.loads((tmp_path / "alternating" / BUNDLE_CONFIG_NAME).read_text())
+    alternation = result.selection["alternating"]
     trained_for = [s for s, d in enumerate(meta["extra"]["policy_fit"]["decisions_before"]) if d == "F"]
-    assert trained_for == result.selection["learned_schedule"]  # trained for lesa-learned's steps...
-    assert list(meta["run_config"]["policy"]["steps"]) == result.selection["alternating_schedule"]  # ...refitted
+    assert trained_for == result.selection["learned_schedule"] == alternation["trained_for"]  # lesa-learned's...
+    assert list(meta["run_config"]["policy"]["steps"]) == alternation["refitted"]  # ...refitted for the new one
+    scores = alternation["validation"]  # the better pair on the validation slice is kept
+    assert set(scores) == {"alternated", "start"} and scores[alternation["kept"]] == max(scores.values())
+    if alternation["kept"] == "start":
+        assert alternation["method"]["policy"]["steps"] == trained_for
+        assert result.rows[alternating]["psnr_per_image"] == result.rows[learned]["psnr_per_image"]
     assert meta["run_config"]["predictor"]["name"] == "kan"
     assert json.loads((tmp_path / "setting.json").read_text())["rows"].keys() == result.rows.keys()
     text = ZooReport([result]).markdown()

@@ -12,7 +12,7 @@ and each setting asked for (the model's own sampling call, plus call overrides s
    longer interval spends (:func:`learned_schedule`, on the training trajectories: the teacher-forced error
    the ``learned`` policy minimises), and alternates it once with training
    (:func:`~lesa_workflows.bench.frontier.train_alternating`: a predictor trained for those steps, the steps
-   refitted for it);
+   refitted for it, kept only if that pair beats the learned schedule's on the validation slice);
 4. samples the held-out prompts (seeds 10 000 + i) with full compute, ``lesa``, ``linear``, reuse,
    Taylor-1, Taylor-2 at the policy's N, ``lesa`` and Taylor-1 at a longer interval (fewer full passes),
    ``lesa`` on the learned schedule of that many passes, and the alternated pair.
@@ -201,11 +201,11 @@ def check_recipe(
     result.selection["learned_schedule"] = learned["steps"]
     began = time.perf_counter()
     log(f"{model} / {setting}: training a predictor for that schedule, then refitting the schedule to it")
-    alternated, refitted = train_alternating(
-        pipe, run, learned, prompts, runner=runner, out=out / "alternating",
+    alternation = train_alternating(
+        pipe, run, bundle, learned, prompts, runner=runner, out=out / "alternating",
         data_dir=out / "data", checkpoint_dir=out / "checkpoint-alternating", show_progress=show_progress)
     result.seconds["train_alternating"] = time.perf_counter() - began
-    result.selection["alternating_schedule"] = refitted
+    result.selection["alternating"] = asdict(alternation)
     methods: dict[str, Any] = {
         "full": None,
         "lesa": {"bundle": str(bundle)},
@@ -214,7 +214,7 @@ def check_recipe(
         f"lesa@N{long_interval}": {"bundle": str(bundle), "policy": longer},
         f"taylor1@N{long_interval}": peer(1, longer),
         f"lesa-learned@{budget}": {"bundle": str(bundle), "policy": learned},
-        f"lesa-alternating@{budget}": {"bundle": str(alternated)},
+        f"lesa-alternating@{budget}": alternation.method,
     }
     held_out = source.eval_prompts()[:eval_prompts]
     seeds = [10_000 + i for i in range(len(held_out))]
