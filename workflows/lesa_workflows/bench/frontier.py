@@ -21,7 +21,7 @@ Methods per budget (``FAMILIES``):
 
 ``lesa``            the trained predictor, LESA's fixed schedule (interval N, warm-up E, forced step E) of B passes
 ``lesa-learned``    the same predictor, the ``learned`` schedule fitted for B
-``lesa-alternating``   ``lesa-learned`` alternated once with training (:func:`train_alternating`): a predictor
+``lesa-alternating``   ``lesa-learned`` alternated once with training (:func:`~lesa_workflows.bench.alternating.train_alternating`): a predictor
                     trained **for** ``lesa-learned``'s steps of B on the same collection, then those steps refitted
                     for it (one bundle per budget, holding both) — kept only where it beats ``lesa-learned`` on the
                     validation slice, else ``lesa-learned`` itself
@@ -76,15 +76,12 @@ __all__ = [
     "DEFAULT_BUDGETS",
     "FAMILIES",
     "PROBE_FAMILIES",
-    "Alternation",
     "FrontierReport",
     "FrontierRow",
     "diffusers_taylorseer_for_budget",
     "interval_for_budget",
     "learned_policy",
     "run_frontier_bench",
-    "train_alternating",
-    "validation_scores",
 ]
 
 DEFAULT_BUDGETS = (6, 8, 10, 12, 14, 16)
@@ -124,75 +121,6 @@ def learned_policy(error: Any, budget: int) -> dict[str, Any]:
     steps = search_schedule(error, budget, starts=("dp", "even"), max_rounds=2)
     return {"name": "learned", "budget": budget, "steps": steps, "num_steps": error.num_steps,
             "times": [error.flow_times[s] for s in steps]}
-
-
-@dataclass
-class Alternation:
-    """What :func:`train_alternating` kept: ``method`` (a method spec for :func:`~lesa_workflows.evaluate.evaluate`),
-    ``kept`` (``alternated`` or ``start``), the steps the new predictor was trained for and refitted to, and
-    both pairs' closed-loop scores (dB) on the collection's validation slice (empty without one)."""
-
-    method: dict[str, Any]
-    kept: str
-    trained_for: list[int]
-    refitted: list[int]
-    validation: dict[str, float]
-
-    def describe(self) -> str:
-        scores = ", ".join(f"{k} {v:.2f} dB" for k, v in self.validation.items())
-        return (f"trained for steps {self.trained_for}, refitted to steps {self.refitted}; kept {self.kept}"
-                + (f" (validation: {scores})" if scores else ""))
-
-
-def train_alternating(pipe: Any, run: ResolvedRun, start: Path, learned: dict[str, Any], prompts: Sequence[str],
-                      *, runner: Any, out: Path, data_dir: Path, checkpoint_dir: Path,
-                      show_progress: bool = True) -> Alternation:
-    """One round of alternating schedule and predictor, kept only if it pays on validation.
-
-    ``learned`` is the ``learned`` policy config fitted for the predictor of the bundle ``start``
-    (:func:`learned_policy`). ``lesa train`` with ``run``'s config and that policy trains a fresh predictor for
-    exactly those full steps on the collection in ``data_dir``, then refits the steps for the predictor it
-    trained (:func:`lesa_core.trainer.fit_policy`); the bundle in ``out`` holds both. The new pair and the start
-    pair (``start``'s predictor on ``learned``) are then sampled on the collection's validation slice, closed
-    loop, as training's selection does, and the better one is kept: the alternation never returns a pair worse
-    on validation than the one it started from (without a validation slice, the new pair is kept).
-
-    Why: the schedule search uses one predictor's teacher-forced error, and a predictor trained for another
-    schedule (LESA's fixed N) forecasts spans it was never trained on; retraining for the new spans helps on
-    some models and not on others (docs/results.md, "Alternating the learned schedule with training")."""
-    from lesa_core.bundle import read_metadata
-    from lesa_core.trainer import train
-
-    bundle, _ = train(pipe, run.derive(policy=learned), prompts, runner=runner, out=out, data_dir=data_dir,
-                      checkpoint_dir=checkpoint_dir, show_progress=show_progress)
-    refitted = list(read_metadata(bundle).run_config["policy"]["steps"])
-    candidates = {"alternated": {"bundle": str(bundle)}, "start": {"bundle": str(start), "policy": learned}}
-    validation = validation_scores(pipe, candidates, runner, data_dir)
-    kept = max(validation, key=lambda name: validation[name]) if validation else "alternated"
-    return Alternation(candidates[kept], kept, list(learned["steps"]), refitted, validation)
-
-
-def validation_scores(pipe: Any, methods: dict[str, dict[str, Any]], runner: Any, data_dir: Path) -> dict[str, float]:
-    """Each bundle method's closed-loop score (dB) on the validation slice of the collection in ``data_dir`` (the
-    last prompts, as many as training kept for validation), against the full-compute outputs collection kept;
-    ``{}`` when the collection has no validation slice."""
-    from lesa_core.assembly import assemble, find_transformer
-    from lesa_core.trainer import TrajectoryStore
-    from lesa_core.trainer.selection import ClosedLoopValidator, validation_count
-
-    store = TrajectoryStore(data_dir / "trajectories")
-    meta = store.read_meta()
-    assert meta is not None
-    scores: dict[str, float] = {}
-    for name, method in methods.items():
-        assembly = assemble(find_transformer(pipe), method)
-        count = validation_count(len(meta.prompts), assembly.config.training.validation_prompts)
-        if not count:
-            return {}
-        rows = list(range(len(meta.prompts) - count, len(meta.prompts)))
-        validator = ClosedLoopValidator(assembly, runner, meta, rows, references=store.load_outputs(rows))
-        scores[name] = round(validator.score(assembly.predictor), 4)
-    return scores
 
 
 def diffusers_taylorseer_for_budget(steps: int, budget: int) -> tuple[int, int] | None:
@@ -541,6 +469,7 @@ def run_frontier_bench(
     from lesa_core.trainer.policy_fit import FIT_ROWS
     from lesa_core.trainer.schedule_error import TeacherForcedScheduleError
     from lesa_schedulers.policies.adaptive import AdaptiveConfig, AdaptivePolicy
+    from lesa_workflows.bench.alternating import train_alternating
     from lesa_workflows.evaluate import evaluate
 
     unknown = [f for f in families if f not in FAMILIES]

@@ -11,7 +11,7 @@ and each setting asked for (the model's own sampling call, plus call overrides s
 3. fits, for the same trained ``lesa`` predictor, the ``learned`` schedule with as many full passes as the
    longer interval spends (:func:`learned_schedule`, on the training trajectories: the teacher-forced error
    the ``learned`` policy minimises), and alternates it once with training
-   (:func:`~lesa_workflows.bench.frontier.train_alternating`: a predictor trained for those steps, the steps
+   (:func:`~lesa_workflows.bench.alternating.train_alternating`: a predictor trained for those steps, the steps
    refitted for it, kept only if that pair beats the learned schedule's on the validation slice);
 4. samples the held-out prompts (seeds 10 000 + i) with full compute, ``lesa``, ``linear``, reuse,
    Taylor-1, Taylor-2 at the policy's N, ``lesa`` and Taylor-1 at a longer interval (fewer full passes),
@@ -141,7 +141,7 @@ def check_recipe(
     from lesa_core.run import resolve_run
     from lesa_core.sources import training_prompts
     from lesa_core.trainer import PipelineRunner, train
-    from lesa_workflows.bench.frontier import train_alternating
+    from lesa_workflows.bench.alternating import train_alternating
     from lesa_workflows.evaluate import evaluate
 
     out = Path(out)
