@@ -11,6 +11,7 @@ import pytest
 
 from lesa_core import attach
 from lesa_core.bundle import BUNDLE_CONFIG_NAME
+from lesa_core.errors import ConfigError
 from lesa_core.testing.tiny import tiny_flux_pipeline
 from lesa_core.trainer import PipelineRunner, train
 
@@ -67,6 +68,12 @@ def test_learned_schedule_is_fitted_into_the_bundle_and_attached(pipe, tmp_path:
     with attach(pipe, str(bundle)) as handle:  # another step count: still 5 full passes
         _runner(pipe).run(PROMPTS[:1], [0], 8)
         assert handle.stats()["cond"]["decisions"].count("F") == 5
+    other = {"name": "learned", "budget": 4, "steps": [0, 1, 5, 9], "num_steps": STEPS}
+    with pytest.raises(ConfigError, match="times: null"):  # the bundle's 5 fitted times merge with 4 new steps
+        attach(pipe, {"bundle": str(bundle), "policy": other})
+    with attach(pipe, {"bundle": str(bundle), "policy": {**other, "times": None}}) as handle:
+        _runner(pipe).run(PROMPTS[:1], [0], STEPS)
+        assert [i for i, d in enumerate(handle.stats()["cond"]["decisions"]) if d == "F"] == [0, 1, 5, 9]
 
 
 def test_adaptive_threshold_is_fitted_and_the_budget_holds(pipe, tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ class LearnedScheduleConfig(PluginConfig):
             )
         if self.times is not None and len(self.times) != len(self.steps):
             raise ValueError(
-                f"{len(self.times)} times for {len(self.steps)} steps; give one flow time per step"
+                f"{len(self.times)} times for {len(self.steps)} steps; give one flow time per step, or "
+                "times: null (a bundle's fitted policy merges its times with steps you give)"
             )
         return self
 
