@@ -25,7 +25,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["FullStepReplay", "RecordedStep"]
+__all__ = ["EVALUATION_REPLAY_BYTES", "FullStepReplay", "RecordedStep"]
+
+EVALUATION_REPLAY_BYTES = 2**30
+"""The ``max_bytes`` of a replay held for one evaluation (a validation slice, a benchmark's batches): the
+warm-up steps of a few batches fit, a runaway recording cannot fill the memory."""
 
 
 @dataclass(frozen=True)

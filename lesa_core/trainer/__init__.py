@@ -56,7 +56,7 @@ from lesa_core.trainer.selection import (
     fit_closed_form,
     score_floor,
     training_slice,
-    validation_count,
+    validation_rows,
 )
 from lesa_core.trainer.store import STORE_META, StoreMeta, TrajectoryStore
 
@@ -351,11 +351,11 @@ def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], run
     full-compute outputs as collected (sampled when it gives ``None``)."""
     training = assembly.config.training
     assert meta.schedule is not None
-    num_validation = validation_count(len(meta.prompts), training.validation_prompts)
+    rows = validation_rows(len(meta.prompts), training.validation_prompts)
+    num_validation = len(rows)
     train_meta, train_taps = training_slice(meta, taps, num_validation)
     validator = None
     if num_validation:
-        rows = list(range(len(meta.prompts) - num_validation, len(meta.prompts)))
         validator = ClosedLoopValidator(assembly, runner, meta, rows, references=references(rows))
     decisions = assembly.plugins.make_policy().schedule(meta.num_steps)
     times = torch.tensor(meta.schedule[: meta.num_steps], dtype=torch.float32)

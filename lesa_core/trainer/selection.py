@@ -57,7 +57,7 @@ from lesa_core.interfaces import (
 )
 from lesa_core.metrics import psnr
 from lesa_core.plugins import PluginHost
-from lesa_core.replay import FullStepReplay
+from lesa_core.replay import EVALUATION_REPLAY_BYTES, FullStepReplay
 from lesa_core.trainer.losses import TeacherForcing
 from lesa_core.trainer.runner import TrajectoryRunner, sample_scored, scoring_space
 from lesa_core.trainer.store import StoreMeta
@@ -70,6 +70,11 @@ def validation_count(num_prompts: int, requested: int) -> int:
     """How many of the collection's last prompts form the validation slice: ``requested``, at most a quarter
     of ``num_prompts`` (so that training keeps three quarters)."""
     return max(0, min(requested, num_prompts // 4))
+
+
+def validation_rows(num_prompts: int, requested: int) -> list[int]:
+    """The indices of the validation slice: the last :func:`validation_count` prompts of the collection."""
+    return list(range(num_prompts - validation_count(num_prompts, requested), num_prompts))
 
 
 def training_slice(
@@ -103,11 +108,13 @@ class ClosedLoopValidator:
     :param references: the validation prompts' full-compute outputs as collection kept them
         (:meth:`~lesa_core.trainer.store.TrajectoryStore.load_outputs`, in the order of ``rows``), or ``None``
         to sample them (once, when first needed).
+    :param replay: the warm-up steps already recorded for this model, slice and runner (validators of the
+        same slice that differ in their policy may share one); ``None``: a replay of this validator's own.
     """
 
     def __init__(
         self, assembly: Assembly, runner: TrajectoryRunner, meta: StoreMeta, rows: Sequence[int],
-        references: Tensor | None = None,
+        references: Tensor | None = None, replay: FullStepReplay | None = None,
     ) -> None:
         self.assembly = assembly
         self.runner = runner
@@ -120,7 +127,7 @@ class ClosedLoopValidator:
         self._reference: Tensor | None = None if references is None else references[self._local]
         self.seconds = 0.0  # wall time spent sampling (scores and the reference), for the report
         # every scoring samples the same batches: the full steps before the first forecast are computed once
-        self.replay = FullStepReplay(max_bytes=2**30)
+        self.replay = replay if replay is not None else FullStepReplay(max_bytes=EVALUATION_REPLAY_BYTES)
 
     @property
     def space(self) -> str:

@@ -127,6 +127,23 @@ def test_the_validator_scores_the_same_with_the_warm_up_computed_once(pipe: Any,
     assert scores["validator"].replay.hits == 2 * 4  # the second and third scorings: 2 steps × 2 contexts each
 
 
+def test_validators_of_other_policies_may_share_one_replay(pipe: Any, host: PluginHost) -> None:
+    """Two validators of one slice whose policies differ (the alternation's two pairs) share a replay: the
+    second skips the steps both compute before a forecast, and each scores as a validator of its own does."""
+    runner = PipelineRunner(pipe, **CALL)
+    meta = StoreMeta(model_class="FluxTransformer2DModel", model_fingerprint="", tap="normed", num_steps=STEPS,
+                     schedule=None, token_index=None, prompts=PROMPTS, seed=0, call=runner.settings)
+    replay = FullStepReplay()
+    later = {**POLICY, "warmup": 3}  # FFFcccFccc…: its first two steps are the other policy's warm-up
+    for policy in (POLICY, later):
+        assembly = assemble(pipe.transformer, {**_run({"name": "taylor", "order": 1}), "policy": policy}, host=host)
+        shared = ClosedLoopValidator(assembly, runner, meta, [0, 1], replay=replay)
+        assert shared.replay is replay
+        assert shared.score(assembly.predictor) == ClosedLoopValidator(assembly, runner, meta, [0, 1]).score(
+            assembly.predictor)
+    assert replay.hits == 2 * 2  # the second validator: steps 0 and 1, 2 contexts each
+
+
 def test_the_fingerprint_tells_every_input_apart() -> None:
     x = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     key = FullStepReplay.key(("cond", 0), (x,), {"t": torch.tensor(1.0), "flag": True})

@@ -31,7 +31,7 @@ from lesa_core.interfaces import AlwaysCompute, Decision, PluginConfig, StepEven
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.metrics import to_uint8
 from lesa_core.progress import progress_bar
-from lesa_core.replay import FullStepReplay
+from lesa_core.replay import EVALUATION_REPLAY_BYTES, FullStepReplay
 from lesa_core.run import ConfigLike, ResolvedRun
 from lesa_core.trainer.runner import PipelineRunner
 from lesa_workflows.video import output_pixels, per_sample_quality
@@ -180,7 +180,7 @@ def evaluate(
     seconds = dict.fromkeys(order, 0.0)
     passes: dict[str, list[int]] = {name: [] for name in order}
     errors: dict[str, list[list[float]]] = {name: [] for name in order}
-    replay = FullStepReplay(max_bytes=2**30) if quality_only else None
+    replay = FullStepReplay(max_bytes=EVALUATION_REPLAY_BYTES) if quality_only else None
     if prompts:  # warm-up (untimed): the first call pays one-time costs no method should be charged
         runner.run([prompts[0]], [seeds[0]], min(num_steps, 2))
     bar = progress_bar(total=len(order) * len(prompts), desc="evaluate", unit="image", disable=not show_progress)

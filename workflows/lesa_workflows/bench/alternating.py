@@ -64,21 +64,26 @@ def train_alternating(pipe: Any, run: ResolvedRun, start: Path, learned: dict[st
 def validation_scores(pipe: Any, methods: dict[str, dict[str, Any]], runner: Any, data_dir: Path) -> dict[str, float]:
     """Each bundle method's closed-loop score (dB) on the validation slice of the collection in ``data_dir`` (the
     last prompts, as many as training kept for validation), against the full-compute outputs collection kept;
-    ``{}`` when the collection has no validation slice."""
+    ``{}`` when the collection has no validation slice. The methods' shared warm-up steps are computed once."""
     from lesa_core.assembly import assemble, find_transformer
+    from lesa_core.replay import EVALUATION_REPLAY_BYTES, FullStepReplay
     from lesa_core.trainer import TrajectoryStore
-    from lesa_core.trainer.selection import ClosedLoopValidator, validation_count
+    from lesa_core.trainer.selection import ClosedLoopValidator, validation_rows
 
     store = TrajectoryStore(data_dir / "trajectories")
     meta = store.read_meta()
     assert meta is not None
+    replay = FullStepReplay(max_bytes=EVALUATION_REPLAY_BYTES)  # same model, prompts and seeds for every method
+    references: dict[tuple[int, ...], Any] = {}
     scores: dict[str, float] = {}
     for name, method in methods.items():
         assembly = assemble(find_transformer(pipe), method)
-        count = validation_count(len(meta.prompts), assembly.config.training.validation_prompts)
-        if not count:
+        rows = validation_rows(len(meta.prompts), assembly.config.training.validation_prompts)
+        if not rows:
             return {}
-        rows = list(range(len(meta.prompts) - count, len(meta.prompts)))
-        validator = ClosedLoopValidator(assembly, runner, meta, rows, references=store.load_outputs(rows))
+        if tuple(rows) not in references:
+            references[tuple(rows)] = store.load_outputs(rows)
+        validator = ClosedLoopValidator(assembly, runner, meta, rows, references=references[tuple(rows)],
+                                        replay=replay)
         scores[name] = round(validator.score(assembly.predictor), 4)
     return scores
