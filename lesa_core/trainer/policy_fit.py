@@ -46,10 +46,15 @@ def fit_policy(
         "policy": run.policy.name,
         "error_before": before_error,
         "full_passes_before": sum(d is Decision.COMPUTE for d in before),
-        "decisions_before": "".join("F" if d is Decision.COMPUTE else "c" for d in before),
+        "decisions_before": _letters(before),
         "error_after": after_error,
         "full_passes_after": sum(d is Decision.COMPUTE for d in after),
         "forecasts_evaluated": error.forecasts_made,
-        "decisions_after": "".join("F" if d is Decision.COMPUTE else "c" for d in after),
+        "decisions_after": _letters(after),
     }
     return fitted, report
+
+
+def _letters(decisions: Sequence[Decision]) -> str:
+    """``FFcccF…``: a schedule's decisions as the runtime's stats print them (F computes, c forecasts)."""
+    return "".join("F" if d is Decision.COMPUTE else "c" for d in decisions)

@@ -20,9 +20,8 @@ and each setting asked for (the model's own sampling call, plus call overrides s
 Every row carries its per-image PSNR, so :meth:`ZooReport.markdown` states the paired differences the
 recipe is held to: ``lesa`` − the best training-free method at N, ``lesa`` at the longer interval − that
 same best at N (and ``lesa`` on the learned schedule of as many passes, and the alternated pair, − that best),
-and ``lesa`` − ``linear``
-(mean ± standard error over the prompts). The full-step schedule (warm-up E, phase, forced full steps) is
-printed with every N.
+and ``lesa`` − ``linear`` (mean ± standard error over the prompts). The full-step schedule (warm-up E, phase,
+forced full steps) is printed with every N.
 """
 
 from __future__ import annotations
