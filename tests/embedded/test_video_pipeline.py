@@ -23,7 +23,7 @@ SCHEDULED_FULL = [0, 1, 2, 3, 9, 16, 23, 30, 37, 44]  # N = 7, E = 3, step 3 for
 #: Held-out adherence measured on the shipped weights (docs/embedded-model.md): the videos come out
 #: nearly static (the 3D VAE decodes every frame close to the first), so no caption's motion is met and
 #: the full match is 0 %; what the model does follow is the caption's colour (69 % of 32 held-out videos).
-MIN_COLOUR = 0.5
+MIN_MATCH = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +95,9 @@ def test_heldout_captions_at_50_steps_follow_the_prompt(pipe) -> None:
         videos = pipe(caps, generator=gens, output_type="pt", **VIDEO_CALL_DEFAULTS).frames
     assert videos.shape == (8, 9, 3, 32, 32)
     res = score_adherence(videos, caps)
-    assert res.colour.float().mean() >= MIN_COLOUR, {
-        c: bool(m) for c, m in zip(caps, res.colour, strict=True)
-    }
+    verdicts = {c: bool(m) for c, m in zip(caps, res.match, strict=True)}
+    assert res.colour.all(), verdicts
+    assert res.match.float().mean() >= MIN_MATCH, verdicts  # 81 % on 64 held-out videos (slow test below)
     assert torch.isfinite(videos).all() and videos.std() > 0.05  # not a blank video
 
 
@@ -154,7 +154,7 @@ def test_model_source_is_registered_and_scores_only_its_captions() -> None:
     assert set(source.eval_prompts()) == set(heldout_prompts())
     assert not set(source.train_prompts()) & set(source.eval_prompts())
     call = source.call_defaults()
-    assert call["true_cfg_scale"] == 4.0 and call["num_frames"] == 9 and "num_inference_steps" not in call
+    assert call["true_cfg_scale"] == 2.0 and call["num_frames"] == 9 and "num_inference_steps" not in call
     assert call["prompt_template"]["crop_start"] == 95
     assert source.score_adherence(torch.zeros(1, 9, 3, 32, 32), ["a photo of a cat"]) is None
     assert source.score_adherence(torch.zeros(1, 3, 32, 32), [heldout_prompts(1)[0]]) is None  # not a video
@@ -163,23 +163,19 @@ def test_model_source_is_registered_and_scores_only_its_captions() -> None:
 
 
 @pytest.fixture(scope="module")
-def heldout_32(pipe):
+def heldout_64(pipe):
     from tools.embedded.video.evaluate import captions_and_seeds, sample
 
-    caps, seeds = captions_and_seeds(32)
+    caps, seeds = captions_and_seeds(64)
     return score_adherence(sample(pipe, caps, seeds), caps)
 
 
 @pytest.mark.slow
-def test_heldout_adherence_on_32_videos_as_shipped(heldout_32) -> None:
-    """The shipped model's measured level on the 16 held-out captions × 2 seeds: colour 69 % (match 0 %)."""
-    assert heldout_32.colour.float().mean() >= 0.6
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue #14's 80 % target: not reached by the CPU-trained weights")
-def test_heldout_adherence_reaches_the_issues_80_percent(heldout_32) -> None:
-    assert heldout_32.match.float().mean() >= 0.8
+def test_heldout_adherence_on_64_videos_reaches_the_issues_80_percent(heldout_64) -> None:
+    """Issue #14's target on the 16 held-out captions × 4 seeds with the shipped call defaults (true CFG 2):
+    the GPU-trained weights score 52 / 64 (colour 100 %, shape 92 %, motion 86 %)."""
+    assert heldout_64.colour.all()
+    assert heldout_64.match.float().mean() >= 0.8
 
 
 def test_lesa_train_with_the_default_recipe_runs_on_the_video_model(tmp_path) -> None:
