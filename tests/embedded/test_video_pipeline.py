@@ -154,7 +154,7 @@ def test_model_source_is_registered_and_scores_only_its_captions() -> None:
     assert set(source.eval_prompts()) == set(heldout_prompts())
     assert not set(source.train_prompts()) & set(source.eval_prompts())
     call = source.call_defaults()
-    assert call["true_cfg_scale"] == 2.0 and call["num_frames"] == 9 and "num_inference_steps" not in call
+    assert call["true_cfg_scale"] == 1.5 and call["num_frames"] == 9 and "num_inference_steps" not in call
     assert call["prompt_template"]["crop_start"] == 95
     assert source.score_adherence(torch.zeros(1, 9, 3, 32, 32), ["a photo of a cat"]) is None
     assert source.score_adherence(torch.zeros(1, 3, 32, 32), [heldout_prompts(1)[0]]) is None  # not a video
