@@ -7,7 +7,7 @@
         --family-table DEMO_OUT/bundles/lesa DEMO_OUT/bundles/mlp --peers 16
 
 * Adherence: ``n`` held-out videos (the 16 held-out captions, cycled with new seeds when ``n`` > 16),
-  seed ``i`` for video ``i``, ``VIDEO_CALL_DEFAULTS`` (50 steps, true CFG 4, full compute), scored per
+  seed ``i`` for video ``i``, ``VIDEO_CALL_DEFAULTS`` (50 steps, true CFG 1.5, full compute), scored per
   frame and for the motion by :func:`lesa_embedded.video.adherence.score_adherence`.
 * Trajectory: a forward hook on the transformer records its output (LESA's HunyuanVideo tap,
   ``output``) at every step; per step the relative change and cosine similarity to the previous step,
@@ -82,7 +82,10 @@ def plot_strips(videos: torch.Tensor, captions: list[str], path: str | Path) -> 
         ax.set_title(
             ("✓ " if ok else "✗ ") + captions[i], fontsize=7, color="black" if ok else "red", loc="left"
         )
-    fig.suptitle("HunyuanVideo-class model: held-out captions, 9 frames, 50 steps, true CFG 4", fontsize=8)
+    cfg = VIDEO_CALL_DEFAULTS["true_cfg_scale"]
+    fig.suptitle(
+        f"HunyuanVideo-class model: held-out captions, 9 frames, 50 steps, true CFG {cfg:g}", fontsize=8
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
