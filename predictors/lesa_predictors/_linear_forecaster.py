@@ -12,6 +12,18 @@ This is linear in the history, so the predictor is a :class:`~lesa_core.interfac
 encoding, never per token; the history is read once, by :func:`~lesa_core.interfaces.predictor.combine`.
 Encoding, ``α`` and the coefficients are computed in float32 whatever the feature dtype.
 
+How many scales ``f`` gives (``alpha``):
+
+``scalar`` (the paper's)
+    one ``α`` for the whole correction: over the steps of a stage the coefficients are the rank-1 family
+    ``α_s · [w, b]``, so a per-step forecaster whose taps move independently (a closed-form fit) is only
+    approximated.
+``per_tap``
+    ``f`` gives K + 1 scales, one per tap and one for the bias: ``coef_k = α_k · w_k (+1 on the newest)``,
+    ``bias = α_b · b``. Any per-step linear forecaster over the K taps is representable, so a start from
+    coefficients is reproduced up to the time network's fit, and it still reads only time offsets (any step
+    count, any interval).
+
 Time encodings:
 
 ``schedule`` (the paper's)
@@ -88,6 +100,8 @@ class TimeScaledConfig(PredictorConfig):
     :ivar per_channel: per-channel tap weights ``w (K, C)`` and bias ``b (C,)`` instead of scalars
         (needs the tap's channel count).
     :ivar history: ``full`` (taps of full passes only) or ``steps``.
+    :ivar alpha: ``scalar`` (one α, the paper's) or ``per_tap`` (one α per tap and one for the bias); see
+        the module docstring.
     """
 
     taps: TapCount | Annotated[tuple[TapCount, ...], Field(min_length=1, max_length=64)] = (4, 8, 8)
@@ -98,6 +112,7 @@ class TimeScaledConfig(PredictorConfig):
     hidden: Annotated[tuple[Width, ...], Field(max_length=16)] = (32, 32)
     per_channel: bool = Field(False, strict=True)
     history: HistoryMode = "full"
+    alpha: Literal["scalar", "per_tap"] = "scalar"
 
     @field_validator("schedule")
     @classmethod
@@ -128,7 +143,8 @@ class TimeScaledConfig(PredictorConfig):
 
 
 class TimeScaledLinearPredictor(LinearPredictor):
-    """``forecast = h[-1] + α(time) · (Σ_k w_k h_k + b)``; subclasses choose the network behind α.
+    """``forecast = h[-1] + α(time) · (Σ_k w_k h_k + b)`` (``α`` a scalar, or one per tap and the bias);
+    subclasses choose the network behind α.
 
     :cvar ALPHA_INIT_SCALE: factor on the time network's output layer at initialisation (see the module
         docstring).
@@ -171,7 +187,9 @@ class TimeScaledLinearPredictor(LinearPredictor):
             self.register_buffer(
                 "schedule", torch.tensor(config.schedule, dtype=torch.float32), persistent=False
             )
-        self.time_net = self.build_time_net([self.encoding_size, *config.hidden, 1], self.ALPHA_INIT_SCALE)
+        self.time_net = self.build_time_net(
+            [self.encoding_size, *config.hidden, self.alpha_size], self.ALPHA_INIT_SCALE
+        )
 
     @classmethod
     def check_config(cls, config: PredictorConfig, num_stages: int) -> None:
@@ -193,7 +211,8 @@ class TimeScaledLinearPredictor(LinearPredictor):
 
     @abstractmethod
     def build_time_net(self, widths: list[int], output_scale: float) -> nn.Module:
-        """The network ``(1, widths[0]) → (1, 1)`` giving α, its output layer scaled by ``output_scale``."""
+        """The network ``(1, widths[0]) → (1, widths[-1])`` giving α (:attr:`alpha_size` values), its output
+        layer scaled by ``output_scale``."""
 
     # -- sizes --------------------------------------------------------------------------------
     @property
@@ -208,6 +227,11 @@ class TimeScaledLinearPredictor(LinearPredictor):
     def num_steps(self) -> int | None:
         """S for the ``schedule`` encoding, ``None`` for ``relative``."""
         return None if self.config.schedule is None else len(self.config.schedule) - 1
+
+    @property
+    def alpha_size(self) -> int:
+        """How many scales the time network gives: 1 (``scalar``) or K + 1 (``per_tap``)."""
+        return 1 if self.config.alpha == "scalar" else self.taps + 1
 
     @property
     def encoding_size(self) -> int:
@@ -236,17 +260,23 @@ class TimeScaledLinearPredictor(LinearPredictor):
         return rearrange(enc, "d -> 1 d")
 
     def alpha(self, inputs: ForecastInput) -> Tensor:
-        """The scalar ``α`` (float32, shape ``()``) for this forecast."""
+        """``α`` for this forecast, float32: shape ``()`` (``scalar``) or ``(K + 1,)`` (``per_tap``: the taps'
+        scales, oldest → newest, then the bias')."""
         enc = self.time_encoding(inputs)
         dtype = next(self.time_net.parameters()).dtype
-        return self.time_net(enc.to(dtype)).to(torch.float32).reshape(())
+        out = self.time_net(enc.to(dtype)).to(torch.float32)
+        return out.reshape(()) if self.alpha_size == 1 else out.reshape(self.alpha_size)
 
     def coefficients(self, inputs: ForecastInput) -> tuple[Tensor, Tensor]:
         n, k = len(inputs.features), self.taps
         alpha = self.alpha(inputs)
-        coef = alpha * self.weight.to(torch.float32)
+        weight, bias = self.weight.to(torch.float32), self.bias.to(torch.float32)
+        if alpha.dim() == 0:
+            coef, bias = alpha * weight, alpha * bias
+        else:  # per tap: (K,) scales broadcast over a per-channel weight's channels
+            coef = alpha[:k].reshape(k, *([1] * (weight.dim() - 1))) * weight
+            bias = alpha[k] * bias
         coef = torch.cat([coef[:-1], coef[-1:] + 1.0])  # + h[-1]
-        bias = alpha * self.bias.to(torch.float32)
         if n < k:  # the oldest entry stands in for the k - n missing ones
             coef = torch.cat([coef[: k - n + 1].sum(0, keepdim=True), coef[k - n + 1 :]])
         elif n > k:  # older entries than the K taps weigh nothing
@@ -261,9 +291,11 @@ class TimeScaledLinearPredictor(LinearPredictor):
         """Set ``w``, ``b`` and the time network so that the coefficients approximate ``targets``.
 
         The targets' residuals against reuse, ``[c_s − e_newest, b_s]`` (one row per forecast step), are
-        approximated by the rank-1 product ``α_s · [w, b]`` (the leading singular pair; ``|α_s| ≤ 1``), and the
-        time network is fitted to ``α_s`` on the steps' time encodings (full-batch Adam). A start that is
-        reuse (every residual zero) keeps ``w`` and sets α to zero.
+        approximated by rank-1 products (the leading singular pair, ``|α| ≤ 1``): ``scalar`` α fits the whole
+        row, ``α_s · [w, b]``; ``per_tap`` fits each tap's and the bias's block on its own, ``α_{s,k} · w_k``
+        (exact unless a per-channel weight meets targets that differ per channel in more than a scale). The
+        time network is then fitted to the α of every step on the steps' time encodings (full-batch Adam). A
+        block whose residuals are all zero (reuse) keeps its weight and gets α = 0.
 
         :return: the mean squared difference between the realised and the target coefficients.
         """
@@ -286,21 +318,21 @@ class TimeScaledLinearPredictor(LinearPredictor):
                 full[-1] -= 1.0
                 rows.append(torch.cat([full.flatten(), bias.cpu().expand(shape).flatten()]))
             matrix = torch.stack(rows)  # (steps, K·C + C)
-            u, sigma, vh = torch.linalg.svd(matrix, full_matrices=False)
-            device = self.weight.device
-            if float(sigma[0]) < 1e-9:  # reuse: α = 0 with the current w
-                alphas = torch.zeros(len(targets), dtype=torch.float64)
-            else:
-                alphas, vector = u[:, 0] * sigma[0], vh[0]
-                scale = alphas.abs().max()
-                alphas, vector = alphas / scale, vector * scale
-                if float(alphas.mean()) < 0:
-                    alphas, vector = -alphas, -vector
-                size = self.weight.numel()
-                self.weight.copy_(vector[:size].reshape(self.weight.shape).to(device, self.weight.dtype))
-                self.bias.copy_(vector[size:].reshape(self.bias.shape).to(device, self.bias.dtype))
+            current = torch.cat([self.weight.detach().flatten(), self.bias.detach().flatten()]).cpu().double()
+            width = max(1, self.bias.numel())  # C, or 1 for shared weights
+            blocks = [slice(0, matrix.shape[1])] if self.alpha_size == 1 else [
+                slice(i * width, (i + 1) * width) for i in range(k + 1)
+            ]
+            alphas = torch.zeros(len(targets), len(blocks), dtype=torch.float64)
+            for j, block in enumerate(blocks):
+                fitted = _rank_one(matrix[:, block])
+                if fitted is not None:
+                    alphas[:, j], current[block] = fitted
+            device, size = self.weight.device, self.weight.numel()
+            self.weight.copy_(current[:size].reshape(self.weight.shape).to(device, self.weight.dtype))
+            self.bias.copy_(current[size:].reshape(self.bias.shape).to(device, self.bias.dtype))
             encodings = torch.cat([self.time_encoding(t.inputs) for t in targets]).to(device)
-        wanted = alphas.to(device, torch.float32).reshape(-1, 1)
+        wanted = alphas.to(device, torch.float32)
         params = list(self.time_net.parameters())
         optimizer = torch.optim.Adam(params, lr=1e-2)
         dtype = params[0].dtype
@@ -356,3 +388,17 @@ class TimeScaledLinearPredictor(LinearPredictor):
             f"taps={self.taps}, time_encoding={self.config.time_encoding!r}, "
             f"per_channel={self.config.per_channel}, stage={self.context.stage}"
         )
+
+
+def _rank_one(block: Tensor) -> tuple[Tensor, Tensor] | None:
+    """The leading singular pair of ``block (steps, width)`` as ``(α (steps,), vector (width,))`` with
+    ``max |α| = 1`` and ``mean α ≥ 0``; ``None`` when the block is zero (nothing to scale)."""
+    u, sigma, vh = torch.linalg.svd(block, full_matrices=False)
+    if float(sigma[0]) < 1e-9:
+        return None
+    alphas, vector = u[:, 0] * sigma[0], vh[0]
+    scale = alphas.abs().max()
+    alphas, vector = alphas / scale, vector * scale
+    if float(alphas.mean()) < 0:
+        alphas, vector = -alphas, -vector
+    return alphas, vector
