@@ -203,12 +203,19 @@ class TrainingConfig(BaseModel):
         "0 turns selection off")
     start: list[PluginSpec] = Field(
         default_factory=lambda: [PluginSpec(name="taylor", order=0), PluginSpec(name="taylor", order=1),
-                                 PluginSpec(name="taylor", order=2), PluginSpec(name="linear")],
+                                 PluginSpec(name="taylor", order=2), PluginSpec(name="linear"),
+                                 PluginSpec(name="linear", taps=2), PluginSpec(name="linear", taps=8)],
         description="the training-free (or closed-form) forecasters the result must not fall below: each is "
         "scored on the validation slice; training starts from the family's own initialisation, and if its best "
-        "epoch scores below the best of these, the family is set to reproduce that one's coefficients (families "
-        "that can start from coefficients only; an unregistered name is skipped with a warning); [] skips the "
-        "floor")
+        "epoch scores below the best of these, `floor` says what happens (families that can start from "
+        "coefficients only; an unregistered name is skipped with a warning); [] skips the floor. The closed-form "
+        "`linear` fit comes with 2, 3 and 8 taps: how much history helps differs between models (docs/training.md)")
+    floor: Literal["keep", "reproduce"] = Field(
+        "keep", description="when training ends below the best `start` candidate on the validation slice: the "
+        "family is first set to reproduce that candidate's coefficients (kept if it scores better); if the "
+        "result still scores below the candidate, `keep` returns the candidate itself (the bundle holds its "
+        "family, e.g. `linear`, exactly as scored), `reproduce` returns the family's best weights anyway (its "
+        "family and any-step-count time encoding kept, at the cost of the validation score)")
 
 
 class RunConfig(BaseModel):

@@ -136,3 +136,20 @@ def training_prompts(training: TrainingConfig, source: ModelSource) -> list[str]
         return prompts[: training.num_prompts] if training.num_prompts else prompts
     count = training.num_prompts or DEFAULT_SOURCE_PROMPTS
     return list(source.train_prompts())[: count + min(training.validation_prompts, count // 3)]
+
+
+def held_out_samples(source: ModelSource, count: int) -> tuple[list[str], list[int]]:
+    """``count`` held-out samples of ``source`` for the benchmarks: prompt ``i mod n`` of its ``n`` held-out
+    prompts with seed 10 000 + i. With ``count ≤ n`` these are the first ``count`` prompts, one seed each; a
+    source with fewer held-out prompts gives each several seeds (the video model's 16 captions × 4 seeds = 64
+    samples). Seeds from 10 000 never meet a collection's (0, 1, …).
+
+    :raises ConfigError: if the source has no held-out prompts or ``count < 1``.
+    """
+    prompts = list(source.eval_prompts())
+    if not prompts or count < 1:
+        raise ConfigError(
+            f"need at least one held-out prompt and one sample: the model source has {len(prompts)} held-out "
+            f"prompt(s) and {count} sample(s) were asked for"
+        )
+    return [prompts[i % len(prompts)] for i in range(count)], [10_000 + i for i in range(count)]

@@ -53,6 +53,7 @@ from lesa_core.trainer.selection import (
     ClosedLoopValidator,
     apply_floor,
     can_start_from_coefficients,
+    candidate_run,
     fit_closed_form,
     score_floor,
     training_slice,
@@ -325,6 +326,10 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
                       show_progress=show_progress, probes={k: v.to(device) for k, v in probes.items()},
                       references=_store(binding.run, root).load_outputs)
         report.seconds = {"collection": collect_seconds, **report.seconds}
+        if report.kept_candidate is not None:  # training.floor: keep — the bundle is that candidate
+            kept = report.kept_candidate
+            run = candidate_run(assembly, kept.spec, meta.schedule, host)
+            assembly = Assembly(run, assembly.adapter, assembly.tap, kept.predictor)
         predictor = assembly.predictor.eval().requires_grad_(False)
         run, policy_fit = fit_policy(run, predictor, taps, meta.schedule, host=host)
         assembly = Assembly(run, assembly.adapter, assembly.tap, predictor)
@@ -384,8 +389,9 @@ def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], run
     report = trainer.fit(runner, stages=stages)
     if floor is not None and keeper is not None:
         start = time.perf_counter()
-        outcome = apply_floor(assembly, keeper, *floor, decisions, times)
+        outcome, kept = apply_floor(assembly, keeper, *floor, decisions, times, keep=training.floor == "keep")
         selection["floor"] = {**floor[0].summary(), **outcome}
+        report.kept_candidate = kept
         report.seconds["floor"] = floor[0].seconds + time.perf_counter() - start
         report.selection["epochs"] = keeper.summary()
     report.selection = {**selection, **report.selection}

@@ -78,6 +78,9 @@ class TrainReport:
     seconds: dict[str, float] = field(default_factory=dict)
     resumed_from: tuple[int, int] | None = None
     selection: dict[str, Any] = field(default_factory=dict)
+    kept_candidate: Any = None
+    """The :class:`~lesa_core.trainer.selection.KeptCandidate` returned in place of the trained family
+    (``training.floor: keep``), or ``None``."""
 
 
 class Trainer:

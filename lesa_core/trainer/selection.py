@@ -35,7 +35,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -51,6 +51,7 @@ from lesa_core.interfaces import (
     CoefficientTarget,
     Decision,
     Example,
+    ForecastInput,
     LinearPredictor,
     Predictor,
     RuntimeComponents,
@@ -62,6 +63,9 @@ from lesa_core.trainer.losses import TeacherForcing
 from lesa_core.trainer.runner import TrajectoryRunner, sample_scored, scoring_space
 from lesa_core.trainer.store import StoreMeta
 from lesa_core.trainer.sync import gradient_sync
+
+if TYPE_CHECKING:
+    from lesa_core.run import ResolvedRun
 
 logger = logging.getLogger("lesa")
 
@@ -369,6 +373,24 @@ def label(spec: PluginSpec) -> str:
     return f"{spec.name}({extra})" if extra else spec.name
 
 
+def candidate_run(
+    assembly: Assembly, spec: PluginSpec, schedule: list[float], host: PluginHost | None
+) -> ResolvedRun:
+    """The run with its predictor replaced by ``spec`` (the run's history mode when the family has one and
+    ``spec`` leaves it out), bound to ``schedule``.
+
+    :raises ConfigError: if ``spec`` does not fit the run.
+    """
+    from lesa_core.trainer import with_schedule  # the package imports this module
+
+    params = dict(spec.params)
+    run = assembly.run.derive(predictor={"name": spec.name, **params}, host=host)
+    if "history" in run.plugins.predictor_cls.Config.model_fields and "history" not in params:
+        params["history"] = assembly.predictor.history_mode
+        run = assembly.run.derive(predictor={"name": spec.name, **params}, host=host)
+    return with_schedule(run, schedule, host=host)
+
+
 def build_candidate(
     assembly: Assembly,
     spec: PluginSpec,
@@ -377,15 +399,8 @@ def build_candidate(
 ) -> LinearPredictor | None:
     """The run's predictor replaced by ``spec`` (same history mode when the family has one), or ``None``
     with a warning when the family is not registered, cannot be built here, or is not linear."""
-    from lesa_core.trainer import with_schedule  # the package imports this module
-
-    params = dict(spec.params)
     try:
-        run = assembly.run.derive(predictor={"name": spec.name, **params}, host=host)
-        if "history" in run.plugins.predictor_cls.Config.model_fields and "history" not in params:
-            params["history"] = assembly.predictor.history_mode
-            run = assembly.run.derive(predictor={"name": spec.name, **params}, host=host)
-        run = with_schedule(run, schedule, host=host)
+        run = candidate_run(assembly, spec, schedule, host)
         predictor = Binding(run, assembly.adapter, assembly.tap).build_predictor().float()
     except (ConfigError, LesaError) as error:
         logger.warning("training.start: skipping '%s': %s", label(spec), str(error).splitlines()[0])
@@ -404,6 +419,7 @@ class StartChoice:
     chosen: str | None = None
     coefficient_error: float | None = None
     seconds: float = 0.0
+    spec: PluginSpec | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -426,24 +442,110 @@ def score_floor(
     """Score every candidate of ``training.start`` on the validation slice (a closed-form family fitted on the
     training slice first); the scores and the best candidate (``None`` if none could be built)."""
     choice = StartChoice()
-    best: LinearPredictor | None = None
-    for spec in specs:
-        candidate = build_candidate(assembly, spec, schedule, host)
-        if candidate is None:
-            continue
-        if isinstance(candidate, ClosedFormFit):
-            fit_closed_form(candidate, decisions, times, train_taps)
-        name = label(spec)
+    built: dict[str, tuple[PluginSpec, LinearPredictor]] = {}
+
+    def consider(name: str, spec: PluginSpec, candidate: LinearPredictor) -> None:
         choice.scores[name] = validator.score(candidate)
+        built[name] = (spec, candidate)
         logger.info(
             "validation (closed loop, %d prompts): floor candidate %s %.3f dB",
             len(validator.rows),
             name,
             choice.scores[name],
         )
-        if choice.chosen is None or choice.scores[name] > choice.scores[choice.chosen]:
-            choice.chosen, best = name, candidate
-    return choice, best
+
+    for spec in specs:
+        candidate = build_candidate(assembly, spec, schedule, host)
+        if candidate is None:
+            continue
+        if isinstance(candidate, ClosedFormFit):
+            fit_closed_form(candidate, decisions, times, train_taps)
+        consider(label(spec), spec, candidate)
+    singles = sorted(choice.scores, key=choice.scores.__getitem__, reverse=True)
+    carriers = [n for n in singles if isinstance(built[n][1], ClosedFormFit)]
+    if len(singles) >= 2 and carriers:
+        first = singles[0]  # blended with the best of another family: forecasters that err differently
+        others = [n for n in singles[1:] if built[n][0].name != built[first][0].name] or singles[1:]
+        second, carrier = others[0], max(carriers, key=lambda n: built[n][1].history_size)
+        for weight in BLEND_WEIGHTS:
+            blend = fit_blend(assembly, built[carrier][0], built[first][1], built[second][1], weight, decisions,
+                              times, train_taps, schedule, host)
+            if blend is not None:
+                consider(f"{weight:g}·{first} + {1 - weight:g}·{second}", built[carrier][0], blend)
+    if choice.scores:
+        choice.chosen = max(choice.scores, key=choice.scores.__getitem__)
+        choice.spec = built[choice.chosen][0]
+        return choice, built[choice.chosen][1]
+    return choice, None
+
+
+BLEND_WEIGHTS: tuple[float, ...] = (0.25, 0.5, 0.75)
+"""The weights ``w`` of the floor's blends ``w · best + (1 − w) · other``: its best candidate and the best one of
+another family (of the second best when every candidate is of one family)."""
+
+
+def fit_blend(
+    assembly: Assembly,
+    carrier: PluginSpec,
+    first: LinearPredictor,
+    second: LinearPredictor,
+    weight: float,
+    decisions: Sequence[Decision],
+    times: Tensor,
+    train_taps: dict[str, Tensor],
+    schedule: list[float],
+    host: PluginHost | None,
+) -> LinearPredictor | None:
+    """``weight · first + (1 − weight) · second`` as one closed-form predictor of the ``carrier`` family: a
+    fresh ``carrier`` fitted, by its own closed form, to the blend's teacher-forced forecasts — a blend of two
+    linear forecasters is linear over the history, so a closed-form family that reads at least both
+    histories reproduces it (up to its ridge). ``None`` when the carrier reads fewer history entries than
+    one of the two or cannot be built.
+
+    Two forecasters that err differently average out part of their errors: on the GPU-trained video model
+    the 8-tap closed-form fit and Taylor-1 tie alone and their even blend leads both by more than 1 dB, while
+    blends of two closed-form fits gained nothing on its validation slice (docs/results.md)."""
+    predictor = build_candidate(assembly, carrier, schedule, host)
+    if predictor is None or predictor.history_size < max(first.history_size, second.history_size):
+        return None
+    return fit_blend_into(predictor, first, second, weight, decisions, times, train_taps)
+
+
+def fit_blend_into(
+    predictor: LinearPredictor,
+    first: LinearPredictor,
+    second: LinearPredictor,
+    weight: float,
+    decisions: Sequence[Decision],
+    times: Tensor,
+    taps: dict[str, Tensor],
+) -> LinearPredictor | None:
+    """Fit the closed-form ``predictor`` (in place) to ``weight · first + (1 − weight) · second``'s forecasts on
+    the teacher-forced examples of ``taps``; ``None`` if it has no closed form."""
+    if not isinstance(predictor, ClosedFormFit):
+        return None
+
+    def blended(inputs: ForecastInput) -> Tensor:
+        a = first(inputs.last(min(first.history_size, len(inputs.features))))
+        b = second(inputs.last(min(second.history_size, len(inputs.features))))
+        return weight * a.float() + (1.0 - weight) * b.float()
+
+    teacher = TeacherForcing(predictor, decisions, times)
+    with torch.no_grad():
+        predictor.fit_closed_form(
+            Example(example.inputs, blended(example.inputs))
+            for example in teacher_forced_examples(teacher, taps)
+        )
+    return predictor
+
+
+@dataclass
+class KeptCandidate:
+    """A ``training.start`` candidate returned in place of the trained family (``training.floor: keep``):
+    its spec and the fitted predictor that was scored."""
+
+    spec: PluginSpec
+    predictor: LinearPredictor
 
 
 def apply_floor(
@@ -453,25 +555,32 @@ def apply_floor(
     best: LinearPredictor | None,
     decisions: Sequence[Decision],
     times: Tensor,
-) -> dict[str, Any]:
+    keep: bool = True,
+) -> tuple[dict[str, Any], KeptCandidate | None]:
     """After training: if the kept weights score below the best floor candidate on the validation slice, set
     the learned predictor to reproduce that candidate's coefficients and keep them when they score better
-    (scored as ``floor <name>``). What happened, for the report."""
+    (scored as ``floor <name>``); if even that scores below the candidate and ``keep``, the candidate itself
+    is returned (``training.floor``). What happened, for the report, and the candidate to return, if any."""
     if best is None or choice.chosen is None:
-        return {"applied": False}
+        return {"applied": False}, None
     floor = choice.scores[choice.chosen]
     if keeper.best_score >= floor:
-        return {"applied": False, "trained_db": round(keeper.best_score, 4), "floor_db": round(floor, 4)}
+        return {"applied": False, "trained_db": round(keeper.best_score, 4), "floor_db": round(floor, 4)}, None
     learner = TeacherForcing(assembly.predictor, decisions, times)
     choice.coefficient_error = start_from_targets(assembly.predictor, coefficient_targets(best, learner))
     keeper.consider(f"floor {choice.chosen}")
     keeper.restore()
+    kept = None
+    if keep and keeper.best_score < floor and choice.spec is not None:
+        kept = KeptCandidate(choice.spec, best)
     return {
-        "applied": keeper.best_label == f"floor {choice.chosen}",
+        "applied": kept is None and keeper.best_label == f"floor {choice.chosen}",
+        "kept_candidate": kept is not None,
         "trained_db": round(max(s for lbl, s in keeper.scores if not lbl.startswith("floor")), 4),
+        "reproduction_db": round(keeper.scores[-1][1], 4),
         "floor_db": round(floor, 4),
         "coefficient_error": choice.coefficient_error,
-    }
+    }, kept
 
 
 def choose_start(
@@ -535,14 +644,19 @@ def describe_selection(selection: dict[str, Any]) -> str | None:
     if floor and floor.get("chosen"):
         scores = floor["candidates"]
         others = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != floor["chosen"])
-        verdict = (
-            f"training fell short, the predictor reproduces {floor['chosen']}"
-            if floor.get("applied")
-            else "training beat it"
-        )
+        if floor.get("kept_candidate"):
+            verdict = (f"training and the reproduction of its coefficients fell short, the bundle is "
+                       f"{floor['chosen']} itself")
+        elif floor.get("applied"):
+            verdict = f"training fell short, the predictor reproduces {floor['chosen']}"
+        else:
+            verdict = "training beat it"
         parts.append(f"floor: {floor['chosen']} ({scores[floor['chosen']]:.2f} dB; {others}) — {verdict}")
     epochs = selection.get("epochs")
-    if epochs:
+    if floor and floor.get("kept_candidate"):
+        parts.append(f"kept: {floor['chosen']} ({floor['floor_db']:.2f} dB)")
+        space = epochs.get("space", "image") if epochs else "image"
+    elif epochs:
         parts.append(
             f"kept: {epochs['best']} ({epochs['best_db']:.2f} dB, {epochs['gain_over_start_db']:+.2f} dB over "
             "the start)"

@@ -14,7 +14,7 @@ from lesa_core.bundle import read_metadata
 from lesa_core.metrics import to_uint8
 from lesa_core.testing.tiny import tiny_flux_pipeline
 from lesa_core.trainer import PipelineRunner, train
-from lesa_core.trainer.selection import ClosedLoopValidator
+from lesa_core.trainer.selection import ClosedLoopValidator, describe_selection
 from lesa_core.trainer.store import TrajectoryStore
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,14 @@ def test_harmful_training_never_returns_worse_than_the_start(pipe, tmp_path: Pat
         show_progress=False,
     )
     floor = report.selection["floor"]
-    assert set(floor["candidates"]) == {"reuse", "taylor1", "taylor2", "linear"}
+    singles = ["reuse", "taylor1", "taylor2", "linear", "linear(taps=2)", "linear(taps=8)"]
+    assert set(singles) <= set(floor["candidates"])
+    ranked = sorted(singles, key=floor["candidates"].get, reverse=True)
+    family = {"reuse": "taylor", "taylor1": "taylor", "taylor2": "taylor"}
+    first = ranked[0]  # blended with the best of another family
+    second = next(n for n in ranked[1:] if family.get(n, "linear") != family.get(first, "linear"))
+    blends = [f"{w:g}·{first} + {1 - w:g}·{second}" for w in (0.25, 0.5, 0.75)]
+    assert set(floor["candidates"]) == {*singles, *blends}  # the two best, blended (carried by linear(taps=8))
     assert floor["chosen"] == max(floor["candidates"], key=floor["candidates"].get)
     epochs = report.selection["epochs"]
     scores = dict(epochs["scores"])
@@ -86,8 +93,40 @@ def test_harmful_training_never_returns_worse_than_the_start(pipe, tmp_path: Pat
     assert (f"floor {floor['chosen']}" in scores) == (max(scores[k] for k in trained) < floor["floor_db"])
     assert epochs["best_db"] == round(max(scores.values()), 4) and epochs["gain_over_start_db"] >= 0
     assert min(scores.values()) < scores["start"]  # the harmful epochs really were worse
-    assert read_metadata(bundle).extra["selection"]["epochs"]["best"] == epochs["best"]
-    assert _validation_score(pipe, bundle, tmp_path / "d") == pytest.approx(epochs["best_db"], abs=1e-3)
+    metadata = read_metadata(bundle)
+    assert metadata.extra["selection"]["epochs"]["best"] == epochs["best"]
+    # training.floor: keep — never below the best candidate: the kept weights, or the candidate itself
+    kept = floor.get("kept_candidate", False)
+    assert kept == (epochs["best_db"] < floor["floor_db"])
+    chosen = floor["chosen"]
+    assert metadata.run_config["predictor"]["name"] == (
+        "kan" if not kept else "linear" if "linear" in chosen or "·" in chosen else "taylor")
+    returned = _validation_score(pipe, bundle, tmp_path / "d")
+    assert returned == pytest.approx(max(epochs["best_db"], floor["floor_db"]), abs=1e-3)
+
+
+def test_floor_keep_returns_the_candidate_itself_when_not_even_its_reproduction_reaches_it(
+    pipe, tmp_path: Path
+) -> None:
+    """A family that can hardly move (one tap, α held near zero by a tiny time network) trains to about reuse;
+    the closed-form fit scores higher and the family cannot reproduce it, so ``floor: keep`` returns the fit
+    itself and ``floor: reproduce`` the family's weights, scored below it."""
+    results = {}
+    for mode in ("keep", "reproduce"):
+        config = _config({"name": "kan", "taps": 1, "hidden": [1]}, start=[{"name": "taylor", "order": 0}, "linear"], floor=mode,
+                         stage1={"epochs": 1, "batch_size": 4, "lr": 1e-9}, stage2={"epochs": 0})
+        bundle, report = train(pipe, config, PROMPTS, runner=_runner(pipe), out=tmp_path / mode,
+                               data_dir=tmp_path / "d", checkpoint_dir=tmp_path / f"c-{mode}", show_progress=False)
+        results[mode] = (bundle, report.selection["floor"])
+    keep, reproduce = results["keep"][1], results["reproduce"][1]
+    assert keep["chosen"] == "linear" and keep["candidates"]["linear"] > keep["candidates"]["reuse"]
+    assert keep["kept_candidate"] and not reproduce.get("kept_candidate")
+    assert read_metadata(results["keep"][0]).run_config["predictor"]["name"] == "linear"
+    assert read_metadata(results["reproduce"][0]).run_config["predictor"]["name"] == "kan"
+    kept_score = _validation_score(pipe, results["keep"][0], tmp_path / "d")
+    assert kept_score == pytest.approx(keep["floor_db"], abs=1e-3)
+    assert _validation_score(pipe, results["reproduce"][0], tmp_path / "d") < kept_score
+    assert "the bundle is linear itself" in (describe_selection({"validation_prompts": 2, "floor": keep}) or "")
 
 
 class _CountingRunner(PipelineRunner):

@@ -60,7 +60,13 @@ def test_check_recipe_measures_every_row_on_the_same_prompts(tmp_path: Path) -> 
     if alternation["kept"] == "start":
         assert alternation["method"]["policy"]["steps"] == trained_for
         assert result.rows[alternating]["psnr_per_image"] == result.rows[learned]["psnr_per_image"]
-    assert meta["run_config"]["predictor"]["name"] == "kan"
+    floor = meta["extra"]["selection"].get("floor", {})
+    if floor.get("kept_candidate"):  # training.floor: keep — the bundle is the candidate that training fell short of
+        chosen = floor["chosen"]
+        family = "taylor" if chosen == "reuse" or chosen.startswith("taylor") else chosen.split("(")[0]
+        assert meta["run_config"]["predictor"]["name"] == family
+    else:
+        assert meta["run_config"]["predictor"]["name"] == "kan"
     assert json.loads((tmp_path / "setting.json").read_text())["rows"].keys() == result.rows.keys()
     text = ZooReport([result]).markdown()
     assert f"{alternating} − " in text and f"{learned} − " in text

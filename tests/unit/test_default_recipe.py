@@ -23,12 +23,15 @@ class Source:
 def test_selection_is_on_and_the_stage_sizes_are_the_library_ones() -> None:
     training = TrainingConfig()
     assert training.validation_prompts == 8
-    assert [(s.name, s.params.get("order")) for s in training.start] == [
-        ("taylor", 0),
-        ("taylor", 1),
-        ("taylor", 2),
-        ("linear", None),
+    assert [(s.name, s.params) for s in training.start] == [
+        ("taylor", {"order": 0}),
+        ("taylor", {"order": 1}),
+        ("taylor", {"order": 2}),
+        ("linear", {}),
+        ("linear", {"taps": 2}),
+        ("linear", {"taps": 8}),
     ]
+    assert training.floor == "keep"
     assert (training.stage1.epochs, training.stage1.lr, training.stage1.batch_size) == (6, 3e-3, 24)
     assert (training.stage2.epochs, training.stage2.lr, training.stage2.batch_size) == (1, 1e-3, 12)
     assert training.token_subsample == "auto"

@@ -18,6 +18,7 @@ from lesa_core.interfaces import (
 from lesa_core.trainer.losses import TeacherForcing
 from lesa_core.trainer.selection import (
     coefficient_targets,
+    fit_blend_into,
     fit_closed_form,
     forecast_steps,
     snr_db,
@@ -136,6 +137,49 @@ def _error(expert, targets: list[CoefficientTarget]) -> float:
             coef, _ = expert.coefficients(t.inputs)
         total += float((coef - t.coef.unsqueeze(-1)).pow(2).mean())
     return total / len(targets)
+
+
+def test_a_blend_of_two_forecasters_is_fitted_exactly_by_a_closed_form_family_reading_both_histories() -> None:
+    """``w · linear + (1 − w) · Taylor-1`` is linear over the history: a 3-tap closed-form fit to its forecasts
+    reproduces it on every forecast step (here on other trajectories than those it was fitted on)."""
+    taps = {"cond": trajectories()}
+    fitted, taylor = linear(taps=3), TaylorPredictor(TaylorConfig(order=1))
+    fit_closed_form(fitted, DECISIONS, TIMES, taps)
+    blend = fit_blend_into(linear(taps=3, ridge=0.0), fitted, taylor, 0.25, DECISIONS, TIMES, taps)
+    assert blend is not None
+    other = trajectories(seed=7)
+    teacher = TeacherForcing(blend, DECISIONS, TIMES)
+    for step in forecast_steps(teacher):
+        idx = teacher.history(step)
+        inputs = teacher.forecast_input([other[:, j] for j in idx], idx, step)
+        with torch.no_grad():
+            want = 0.25 * fitted(inputs.last(min(3, len(idx)))) + 0.75 * taylor(inputs.last(min(2, len(idx))))
+            assert torch.allclose(blend(inputs), want, atol=1e-4), step
+
+
+def test_per_tap_alpha_reproduces_a_closed_form_fit_that_scalar_alpha_only_approximates() -> None:
+    """A per-step fit whose taps move independently is not rank one: ``scalar`` α approximates it,
+    ``per_tap`` α (one scale per tap and the bias) reproduces it up to the time network's fit."""
+    fitted = linear(taps=3)
+    fit_closed_form(fitted, DECISIONS, TIMES, {"cond": trajectories()})
+    errors = {}
+    for alpha in ("scalar", "per_tap"):
+        torch.manual_seed(0)
+        expert = KANPredictor(KANConfig(taps=3, alpha=alpha, relative_units="spacing"), PredictorContext(channels=4))
+        targets = coefficient_targets(fitted, TeacherForcing(expert, DECISIONS, TIMES))
+        errors[alpha] = expert.start_from(targets)
+    assert errors["per_tap"] < 1e-3
+    assert errors["per_tap"] < 0.1 * errors["scalar"]
+
+
+def test_per_tap_alpha_gives_one_scale_per_tap_and_the_bias() -> None:
+    expert = KANPredictor(KANConfig(taps=4, alpha="per_tap", per_channel=True), PredictorContext(channels=4))
+    targets = coefficient_targets(TaylorPredictor(TaylorConfig(order=1)), TeacherForcing(expert, DECISIONS, TIMES))
+    inputs = targets[0].inputs
+    with torch.no_grad():
+        assert expert.alpha(inputs).shape == (5,)
+        coef, bias = expert.coefficients(inputs)
+    assert coef.shape == (len(inputs.features), 4) and bias.shape == (4,)
 
 
 def test_starting_from_reuse_gives_alpha_zero() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lesa_core.errors import ConfigError
+from lesa_core.sources import held_out_samples
 from lesa_workflows.bench.zoo import (
     PEERS,
     ZooReport,
@@ -107,3 +109,18 @@ def test_an_alternating_row_is_checked_and_shown_beside_the_learned_one() -> Non
     assert s.checks()["lesa-alternating@8 − reuse@N7"][0] == pytest.approx(2.0)
     text = ZooReport([s]).markdown()
     assert "| 40.00 (8) | 41.00 (8) |" in text and "lesa-alternating@8 − reuse@N7 | +2.00 ± 0.29 |" in text
+
+
+class _Source:
+    def eval_prompts(self) -> list[str]:
+        return ["a", "b", "c"]
+
+
+def test_held_out_samples_repeat_a_short_prompt_list_with_new_seeds() -> None:
+    prompts, seeds = held_out_samples(_Source(), 2)  # type: ignore[arg-type]
+    assert prompts == ["a", "b"] and seeds == [10_000, 10_001]
+    prompts, seeds = held_out_samples(_Source(), 7)  # type: ignore[arg-type]
+    assert prompts == ["a", "b", "c", "a", "b", "c", "a"]
+    assert seeds == list(range(10_000, 10_007))  # every sample its own seed: no pair is the same sample twice
+    with pytest.raises(ConfigError, match="held-out"):
+        held_out_samples(_Source(), 0)  # type: ignore[arg-type]

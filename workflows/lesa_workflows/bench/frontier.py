@@ -70,7 +70,7 @@ from lesa_core.interfaces.model import ModelSource
 from lesa_core.metrics import paired_difference as paired
 from lesa_core.outputs import claim_output_folder
 from lesa_core.run import ResolvedRun
-from lesa_core.sources import training_prompts
+from lesa_core.sources import held_out_samples, training_prompts
 
 __all__ = [
     "DEFAULT_BUDGETS",
@@ -485,10 +485,7 @@ def run_frontier_bench(
     call = source.call_defaults()
     runner = PipelineRunner(pipe, **call)
     prompts = training_prompts(run.config.training, source)
-    held_out = source.eval_prompts()[:eval_prompts]
-    if not held_out:
-        raise ConfigError(f"model '{model_name}' has no held-out prompts to evaluate on")
-    seeds = [10_000 + i for i in range(len(held_out))]
+    held_out, seeds = held_out_samples(source, eval_prompts)
     report = FrontierReport(
         model=model_name,
         steps=steps,

@@ -29,7 +29,7 @@ from lesa_core.errors import ConfigError
 from lesa_core.interfaces.model import ModelSource
 from lesa_core.outputs import claim_output_folder
 from lesa_core.run import ResolvedRun
-from lesa_core.sources import training_prompts
+from lesa_core.sources import held_out_samples, training_prompts
 
 LEARNED_FAMILIES = ("kan", "mlp")
 """Families with the shared ``taps``/``history`` structure that the ablation varies."""
@@ -236,10 +236,7 @@ def run_quality_bench(
     call = source.call_defaults()
     runner = PipelineRunner(pipe, **call)
     prompts = training_prompts(run.config.training, source)
-    held_out = source.eval_prompts()[:eval_prompts]
-    if not held_out:
-        raise ConfigError(f"model '{model_name}' has no held-out prompts to evaluate on")
-    seeds = [10_000 + i for i in range(len(held_out))]
+    held_out, seeds = held_out_samples(source, eval_prompts)
     report = QualityReport(model=model_name, prompts=held_out, seeds=seeds, train_prompts=len(prompts),
                            config=run.to_dict())
 

@@ -13,7 +13,9 @@ and each setting asked for (the model's own sampling call, plus call overrides s
    the ``learned`` policy minimises), and alternates it once with training
    (:func:`~lesa_workflows.bench.alternating.train_alternating`: a predictor trained for those steps, the steps
    refitted for it, kept only if that pair beats the learned schedule's on the validation slice);
-4. samples the held-out prompts (seeds 10 000 + i) with full compute, ``lesa``, ``linear``, reuse,
+4. samples ``eval_prompts`` held-out samples (prompt i of the source's held-out
+   list, seed 10 000 + i; a source with fewer held-out prompts repeats them with new seeds;
+   :func:`lesa_core.sources.held_out_samples`) with full compute, ``lesa``, ``linear``, reuse,
    Taylor-1, Taylor-2 at the policy's N, ``lesa`` and Taylor-1 at a longer interval (fewer full passes),
    ``lesa`` on the learned schedule of that many passes, and the alternated pair.
 
@@ -138,7 +140,7 @@ def check_recipe(
     evaluate every method on ``eval_prompts`` held-out prompts (module docstring); trajectories, bundles and
     ``setting.json`` go under ``out``."""
     from lesa_core.run import resolve_run
-    from lesa_core.sources import training_prompts
+    from lesa_core.sources import held_out_samples, training_prompts
     from lesa_core.trainer import PipelineRunner, train
     from lesa_workflows.bench.alternating import train_alternating
     from lesa_workflows.evaluate import evaluate
@@ -215,9 +217,10 @@ def check_recipe(
         f"lesa-learned@{budget}": {"bundle": str(bundle), "policy": learned},
         f"lesa-alternating@{budget}": alternation.method,
     }
-    held_out = source.eval_prompts()[:eval_prompts]
-    seeds = [10_000 + i for i in range(len(held_out))]
-    log(f"{model} / {setting}: evaluating {len(methods)} methods on {len(held_out)} held-out prompts")
+    held_out, seeds = held_out_samples(source, eval_prompts)
+    distinct = len(set(held_out))
+    log(f"{model} / {setting}: evaluating {len(methods)} methods on {len(held_out)} held-out samples "
+        f"({distinct} prompts)")
     began = time.perf_counter()
     results = evaluate(
         pipe,
