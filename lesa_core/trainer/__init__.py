@@ -331,7 +331,11 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
             run = candidate_run(assembly, kept.spec, meta.schedule, host)
             assembly = Assembly(run, assembly.adapter, assembly.tap, kept.predictor)
         predictor = assembly.predictor.eval().requires_grad_(False)
-        run, policy_fit = fit_policy(run, predictor, taps, meta.schedule, host=host)
+        policy_fit: dict[str, Any] | None
+        if report.kept_candidate is None:
+            run, policy_fit = fit_policy(run, predictor, taps, meta.schedule, host=host)
+        else:  # a kept candidate's coefficients belong to the full steps it was fitted and scored for
+            policy_fit = None
         assembly = Assembly(run, assembly.adapter, assembly.tap, predictor)
         extra: dict[str, Any] = {"losses": report.losses, "updates": report.updates, "num_prompts": len(meta.prompts)}
         if report.selection:

@@ -83,6 +83,17 @@ class TrainReport:
     (``training.floor: keep``), or ``None``."""
 
 
+AFTER_TRAINING = ("start", "floor")
+"""Training keys that act only once training is over (the floor): a checkpoint of a run that differs only in
+them is the same training run and resumes."""
+
+
+def training_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The run config a checkpoint is keyed on: ``config`` without the keys of :data:`AFTER_TRAINING`."""
+    training = {k: v for k, v in (config.get("training") or {}).items() if k not in AFTER_TRAINING}
+    return {**config, "training": training}
+
+
 class Trainer:
     """Fits ``assembly.predictor`` on the trajectories of a store.
 
@@ -115,7 +126,7 @@ class Trainer:
             raise TrainingError(f"predictor '{assembly.run.predictor.name}' has no trainable parameters")
         self.sync = gradient_sync()
         self.optimizer = PredictorOptimizer(self.predictor, params, training, self.sync)
-        self.key = run_key(assembly.config.to_dict(), meta.identity(), meta.schedule)
+        self.key = run_key(training_identity(assembly.config.to_dict()), meta.identity(), meta.schedule)
         self.report = TrainReport(losses={"stage1": [], "stage2": []})
         times = torch.tensor(meta.schedule[: meta.num_steps], dtype=torch.float32)
         self.teachers = [TeacherForcing(self.predictor, s.decisions, times) for s in self.schedules]

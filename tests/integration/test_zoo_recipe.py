@@ -52,9 +52,15 @@ def test_check_recipe_measures_every_row_on_the_same_prompts(tmp_path: Path) -> 
     assert result.rows[alternating]["full_passes"] == budget == result.rows[learned]["full_passes"]
     meta = json.loads((tmp_path / "alternating" / BUNDLE_CONFIG_NAME).read_text())
     alternation = result.selection["alternating"]
-    trained_for = [s for s, d in enumerate(meta["extra"]["policy_fit"]["decisions_before"]) if d == "F"]
-    assert trained_for == result.selection["learned_schedule"] == alternation["trained_for"]  # lesa-learned's...
-    assert list(meta["run_config"]["policy"]["steps"]) == alternation["refitted"]  # ...refitted for the new one
+    kept_candidate = meta["extra"]["selection"].get("floor", {}).get("kept_candidate")
+    if kept_candidate:  # a kept closed-form candidate belongs to the steps it was fitted for: no refit
+        assert "policy_fit" not in meta["extra"]
+        assert result.selection["learned_schedule"] == alternation["trained_for"] == alternation["refitted"]
+    else:
+        trained_for = [s for s, d in enumerate(meta["extra"]["policy_fit"]["decisions_before"]) if d == "F"]
+        assert trained_for == result.selection["learned_schedule"] == alternation["trained_for"]  # lesa-learned's
+        assert list(meta["run_config"]["policy"]["steps"]) == alternation["refitted"]  # ...refitted for the new one
+    trained_for = alternation["trained_for"]
     scores = alternation["validation"]  # the better pair on the validation slice is kept
     assert set(scores) == {"alternated", "start"} and scores[alternation["kept"]] == max(scores.values())
     if alternation["kept"] == "start":
@@ -63,10 +69,16 @@ def test_check_recipe_measures_every_row_on_the_same_prompts(tmp_path: Path) -> 
     floor = meta["extra"]["selection"].get("floor", {})
     if floor.get("kept_candidate"):  # training.floor: keep — the bundle is the candidate that training fell short of
         chosen = floor["chosen"]
-        family = "taylor" if chosen == "reuse" or chosen.startswith("taylor") else chosen.split("(")[0]
+        family = ("linear" if "·" in chosen  # a blend, carried by the closed-form family
+                  else "taylor" if chosen == "reuse" or chosen.startswith("taylor") else chosen.split("(")[0])
         assert meta["run_config"]["predictor"]["name"] == family
     else:
         assert meta["run_config"]["predictor"]["name"] == "kan"
+    lesa_meta = json.loads((tmp_path / "lesa" / BUNDLE_CONFIG_NAME).read_text())
+    if lesa_meta["extra"]["selection"]["floor"].get("kept_candidate"):  # other schedules get the trained family
+        anywhere = json.loads((tmp_path / "lesa-any-schedule" / BUNDLE_CONFIG_NAME).read_text())
+        assert anywhere["run_config"]["predictor"]["name"] == "kan"
+        assert anywhere["extra"]["selection"]["epochs"] == lesa_meta["extra"]["selection"]["epochs"]  # resumed
     assert json.loads((tmp_path / "setting.json").read_text())["rows"].keys() == result.rows.keys()
     text = ZooReport([result]).markdown()
     assert f"{alternating} − " in text and f"{learned} − " in text

@@ -185,3 +185,16 @@ def test_steps_of_reads_the_same_values_as_indexing_whole_trajectories() -> None
     assert torch.equal(steps_of(truth, steps, rows), truth[rows][:, steps])
     assert torch.equal(steps_of(truth, steps), truth[:, steps])
     assert steps_of(truth, [], rows).shape == (3, 0, 3, 2)
+
+
+def test_a_checkpoint_is_keyed_without_the_keys_that_act_after_training() -> None:
+    """``training.start`` and ``training.floor`` act once training is over: a run differing only in them resumes
+    the same checkpoint (the zoo's any-schedule bundle does), any other training key starts afresh."""
+    from lesa_core.trainer.checkpoint import run_key
+    from lesa_core.trainer.fit import training_identity
+
+    base = {"predictor": {"name": "kan"}, "training": {"floor": "keep", "start": [], "seed": 0}}
+    other_floor = {**base, "training": {"floor": "reproduce", "start": [{"name": "linear"}], "seed": 0}}
+    other_seed = {**base, "training": {**base["training"], "seed": 1}}
+    assert run_key(training_identity(base)) == run_key(training_identity(other_floor))
+    assert run_key(training_identity(base)) != run_key(training_identity(other_seed))

@@ -8,7 +8,9 @@ and each setting asked for (the model's own sampling call, plus call overrides s
    policy, ``predictor: kan`` with nothing else set, and the library's training defaults — the start chosen
    on the validation slice and the best epoch kept (:mod:`lesa_core.trainer.selection`);
 2. fits the closed-form ``linear`` peer on the same trajectories;
-3. fits, for the same trained ``lesa`` predictor, the ``learned`` schedule with as many full passes as the
+3. fits, for the same trained ``lesa`` predictor (its trained family's weights when the floor kept a
+   candidate bound to N's steps: :func:`~lesa_workflows.bench.alternating.any_schedule_bundle`; so is
+   ``lesa`` at the longer interval), the ``learned`` schedule with as many full passes as the
    longer interval spends (:func:`learned_schedule`, on the training trajectories: the teacher-forced error
    the ``learned`` policy minimises), and alternates it once with training
    (:func:`~lesa_workflows.bench.alternating.train_alternating`: a predictor trained for those steps, the steps
@@ -142,7 +144,7 @@ def check_recipe(
     from lesa_core.run import resolve_run
     from lesa_core.sources import held_out_samples, training_prompts
     from lesa_core.trainer import PipelineRunner, train
-    from lesa_workflows.bench.alternating import train_alternating
+    from lesa_workflows.bench.alternating import any_schedule_bundle, train_alternating
     from lesa_workflows.evaluate import evaluate
 
     out = Path(out)
@@ -172,6 +174,10 @@ def check_recipe(
     result.seconds["collect_and_train_lesa"] = time.perf_counter() - began
     result.seconds.update({f"lesa_{k}": v for k, v in report.seconds.items()})
     result.selection = {"lesa": report.selection, "losses": report.losses}
+    # the rows on other schedules (longer N, learned, alternated) need a predictor that is not bound to N's steps
+    anywhere = any_schedule_bundle(pipe, run, bundle, prompts, runner=runner, out=out / "lesa-any-schedule",
+                                   data_dir=out / "data", checkpoint_dir=out / "checkpoint-lesa",
+                                   show_progress=show_progress)
     began = time.perf_counter()
     log(f"{model} / {setting}: fitting linear")
     linear, linear_report = train(
@@ -197,13 +203,13 @@ def check_recipe(
     budget = full_passes(longer, steps)
     began = time.perf_counter()
     log(f"{model} / {setting}: fitting lesa's learned schedule of {budget} full passes")
-    learned = learned_schedule(bundle, out / "data", budget, pipe)
+    learned = learned_schedule(anywhere, out / "data", budget, pipe)
     result.seconds["fit_learned_schedule"] = time.perf_counter() - began
     result.selection["learned_schedule"] = learned["steps"]
     began = time.perf_counter()
     log(f"{model} / {setting}: training a predictor for that schedule, then refitting the schedule to it")
     alternation = train_alternating(
-        pipe, run, bundle, learned, prompts, runner=runner, out=out / "alternating",
+        pipe, run, anywhere, learned, prompts, runner=runner, out=out / "alternating",
         data_dir=out / "data", checkpoint_dir=out / "checkpoint-alternating", show_progress=show_progress)
     result.seconds["train_alternating"] = time.perf_counter() - began
     result.selection["alternating"] = asdict(alternation)
@@ -212,9 +218,9 @@ def check_recipe(
         "lesa": {"bundle": str(bundle)},
         "linear": {"bundle": str(linear)},
         **{name: peer(order, policy) for name, order in PEERS.items()},
-        f"lesa@N{long_interval}": {"bundle": str(bundle), "policy": longer},
+        f"lesa@N{long_interval}": {"bundle": str(anywhere), "policy": longer},
         f"taylor1@N{long_interval}": peer(1, longer),
-        f"lesa-learned@{budget}": {"bundle": str(bundle), "policy": learned},
+        f"lesa-learned@{budget}": {"bundle": str(anywhere), "policy": learned},
         f"lesa-alternating@{budget}": alternation.method,
     }
     held_out, seeds = held_out_samples(source, eval_prompts)
