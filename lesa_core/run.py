@@ -270,4 +270,20 @@ def resolve_run(config: ConfigLike | ResolvedRun = None, *, bundle: str | Path |
         _check_bundle_kinds(with_default_plugins(trained, host, source=origin),
                             with_default_plugins(run_config, host, source=origin), [user, flags], origin)
     run_config = with_default_plugins(run_config, host, source=origin)
-    return ResolvedRun(run_config, resolve_plugins(run_config, host, source=origin), ref, origin)
+    plugins = resolve_plugins(run_config, host, source=origin)
+    if trained is not None:
+        _check_bundle_policy(with_default_plugins(trained, host, source=origin), run_config, plugins, origin)
+    return ResolvedRun(run_config, plugins, ref, origin)
+
+
+def _check_bundle_policy(trained: RunConfig, merged: RunConfig, plugins: ResolvedPlugins, origin: str | None) -> None:
+    """Refuse another policy than the one a schedule-bound predictor's bundle was fitted for."""
+    if plugins.predictor_cls.schedule_bound and merged.policy != trained.policy:
+        stored = trained.policy.as_dict() if trained.policy else None
+        raise ConfigError(
+            f"this bundle's predictor ('{trained.predictor.name if trained.predictor else None}') was fitted per "
+            f"step for the policy {stored}: its coefficients belong to those full steps and mean nothing on "
+            "others; sample with that policy (drop 'policy'), fit it again for yours, or train with "
+            "training.floor: reproduce for a predictor that runs on any schedule",
+            source=origin, path="policy",
+        )

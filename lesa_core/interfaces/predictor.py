@@ -101,11 +101,14 @@ class Predictor(nn.Module, ABC):
     :cvar stage_aware: ``True`` for families that train one expert per stage of the router; the
         runtime then builds one instance per stage (see :class:`lesa_core.composite.StageAwarePredictor`).
     :cvar learnable: ``True`` if the family has parameters that the trainer should fit.
+    :cvar schedule_bound: ``True`` if its parameters belong to the full steps of the policy it was fitted for
+        (per-step coefficients over that policy's history): a bundle of it refuses another policy.
     """
 
     Config: ClassVar[type[PredictorConfig]] = PredictorConfig
     stage_aware: ClassVar[bool] = False
     learnable: ClassVar[bool] = False
+    schedule_bound: ClassVar[bool] = False
 
     def __init__(self, config: PredictorConfig, context: PredictorContext | None = None) -> None:
         super().__init__()

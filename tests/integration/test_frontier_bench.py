@@ -107,7 +107,11 @@ def test_frontier_end_to_end(tmp_path: Path) -> None:
         meta = json.loads((tmp_path / "out" / f"bundle-alternating-{budget}" / BUNDLE_CONFIG_NAME).read_text())
         policy = meta["run_config"]["policy"]
         assert policy["name"] == "learned" and len(policy["steps"]) == budget and policy["num_steps"] == STEPS
-        trained_for = [s for s, d in enumerate(meta["extra"]["policy_fit"]["decisions_before"]) if d == "F"]
+        if meta["extra"]["selection"].get("floor", {}).get("kept_candidate"):  # bound to its steps: not refitted
+            assert "policy_fit" not in meta["extra"]
+            trained_for = policy["steps"]
+        else:
+            trained_for = [s for s, d in enumerate(meta["extra"]["policy_fit"]["decisions_before"]) if d == "F"]
         assert f"steps {trained_for}" == learned.setting  # lesa-learned's steps, fitted for the run's predictor
         assert f"refitted to steps {policy['steps']}" in alternated.setting
         # the pair kept is the better on the validation slice: the new one, or lesa-learned itself

@@ -11,6 +11,7 @@ import torch
 
 from lesa_core.assembly import assemble
 from lesa_core.bundle import read_metadata
+from lesa_core.errors import ConfigError
 from lesa_core.metrics import to_uint8
 from lesa_core.testing.tiny import tiny_flux_pipeline
 from lesa_core.trainer import PipelineRunner, train
@@ -172,6 +173,11 @@ def test_linear_family_trains_in_closed_form_and_runs_as_a_peer(pipe, tmp_path: 
     assert report.losses == {} and "closed_form" in report.seconds
     score = _validation_score(pipe, bundle, tmp_path / "d")
     assert score == pytest.approx(report.selection["validation_db"], abs=1e-3)
+    # its coefficients belong to the policy's full steps: another policy is refused, with what to do instead
+    assemble(pipe.transformer, {"bundle": str(bundle), "policy": POLICY})  # the same policy is fine
+    with pytest.raises(ConfigError, match="fitted per step for the policy") as info:
+        assemble(pipe.transformer, {"bundle": str(bundle), "policy": {**POLICY, "interval": 5}})
+    assert "training.floor: reproduce" in str(info.value)
 
 
 def test_stage2_output_loss_trains_through_the_tap_head(pipe, tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ class LinearStepPredictor(LinearPredictor):
     Config = LinearConfig
     config: LinearConfig
     learnable = True
+    schedule_bound = True
     schedule: Tensor
 
     def __init__(self, config: LinearConfig, context: PredictorContext | None = None) -> None:

@@ -219,6 +219,7 @@ def run_quality_bench(
     """
     from lesa_core.assembly import bind, find_transformer
     from lesa_core.trainer import PipelineRunner, train
+    from lesa_workflows.bench.alternating import any_schedule_bundle
     from lesa_workflows.evaluate import evaluate
     from lesa_workflows.report import save_step_error_plot
 
@@ -284,9 +285,15 @@ def run_quality_bench(
         if tap != run.config.tap:
             methods.update(peers(policy, tap=tap))
     intervals: dict[str, int] = {}
+    # another N or step count needs a predictor not bound to the run's own full steps (a kept floor candidate)
+    lesa_run = next((v.config(run) for v in variants if v.name == "lesa"), run)
+    anywhere = str(any_schedule_bundle(pipe, lesa_run, Path(bundles["lesa"]), prompts, runner=runner,
+                                       out=out / "bundles" / "lesa-any-schedule", data_dir=data,
+                                       checkpoint_dir=out / "checkpoints" / "lesa", show_progress=show_progress)
+                   ) if "lesa" in bundles and (extra_interval or steps_sweep) else bundles.get("lesa", "")
     if extra_interval:
         longer = {**policy, "interval": extra_interval}
-        methods[f"lesa@N{extra_interval}"] = {"bundle": bundles["lesa"], "policy": longer}
+        methods[f"lesa@N{extra_interval}"] = {"bundle": anywhere, "policy": longer}
         methods.update(peers(longer, f"@N{extra_interval}", orders=(0, 1)))
         intervals = {n: extra_interval for n in methods if n.endswith(f"@N{extra_interval}")}
     log(f"evaluating {len(methods)} methods at {steps} steps on {len(held_out)} prompts")
@@ -310,7 +317,7 @@ def run_quality_bench(
     for other_steps in steps_sweep:
         if other_steps == steps:
             continue
-        sweep = {"full": None, "lesa": {"bundle": bundles["lesa"]}, **peers(policy)}
+        sweep = {"full": None, "lesa": {"bundle": anywhere}, **peers(policy)}
         log(f"evaluating at {other_steps} steps")
         results = evaluate(pipe, sweep, held_out, seeds, num_steps=other_steps, call_kwargs=call, source=source,
                            show_progress=show_progress, reference_tap=run.config.tap)

@@ -32,6 +32,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from lesa_core.outputs import check_not_nested, claim_output_folder
     from lesa_core.trainer import PipelineRunner, train
+    from lesa_workflows.bench.alternating import any_schedule_bundle
     from lesa_workflows.evaluate import evaluate
     from lesa_workflows.report import REPORT_MARKERS, write_report
 
@@ -53,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
     lesa_bundle, lesa_report = train(pipe, run, prompts, runner=runner, out=out / "bundles" / "lesa",
                                      data_dir=data_dir, show_progress=not quiet)
     timings["collect_and_train_lesa"] = time.perf_counter() - began
+    # lesa at another N needs a predictor not bound to the run's own full steps (a kept floor candidate is):
+    # before the mlp run replaces the checkpoint this resumes from
+    anywhere = any_schedule_bundle(pipe, run, lesa_bundle, prompts, runner=runner,
+                                   out=out / "bundles" / "lesa-any-schedule", data_dir=data_dir,
+                                   checkpoint_dir=data_dir / "checkpoint", show_progress=not quiet)
     mlp_config = run.derive(predictor={**run.predictor.as_dict(), "name": "mlp"})
     began = time.perf_counter()
     mlp_bundle, _ = train(pipe, mlp_config, prompts, runner=runner, out=out / "bundles" / "mlp", data_dir=data_dir,
@@ -73,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.extra_interval:
         extra_policy = {**policy, "interval": args.extra_interval}
-        methods[f"lesa@N{args.extra_interval}"] = {"bundle": str(lesa_bundle), "policy": extra_policy}
+        methods[f"lesa@N{args.extra_interval}"] = {"bundle": str(anywhere), "policy": extra_policy}
         methods[f"taylor1@N{args.extra_interval}"] = {**taylor, "policy": extra_policy,
                                                        "predictor": {"name": "taylor", "order": 1}}
     eval_prompts = source.eval_prompts()[: args.eval_prompts]
