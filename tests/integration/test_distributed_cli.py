@@ -153,7 +153,7 @@ def test_a_rank_killed_mid_collection_resumes_without_recomputing(workspace: Pat
     assert crashed.returncode != 0
     store = TrajectoryStore(data / "trajectories")
     done = {i: store.shard_path(i).stat().st_mtime_ns for i in range(len(PROMPTS)) if store.has(i)}
-    assert 1 in done and 3 not in done
+    assert 1 in done and 3 not in done, f"shards {sorted(done)}; torchrun said:\n{crashed.stderr[-4000:]}"
     assert [line for line in (log / "first.1").read_text().split("\n") if line] == ["4"]  # seed 3 + prompt 1
 
     _torchrun(workspace, *collect, script=HOOK, env={"LESA_TEST_CALL_LOG": str(log / "second")})
