@@ -411,6 +411,26 @@ def build_candidate(
     return predictor.to(next(iter(assembly.predictor.parameters())).device).eval()
 
 
+def fitted_candidates(
+    assembly: Assembly,
+    specs: Sequence[PluginSpec],
+    decisions: Sequence[Decision],
+    times: Tensor,
+    train_taps: dict[str, Tensor],
+    schedule: list[float],
+    host: PluginHost | None,
+) -> Iterator[tuple[PluginSpec, LinearPredictor]]:
+    """Every buildable candidate of ``specs`` (:func:`build_candidate`), a closed-form family fitted on
+    ``train_taps`` first."""
+    for spec in specs:
+        candidate = build_candidate(assembly, spec, schedule, host)
+        if candidate is None:
+            continue
+        if isinstance(candidate, ClosedFormFit):
+            fit_closed_form(candidate, decisions, times, train_taps)
+        yield spec, candidate
+
+
 @dataclass
 class StartChoice:
     """What :func:`choose_start` measured: each candidate's validation score and the chosen one."""
@@ -454,12 +474,7 @@ def score_floor(
             choice.scores[name],
         )
 
-    for spec in specs:
-        candidate = build_candidate(assembly, spec, schedule, host)
-        if candidate is None:
-            continue
-        if isinstance(candidate, ClosedFormFit):
-            fit_closed_form(candidate, decisions, times, train_taps)
+    for spec, candidate in fitted_candidates(assembly, specs, decisions, times, train_taps, schedule, host):
         consider(label(spec), spec, candidate)
     singles = sorted(choice.scores, key=choice.scores.__getitem__, reverse=True)
     carriers = [n for n in singles if isinstance(built[n][1], ClosedFormFit)]
@@ -600,12 +615,7 @@ def choose_start(
     :func:`apply_floor`."""
     choice = StartChoice()
     best: LinearPredictor | None = None
-    for spec in specs:
-        candidate = build_candidate(assembly, spec, schedule, host)
-        if candidate is None:
-            continue
-        if isinstance(candidate, ClosedFormFit):
-            fit_closed_form(candidate, decisions, times, train_taps)
+    for spec, candidate in fitted_candidates(assembly, specs, decisions, times, train_taps, schedule, host):
         name = label(spec)
         choice.scores[name] = validator.score(candidate)
         logger.info(
