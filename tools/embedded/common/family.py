@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,13 +22,23 @@ def taylor_method(policy: dict[str, Any], tap: str, order: int) -> dict[str, Any
             "predictor": {"name": "taylor", "order": order}}  # fmt: skip
 
 
+def for_interval(bundle: str, interval: int) -> str:
+    """``bundle``, or — at another N than it was trained for — the trained family's bundle ``lesa demo`` writes
+    beside it (``<name>-any-schedule``) where the floor kept a candidate bound to the trained full steps."""
+    from lesa_core.bundle import read_metadata
+
+    sibling = Path(bundle).with_name(Path(bundle).name + "-any-schedule")
+    trained = read_metadata(bundle).run_config.get("policy") or {}
+    return str(sibling) if sibling.is_dir() and trained.get("interval") != interval else bundle
+
+
 def family_methods(lesa_bundle: str, mlp_bundle: str, tap: str, warmup: int) -> dict[str, Any]:
     """full; lesa, mlp, taylor1, taylor2, reuse at N = 7 and N = 10 (``warmup`` full steps first)."""
     methods: dict[str, Any] = {"full": None}
     for interval in (7, 10):
         policy = {"name": "interval", "interval": interval, "warmup": warmup}
-        methods[f"lesa@N{interval}"] = {"bundle": lesa_bundle, "policy": policy}
-        methods[f"mlp@N{interval}"] = {"bundle": mlp_bundle, "policy": policy}
+        methods[f"lesa@N{interval}"] = {"bundle": for_interval(lesa_bundle, interval), "policy": policy}
+        methods[f"mlp@N{interval}"] = {"bundle": for_interval(mlp_bundle, interval), "policy": policy}
         for order, name in ((1, "taylor1"), (2, "taylor2"), (0, "reuse")):
             methods[f"{name}@N{interval}"] = taylor_method(policy, tap, order)
     return methods

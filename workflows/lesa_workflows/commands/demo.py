@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     mlp_bundle, _ = train(pipe, mlp_config, prompts, runner=runner, out=out / "bundles" / "mlp", data_dir=data_dir,
                           show_progress=not quiet)
     timings["train_mlp"] = time.perf_counter() - began
+    any_schedule_bundle(pipe, mlp_config, mlp_bundle, prompts, runner=runner,  # for tables at another N
+                        out=out / "bundles" / "mlp-any-schedule", data_dir=data_dir,
+                        checkpoint_dir=data_dir / "checkpoint", show_progress=not quiet)
 
     policy = run.policy.as_dict()
     # the peers forecast the same tap as LESA
