@@ -59,7 +59,7 @@ from lesa_core.trainer.rollout import ClosedLoopRollout, OnlineRollout, ReplayRo
 from lesa_core.trainer.runner import TrajectoryRunner
 from lesa_core.trainer.schedule import STAGE2_PROMPT_ORDER, cosine_lr, data_order, unit_batches
 from lesa_core.trainer.schedules import TrainingSchedule, training_schedules
-from lesa_core.trainer.selection import BestKeeper
+from lesa_core.trainer.selection import BestKeeper, KeptCandidate
 from lesa_core.trainer.store import StoreMeta
 from lesa_core.trainer.sync import gradient_sync
 
@@ -78,9 +78,8 @@ class TrainReport:
     seconds: dict[str, float] = field(default_factory=dict)
     resumed_from: tuple[int, int] | None = None
     selection: dict[str, Any] = field(default_factory=dict)
-    kept_candidate: Any = None
-    """The :class:`~lesa_core.trainer.selection.KeptCandidate` returned in place of the trained family
-    (``training.floor: keep``), or ``None``."""
+    kept_candidate: KeptCandidate | None = None
+    """The candidate returned in place of the trained family (``training.floor: keep``), or ``None``."""
 
 
 AFTER_TRAINING = ("start", "floor")

@@ -665,14 +665,10 @@ def describe_selection(selection: dict[str, Any]) -> str | None:
     epochs = selection.get("epochs")
     if floor and floor.get("kept_candidate"):
         parts.append(f"kept: {floor['chosen']} ({floor['floor_db']:.2f} dB)")
-        space = epochs.get("space", "image") if epochs else "image"
     elif epochs:
         parts.append(
             f"kept: {epochs['best']} ({epochs['best_db']:.2f} dB, {epochs['gain_over_start_db']:+.2f} dB over "
             "the start)"
         )
-        space = epochs.get("space", "image")
-    else:
-        space = "image"
-    metric = "image PSNR" if space == "image" else "latent SNR"
+    metric = "image PSNR" if (epochs or {}).get("space", "image") == "image" else "latent SNR"
     return f"selection on {count} validation prompts ({metric}, closed loop): " + "; ".join(parts)
