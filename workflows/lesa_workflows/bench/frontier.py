@@ -21,7 +21,7 @@ Methods per budget (``FAMILIES``):
 
 ``lesa``            the trained predictor, LESA's fixed schedule (interval N, warm-up E, forced step E) of B passes
                     (the trained family's weights, also where the run's floor kept a candidate fitted to the
-                    run's own full steps: :func:`~lesa_workflows.bench.alternating.any_schedule_bundle`)
+                    run's own full steps: :func:`~lesa_workflows.bench.any_schedule.any_schedule_bundle`)
 ``lesa-learned``    the same predictor, the ``learned`` schedule fitted for B
 ``lesa-alternating``   ``lesa-learned`` alternated once with training (:func:`~lesa_workflows.bench.alternating.train_alternating`): a predictor
                     trained **for** ``lesa-learned``'s steps of B on the same collection, then those steps refitted
@@ -471,7 +471,8 @@ def run_frontier_bench(
     from lesa_core.trainer.policy_fit import FIT_ROWS
     from lesa_core.trainer.schedule_error import TeacherForcedScheduleError
     from lesa_schedulers.policies.adaptive import AdaptiveConfig, AdaptivePolicy
-    from lesa_workflows.bench.alternating import any_schedule_bundle, train_alternating
+    from lesa_workflows.bench.alternating import train_alternating
+    from lesa_workflows.bench.any_schedule import any_schedule_bundle
     from lesa_workflows.evaluate import evaluate
 
     unknown = [f for f in families if f not in FAMILIES]

@@ -219,7 +219,7 @@ def run_quality_bench(
     """
     from lesa_core.assembly import bind, find_transformer
     from lesa_core.trainer import PipelineRunner, train
-    from lesa_workflows.bench.alternating import any_schedule_bundle
+    from lesa_workflows.bench.any_schedule import any_schedule_bundle
     from lesa_workflows.evaluate import evaluate
     from lesa_workflows.report import save_step_error_plot
 
@@ -285,12 +285,13 @@ def run_quality_bench(
         if tap != run.config.tap:
             methods.update(peers(policy, tap=tap))
     intervals: dict[str, int] = {}
-    # another N or step count needs a predictor not bound to the run's own full steps (a kept floor candidate)
-    lesa_run = next((v.config(run) for v in variants if v.name == "lesa"), run)
-    anywhere = str(any_schedule_bundle(pipe, lesa_run, Path(bundles["lesa"]), prompts, runner=runner,
-                                       out=out / "bundles" / "lesa-any-schedule", data_dir=data,
-                                       checkpoint_dir=out / "checkpoints" / "lesa", show_progress=show_progress)
-                   ) if "lesa" in bundles and (extra_interval or steps_sweep) else bundles.get("lesa", "")
+    anywhere = bundles.get("lesa", "")
+    if anywhere and (extra_interval or steps_sweep):
+        # another N or step count needs a predictor not bound to the run's own full steps (a kept floor candidate)
+        lesa_run = next((v.config(run) for v in variants if v.name == "lesa"), run)
+        anywhere = str(any_schedule_bundle(pipe, lesa_run, Path(anywhere), prompts, runner=runner,
+                                           out=out / "bundles" / "lesa-any-schedule", data_dir=data,
+                                           checkpoint_dir=out / "checkpoints" / "lesa", show_progress=show_progress))
     if extra_interval:
         longer = {**policy, "interval": extra_interval}
         methods[f"lesa@N{extra_interval}"] = {"bundle": anywhere, "policy": longer}

@@ -9,7 +9,7 @@ and each setting asked for (the model's own sampling call, plus call overrides s
    on the validation slice and the best epoch kept (:mod:`lesa_core.trainer.selection`);
 2. fits the closed-form ``linear`` peer on the same trajectories;
 3. fits, for the same trained ``lesa`` predictor (its trained family's weights when the floor kept a
-   candidate bound to N's steps: :func:`~lesa_workflows.bench.alternating.any_schedule_bundle`; so is
+   candidate bound to N's steps: :func:`~lesa_workflows.bench.any_schedule.any_schedule_bundle`; so is
    ``lesa`` at the longer interval), the ``learned`` schedule with as many full passes as the
    longer interval spends (:func:`learned_schedule`, on the training trajectories: the teacher-forced error
    the ``learned`` policy minimises), and alternates it once with training
@@ -144,7 +144,8 @@ def check_recipe(
     from lesa_core.run import resolve_run
     from lesa_core.sources import held_out_samples, training_prompts
     from lesa_core.trainer import PipelineRunner, train
-    from lesa_workflows.bench.alternating import any_schedule_bundle, train_alternating
+    from lesa_workflows.bench.alternating import train_alternating
+    from lesa_workflows.bench.any_schedule import any_schedule_bundle
     from lesa_workflows.evaluate import evaluate
 
     out = Path(out)

@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from lesa_core.outputs import check_not_nested, claim_output_folder
     from lesa_core.trainer import PipelineRunner, train
-    from lesa_workflows.bench.alternating import any_schedule_bundle
+    from lesa_workflows.bench.any_schedule import any_schedule_bundle
     from lesa_workflows.evaluate import evaluate
     from lesa_workflows.report import REPORT_MARKERS, write_report
 
