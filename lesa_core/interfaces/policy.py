@@ -79,7 +79,8 @@ class CachePolicy(ABC):
     Three optional extensions (all off by default):
 
     * **learned** policies override :meth:`fit`: the trainer calls it once the predictor is trained, and
-      the parameters it returns go into the run config stored in the bundle;
+      the parameters it returns go into the run config stored in the bundle; those that also override
+      :meth:`moves` are then refined in closed loop (:mod:`lesa_core.trainer.policy_refine`);
     * **adaptive** policies set :attr:`reviews_forecasts`: on a step :meth:`decide` forecast, the runtime
       makes the forecast and asks :meth:`review` with its drift from the last full pass (one host sync);
       the policy may turn the step into a full one;
@@ -114,6 +115,13 @@ class CachePolicy(ABC):
         """Fit the policy's parameters to ``error`` (a trained predictor on collected trajectories);
         return the fitted parameters to store with the bundle, or ``None`` (the default: nothing to fit)."""
         return None
+
+    def moves(self, flow_times: Sequence[float]) -> list[dict[str, Any]]:
+        """The parameter sets of schedules next to this (fitted) one that spend as many full passes (a full
+        step moved by a step or two, say), for the trainer's closed-loop refinement of a fitted policy: it
+        samples collected prompts with each and keeps a move that raises their score. ``flow_times`` are the
+        collection's flow times per step. The default: none (nothing to refine)."""
+        return []
 
     def training_variants(self) -> list[dict[str, Any]]:
         """Parameter overrides of neighbouring schedules a predictor trained for this policy should serve

@@ -45,6 +45,7 @@ from lesa_core.trainer.fit import Trainer, TrainReport
 from lesa_core.trainer.lock import data_dir_lock
 from lesa_core.trainer.losses import latent_loss_head
 from lesa_core.trainer.policy_fit import fit_policy
+from lesa_core.trainer.policy_refine import refine_run_policy
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
 from lesa_core.trainer.schedule import history_indices
 from lesa_core.trainer.schedules import TrainingSchedule, training_schedules
@@ -334,6 +335,13 @@ def train(target: Any, config: ConfigLike | ResolvedRun, prompts: Sequence[str],
         policy_fit: dict[str, Any] | None
         if report.kept_candidate is None:
             run, policy_fit = fit_policy(run, predictor, taps, meta.schedule, host=host)
+            if policy_fit is not None:
+                refined = Assembly(run, assembly.adapter, assembly.tap, predictor)
+                run, closed_loop = refine_run_policy(refined, runner, meta, _store(binding.run, root).load_outputs,
+                                                     host=host, show_progress=show_progress)
+                if closed_loop is not None:
+                    policy_fit["closed_loop"] = closed_loop
+                    report.seconds["policy_refinement"] = closed_loop["seconds"]
         else:  # a kept candidate's coefficients belong to the full steps it was fitted and scored for
             policy_fit = None
         assembly = Assembly(run, assembly.adapter, assembly.tap, predictor)

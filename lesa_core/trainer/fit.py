@@ -82,9 +82,9 @@ class TrainReport:
     """The candidate returned in place of the trained family (``training.floor: keep``), or ``None``."""
 
 
-AFTER_TRAINING = ("start", "floor")
-"""Training keys that act only once training is over (the floor): a checkpoint of a run that differs only in
-them is the same training run and resumes."""
+AFTER_TRAINING = ("start", "floor", "refine_policy")
+"""Training keys that act only once training is over (the floor, the policy's refinement): a checkpoint of a
+run that differs only in them is the same training run and resumes."""
 
 
 def training_identity(config: dict[str, Any]) -> dict[str, Any]:

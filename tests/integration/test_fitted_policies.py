@@ -11,6 +11,7 @@ import pytest
 
 from lesa_core import attach
 from lesa_core.bundle import BUNDLE_CONFIG_NAME
+from lesa_core.cli.train_cmd import describe_policy_fit
 from lesa_core.errors import ConfigError
 from lesa_core.testing.tiny import tiny_flux_pipeline
 from lesa_core.trainer import PipelineRunner, train
@@ -74,6 +75,35 @@ def test_learned_schedule_is_fitted_into_the_bundle_and_attached(pipe, tmp_path:
     with attach(pipe, {"bundle": str(bundle), "policy": {**other, "times": None}}) as handle:
         _runner(pipe).run(PROMPTS[:1], [0], STEPS)
         assert [i for i, d in enumerate(handle.stats()["cond"]["decisions"]) if d == "F"] == [0, 1, 5, 9]
+
+
+def test_learned_schedule_is_refined_in_closed_loop_and_never_scores_below_its_fit(pipe, tmp_path: Path) -> None:
+    """With a validation slice (references kept by collection), the fitted steps are moved while the closed-loop
+    score on the collection's prompts rises: the bundle runs the refined steps with their flow times, spends
+    the same full passes, and its score is the best seen; with ``refine_policy: 0`` the teacher-forced fit."""
+    config = {**BASE, "policy": {"name": "learned", "budget": 5},
+              "training": {**BASE["training"], "validation_prompts": 1, "refine_policy": 6}}
+    prompts = [*PROMPTS, "a validation prompt"]
+
+    def fit(name: str, refine: int) -> dict:
+        run = {**config, "training": {**config["training"], "refine_policy": refine}}
+        bundle, _ = train(pipe, run, prompts, runner=_runner(pipe), out=tmp_path / name, data_dir=tmp_path / "data",
+                          checkpoint_dir=tmp_path / "ckpt", stages=(1,), show_progress=False)
+        return json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
+
+    refined, plain = fit("refined", 6), fit("plain", 0)  # the second resumes the first's training
+    line = describe_policy_fit(tmp_path / "refined")  # what `lesa train --fit-policy learned` prints
+    assert line is not None and f"closed loop on {len(prompts)} prompts" in line
+    assert "closed loop" not in (describe_policy_fit(tmp_path / "plain") or "closed loop")
+    assert "closed_loop" not in plain["extra"]["policy_fit"]
+    loop = refined["extra"]["policy_fit"]["closed_loop"]
+    teacher_forced = plain["run_config"]["policy"]["steps"]
+    assert loop["before"] == teacher_forced and loop["prompts"] == len(prompts)
+    assert 2 <= loop["evaluations"] <= 6 and loop["after_db"] >= loop["before_db"]
+    policy = refined["run_config"]["policy"]
+    assert policy["steps"] == loop["after"] and len(policy["steps"]) == 5
+    assert policy["times"] == [refined["schedule"][s] for s in policy["steps"]]
+    assert (loop["after"] != loop["before"]) == (loop["moves_kept"] > 0)
 
 
 def test_adaptive_threshold_is_fitted_and_the_budget_holds(pipe, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from lesa_schedulers.policies.learned import (
     search_schedule,
 )
 from lesa_schedulers.policies.learned.policy import rescale_steps
-from lesa_schedulers.policies.learned.search import schedule_cost
+from lesa_schedulers.policies.learned.search import schedule_cost, step_moves
 
 
 class SyntheticError:
@@ -116,6 +116,27 @@ def test_learned_fit_returns_the_searched_steps() -> None:
     assert list(params["steps"]) == search_schedule(error, 5)
     assert params["times"] == [error.flow_times[s] for s in params["steps"]]
     LearnedScheduleConfig.model_validate(params)
+
+
+def test_step_moves_keep_the_leading_block_and_the_pass_count() -> None:
+    moves = step_moves([0, 1, 5, 9, 11], 12)
+    assert all(m[:2] == [0, 1] and len(set(m)) == 5 and all(0 <= s < 12 for s in m) for m in moves)
+    # 5 -> 3, 4, 6, 7; 9 -> 7, 8, 10 (11 is taken); 11 -> 10 (9 taken, 12 and 13 out of range)
+    assert moves == [[0, 1, 3, 9, 11], [0, 1, 4, 9, 11], [0, 1, 6, 9, 11], [0, 1, 7, 9, 11],
+                     [0, 1, 5, 7, 11], [0, 1, 5, 8, 11], [0, 1, 5, 10, 11], [0, 1, 5, 9, 10]]
+    assert [0, 1, 2] not in step_moves([0, 2, 4], 5) and [0, 1, 4] in step_moves([0, 2, 4], 5)
+
+
+def test_learned_moves_carry_their_flow_times_and_need_a_fit() -> None:
+    times = [1 - s / 12 for s in range(12)]
+    assert LearnedSchedulePolicy(LearnedScheduleConfig(budget=3)).moves(times) == []  # nothing fitted yet
+    fitted = LearnedSchedulePolicy(LearnedScheduleConfig(budget=3, steps=(0, 4, 8), num_steps=12))
+    moves = fitted.moves(times)
+    assert [m["steps"] for m in moves] == step_moves([0, 4, 8], 12)
+    for m in moves:
+        assert m["times"] == [times[s] for s in m["steps"]] and m["budget"] == 3
+        LearnedScheduleConfig.model_validate(m)
+    assert fitted.moves(times[:6]) == []  # flow times of another (shorter) trajectory: no moves
 
 
 def test_learned_policy_goes_by_flow_time_without_a_step_count() -> None:

@@ -204,7 +204,7 @@ def check_recipe(
     budget = full_passes(longer, steps)
     began = time.perf_counter()
     log(f"{model} / {setting}: fitting lesa's learned schedule of {budget} full passes")
-    learned = learned_schedule(anywhere, out / "data", budget, pipe)
+    learned = learned_schedule(anywhere, out / "data", budget, pipe, runner=runner, show_progress=show_progress)
     result.seconds["fit_learned_schedule"] = time.perf_counter() - began
     result.selection["learned_schedule"] = learned["steps"]
     began = time.perf_counter()
@@ -263,13 +263,17 @@ def full_passes(policy: dict[str, Any], num_steps: int) -> int:
     return resolve_run({"policy": policy}).plugins.make_policy().num_full_passes(num_steps)
 
 
-def learned_schedule(bundle: Path, data: Path, budget: int, pipe: Any) -> dict[str, Any]:
+def learned_schedule(bundle: Path, data: Path, budget: int, pipe: Any, *, runner: Any = None,
+                     show_progress: bool = True) -> dict[str, Any]:
     """The ``learned`` policy of ``budget`` full passes for ``bundle``'s predictor: the schedule that minimises
     its teacher-forced, Δσ-weighted error on the first training trajectories of the store in ``data`` (what
-    ``lesa train --fit-policy learned`` and ``lesa bench --frontier``'s ``lesa-learned`` fit)."""
+    ``lesa bench --frontier``'s ``lesa-learned`` fits), then — given the ``runner`` that collected them —
+    refined in closed loop on the collection's prompts as ``lesa train --fit-policy learned`` does
+    (:mod:`lesa_core.trainer.policy_refine`, ``training.refine_policy`` samplings)."""
     from lesa_core.assembly import assemble, find_transformer
     from lesa_core.trainer import TrajectoryStore
     from lesa_core.trainer.policy_fit import FIT_ROWS
+    from lesa_core.trainer.policy_refine import refine_run_policy
     from lesa_core.trainer.schedule_error import TeacherForcedScheduleError
     from lesa_workflows.bench.frontier import learned_policy
 
@@ -277,7 +281,13 @@ def learned_schedule(bundle: Path, data: Path, budget: int, pipe: Any) -> dict[s
     store = TrajectoryStore(data / "trajectories")
     meta = store.read_meta()
     assert meta is not None and meta.schedule is not None
-    return learned_policy(TeacherForcedScheduleError(predictor, store.load(), meta.schedule, max_rows=FIT_ROWS), budget)
+    fitted = learned_policy(TeacherForcedScheduleError(predictor, store.load(), meta.schedule, max_rows=FIT_ROWS),
+                            budget)
+    if runner is None:
+        return fitted
+    assembly = assemble(find_transformer(pipe), {"bundle": str(bundle), "policy": fitted})
+    run, _ = refine_run_policy(assembly, runner, meta, store.load_outputs, show_progress=show_progress)
+    return run.policy.as_dict()
 
 
 @dataclass

@@ -19,12 +19,13 @@ Decisions depend only on the step index, the step count and t: identical on ever
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from lesa_core.interfaces import CachePolicy, Decision, PluginConfig, ScheduleError, StepInfo
-from lesa_schedulers.policies.learned.search import even_schedule, search_schedule
+from lesa_schedulers.policies.learned.search import even_schedule, search_schedule, step_moves
 
 
 class LearnedScheduleConfig(PluginConfig):
@@ -125,3 +126,14 @@ class LearnedSchedulePolicy(CachePolicy):
         steps = search_schedule(error, self.config.budget)
         times = [error.flow_times[s] for s in steps]
         return {**self.config.model_dump(), "steps": steps, "num_steps": error.num_steps, "times": times}
+
+    def moves(self, flow_times: Sequence[float]) -> list[dict[str, Any]]:
+        """The fitted schedule with one full step moved by one or two steps (:func:`step_moves`), each with
+        its steps' flow times; none before fitting or when ``flow_times`` do not cover the fitted step count."""
+        c = self.config
+        if c.steps is None or c.num_steps is None or len(flow_times) < c.num_steps:
+            return []
+        return [
+            {**c.model_dump(), "steps": steps, "times": [float(flow_times[s]) for s in steps]}
+            for steps in step_moves(c.steps, c.num_steps)
+        ]

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from lesa_core.errors import ConfigError
 from lesa_core.interfaces import Decision, ScheduleError
 
-__all__ = ["decisions_for", "even_schedule", "schedule_cost", "search_schedule"]
+__all__ = ["MOVE_DISTANCES", "decisions_for", "even_schedule", "schedule_cost", "search_schedule", "step_moves"]
 
 
 def decisions_for(steps: Iterable[int], num_steps: int) -> list[Decision]:
@@ -59,6 +59,29 @@ def even_schedule(num_steps: int, budget: int, warmup: int = 3) -> list[int]:
         else list(range(lead))
     )
     return sorted(set(steps))
+
+
+MOVE_DISTANCES = (-2, -1, 1, 2)
+"""How far :func:`step_moves` moves a full step."""
+
+
+def step_moves(steps: Iterable[int], num_steps: int, distances: Sequence[int] = MOVE_DISTANCES) -> list[list[int]]:
+    """The schedules one move away from ``steps`` (each sorted): every full step after the leading block
+    (the run of consecutive steps from 0, which the predictor's first forecasts need) moved by each of
+    ``distances`` to a free step below ``num_steps``; in step order, then distance order. Each spends as many
+    full passes as ``steps``."""
+    chosen = sorted(set(steps))
+    lead = 0
+    while lead < len(chosen) and chosen[lead] == lead:
+        lead += 1
+    taken = set(chosen)
+    moved = []
+    for step in chosen[lead:]:
+        for distance in distances:
+            target = step + distance
+            if 0 <= target < num_steps and target not in taken:
+                moved.append(sorted(taken - {step} | {target}))
+    return moved
 
 
 STARTS = ("dp", "greedy", "even")
