@@ -80,7 +80,8 @@ class CachePolicy(ABC):
 
     * **learned** policies override :meth:`fit`: the trainer calls it once the predictor is trained, and
       the parameters it returns go into the run config stored in the bundle; those that also override
-      :meth:`moves` are then refined in closed loop (:mod:`lesa_core.trainer.policy_refine`);
+      :meth:`moves` (and :meth:`refinement_starts`) are then refined in closed loop
+      (:mod:`lesa_core.trainer.policy_refine`);
     * **adaptive** policies set :attr:`reviews_forecasts`: on a step :meth:`decide` forecast, the runtime
       makes the forecast and asks :meth:`review` with its drift from the last full pass (one host sync);
       the policy may turn the step into a full one;
@@ -121,6 +122,13 @@ class CachePolicy(ABC):
         step moved by a step or two, say), for the trainer's closed-loop refinement of a fitted policy: it
         samples collected prompts with each and keeps a move that raises their score. ``flow_times`` are the
         collection's flow times per step. The default: none (nothing to refine)."""
+        return []
+
+    def refinement_starts(self, flow_times: Sequence[float]) -> list[dict[str, Any]]:
+        """Other parameter sets of as many full passes (even schedules, say) that the closed-loop refinement
+        scores beside the fitted one before it climbs, by :meth:`moves`, from the best of them: a search on
+        the teacher-forced error can end in a schedule whose closed-loop neighbourhood is poor. The
+        default: none."""
         return []
 
     def training_variants(self) -> list[dict[str, Any]]:

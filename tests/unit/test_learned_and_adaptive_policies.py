@@ -139,6 +139,15 @@ def test_learned_moves_carry_their_flow_times_and_need_a_fit() -> None:
     assert fitted.moves(times[:6]) == []  # flow times of another (shorter) trajectory: no moves
 
 
+def test_learned_refinement_starts_are_the_other_even_schedules_of_the_budget() -> None:
+    times = [1 - s / 50 for s in range(50)]
+    config = LearnedScheduleConfig(budget=8, steps=tuple(even_schedule(50, 8, 1)), num_steps=50)
+    starts = LearnedSchedulePolicy(config).refinement_starts(times)
+    assert [s["steps"] for s in starts] == sorted([even_schedule(50, 8, 2), even_schedule(50, 8, 3)])
+    assert all(s["times"] == [times[i] for i in s["steps"]] for s in starts)
+    assert LearnedSchedulePolicy(LearnedScheduleConfig(budget=8)).refinement_starts(times) == []
+
+
 def test_learned_policy_goes_by_flow_time_without_a_step_count() -> None:
     steps, times = (0, 1, 5, 9), (1.0, 0.9, 0.5, 0.1)  # fitted on a 10-step trajectory t = 1 - s / 10
     policy = LearnedSchedulePolicy(LearnedScheduleConfig(budget=4, steps=steps, num_steps=10, times=times))

@@ -27,6 +27,9 @@ from pydantic import Field, model_validator
 from lesa_core.interfaces import CachePolicy, Decision, PluginConfig, ScheduleError, StepInfo
 from lesa_schedulers.policies.learned.search import even_schedule, search_schedule, step_moves
 
+START_WARMUPS = (1, 2, 3)
+"""Warm-ups of the even schedules :meth:`LearnedSchedulePolicy.refinement_starts` offers."""
+
 
 class LearnedScheduleConfig(PluginConfig):
     """:ivar budget: B ≥ 1 full passes per trajectory.
@@ -136,4 +139,18 @@ class LearnedSchedulePolicy(CachePolicy):
         return [
             {**c.model_dump(), "steps": steps, "times": [float(flow_times[s]) for s in steps]}
             for steps in step_moves(c.steps, c.num_steps)
+        ]
+
+    def refinement_starts(self, flow_times: Sequence[float]) -> list[dict[str, Any]]:
+        """The even schedules of the budget after a warm-up of each of :data:`START_WARMUPS` full steps
+        (:func:`even_schedule`), those that differ from the fitted steps, with their flow times; none
+        before fitting. On the FLUX-class embedded model the climb from the even schedule after one step
+        ended 2.5 dB (collection prompts) above the climb from the teacher-forced fit (docs/training.md)."""
+        c = self.config
+        if c.steps is None or c.num_steps is None or len(flow_times) < c.num_steps:
+            return []
+        schedules = {tuple(even_schedule(c.num_steps, c.budget, warmup)) for warmup in START_WARMUPS}
+        return [
+            {**c.model_dump(), "steps": list(steps), "times": [float(flow_times[s]) for s in steps]}
+            for steps in sorted(schedules) if sorted(steps) != sorted(c.steps)
         ]
