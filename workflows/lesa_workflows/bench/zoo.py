@@ -11,8 +11,9 @@ and each setting asked for (the model's own sampling call, plus call overrides s
 3. fits, for the same trained ``lesa`` predictor (its trained family's weights when the floor kept a
    candidate bound to N's steps: :func:`~lesa_workflows.bench.any_schedule.any_schedule_bundle`; so is
    ``lesa`` at the longer interval), the ``learned`` schedule with as many full passes as the
-   longer interval spends (:func:`learned_schedule`, on the training trajectories: the teacher-forced error
-   the ``learned`` policy minimises), and alternates it once with training
+   longer interval spends (:func:`learned_schedule`: searched on the teacher-forced error of the training
+   trajectories, then refined in closed loop on the collection's prompts, as ``lesa train --fit-policy
+   learned`` does), and alternates it once with training
    (:func:`~lesa_workflows.bench.alternating.train_alternating`: a predictor trained for those steps, the steps
    refitted for it, kept only if that pair beats the learned schedule's on the validation slice);
 4. samples ``eval_prompts`` held-out samples (prompt i of the source's held-out
