@@ -128,6 +128,8 @@ def session(device: str | torch.device = "cpu") -> Iterator[DistContext]:
         dist.init_process_group(backend=backend, timeout=timeout)
     try:
         yield DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dev)
+        if owned:  # leave together: a gloo rank whose peer tears the group down mid-exchange can abort (SIGABRT)
+            dist.barrier()
     finally:
         if owned and dist.is_initialized():
             dist.destroy_process_group()
