@@ -222,7 +222,9 @@ class TrainingConfig(BaseModel):
         "family is first set to reproduce that candidate's coefficients (kept if it scores better); if the "
         "result still scores below the candidate, `keep` returns the candidate itself (the bundle holds its "
         "family, e.g. `linear`, exactly as scored), `reproduce` returns the family's best weights anyway (its "
-        "family and any-step-count time encoding kept, at the cost of the validation score)")
+        "family and any-step-count time encoding kept, at the cost of the validation score). A policy fitted after "
+        "training (learned, adaptive) always reproduces: its steps are searched for a predictor that runs on any "
+        "schedule")
 
 
 class RunConfig(BaseModel):

@@ -35,7 +35,7 @@ from lesa_core.assembly import Assembly, Binding, bind, find_transformer, model_
 from lesa_core.bundle import check_bundle_destination, save_bundle
 from lesa_core.config import AUTO_TOKEN_SUBSAMPLE
 from lesa_core.errors import TrainingError
-from lesa_core.interfaces import ClosedFormFit, StageRouter
+from lesa_core.interfaces import CachePolicy, ClosedFormFit, StageRouter
 from lesa_core.outputs import check_free_space, check_not_nested, check_output_folder, check_writable
 from lesa_core.plugins import PluginHost, get_plugin_host
 from lesa_core.run import ConfigLike, ResolvedRun, resolve_run
@@ -76,6 +76,7 @@ __all__ = [
     "collect_trajectories",
     "fit_policy",
     "fit_router",
+    "floor_may_keep",
     "history_indices",
     "token_subsample",
     "train",
@@ -401,7 +402,7 @@ def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], run
     report = trainer.fit(runner, stages=stages)
     if floor is not None and keeper is not None:
         start = time.perf_counter()
-        outcome, kept = apply_floor(assembly, keeper, *floor, decisions, times, keep=training.floor == "keep")
+        outcome, kept = apply_floor(assembly, keeper, *floor, decisions, times, keep=floor_may_keep(assembly.run))
         selection["floor"] = {**floor[0].summary(), **outcome}
         report.kept_candidate = kept
         report.seconds["floor"] = floor[0].seconds + time.perf_counter() - start
@@ -410,6 +411,14 @@ def _fit(assembly: Assembly, meta: StoreMeta, taps: dict[str, torch.Tensor], run
     if validator is not None:
         report.seconds["validation"] = validator.seconds
     return report
+
+
+def floor_may_keep(run: ResolvedRun) -> bool:
+    """Whether the floor may return a candidate itself (``training.floor: keep``): not for a policy fitted after
+    training (``learned``, ``adaptive``), which searches its steps for the predictor — the family's weights run
+    on any schedule, a kept candidate's coefficients only on the one it was fitted for; the floor reproduces
+    the candidate in the family there."""
+    return run.config.training.floor == "keep" and type(run.plugins.make_policy()).fit is CachePolicy.fit
 
 
 def _check_space_for_training(assembly: Assembly, checkpoints: Path, out: Path) -> None:

@@ -13,8 +13,9 @@ from lesa_core import attach
 from lesa_core.bundle import BUNDLE_CONFIG_NAME
 from lesa_core.cli.train_cmd import describe_policy_fit
 from lesa_core.errors import ConfigError
+from lesa_core.run import resolve_run
 from lesa_core.testing.tiny import tiny_flux_pipeline
-from lesa_core.trainer import PipelineRunner, train
+from lesa_core.trainer import PipelineRunner, floor_may_keep, train
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +106,31 @@ def test_learned_schedule_is_refined_in_closed_loop_and_never_scores_below_its_f
     assert policy["times"] == [refined["schedule"][s] for s in policy["steps"]]
     # the climb starts from the best of the fit and the even schedules; it changes the steps only if one scored higher
     assert (loop["after"] != loop["before"]) == (loop["moves_kept"] > 0 or loop["start"] is not None)
+
+
+@pytest.mark.parametrize(("policy", "floor", "may_keep"), [
+    ({"name": "interval"}, "keep", True), ({"name": "interval"}, "reproduce", False),
+    ({"name": "learned", "budget": 5}, "keep", False), ({"name": "adaptive", "budget": 5}, "keep", False)])
+def test_the_floor_keeps_a_candidate_only_for_a_policy_that_is_not_fitted_after_training(policy, floor, may_keep) -> None:
+    """A kept candidate's coefficients belong to the full steps it was fitted for; a policy fitted after training
+    searches its steps for the predictor, so there the floor reproduces the candidate in the family."""
+    run = resolve_run({**BASE, "policy": policy, "training": {**BASE["training"], "floor": floor}})
+    assert floor_may_keep(run) is may_keep
+
+
+def test_a_fitted_policy_run_whose_floor_applies_returns_the_family_with_fitted_steps(pipe, tmp_path: Path) -> None:
+    """Training that barely moves (lr 1e-9) ends below the floor's candidates: the bundle is still the family
+    (``kan``), its steps fitted for it."""
+    config = {**BASE, "policy": {"name": "learned", "budget": 5},
+              "training": {**BASE["training"], "validation_prompts": 1, "refine_policy": 0,
+                           "stage1": {"epochs": 1, "batch_size": 4, "lr": 1e-9}}}
+    bundle, _ = train(pipe, config, [*PROMPTS, "a validation prompt"], runner=_runner(pipe), out=tmp_path / "b",
+                      data_dir=tmp_path / "data", checkpoint_dir=tmp_path / "ckpt", stages=(1,), show_progress=False)
+    meta = json.loads((bundle / BUNDLE_CONFIG_NAME).read_text())
+    floor = meta["extra"]["selection"]["floor"]
+    assert floor["applied"] and not floor.get("kept_candidate")  # a candidate won; the family reproduces it
+    assert meta["run_config"]["predictor"]["name"] == "kan"
+    assert len(meta["run_config"]["policy"]["steps"]) == 5 and "policy_fit" in meta["extra"]
 
 
 def test_adaptive_threshold_is_fitted_and_the_budget_holds(pipe, tmp_path: Path) -> None:
