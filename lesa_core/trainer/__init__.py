@@ -35,7 +35,7 @@ from lesa_core.assembly import Assembly, Binding, bind, find_transformer, model_
 from lesa_core.bundle import check_bundle_destination, save_bundle
 from lesa_core.config import AUTO_TOKEN_SUBSAMPLE
 from lesa_core.errors import TrainingError
-from lesa_core.interfaces import CachePolicy, ClosedFormFit, StageRouter
+from lesa_core.interfaces import ClosedFormFit, StageRouter
 from lesa_core.outputs import check_free_space, check_not_nested, check_output_folder, check_writable
 from lesa_core.plugins import PluginHost, get_plugin_host
 from lesa_core.run import ConfigLike, ResolvedRun, resolve_run
@@ -44,7 +44,7 @@ from lesa_core.trainer.collect import collect
 from lesa_core.trainer.fit import Trainer, TrainReport
 from lesa_core.trainer.lock import data_dir_lock
 from lesa_core.trainer.losses import latent_loss_head
-from lesa_core.trainer.policy_fit import fit_policy
+from lesa_core.trainer.policy_fit import fit_policy, fits_after_training
 from lesa_core.trainer.policy_refine import refine_run_policy
 from lesa_core.trainer.runner import PipelineRunner, TrajectoryRunner
 from lesa_core.trainer.schedule import history_indices
@@ -418,7 +418,7 @@ def floor_may_keep(run: ResolvedRun) -> bool:
     training (``learned``, ``adaptive``), which searches its steps for the predictor — the family's weights run
     on any schedule, a kept candidate's coefficients only on the one it was fitted for; the floor reproduces
     the candidate in the family there."""
-    return run.config.training.floor == "keep" and type(run.plugins.make_policy()).fit is CachePolicy.fit
+    return run.config.training.floor == "keep" and not fits_after_training(run.plugins.make_policy())
 
 
 def _check_space_for_training(assembly: Assembly, checkpoints: Path, out: Path) -> None:

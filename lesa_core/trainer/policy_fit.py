@@ -15,11 +15,16 @@ from lesa_core.plugins import PluginHost
 from lesa_core.run import ResolvedRun
 from lesa_core.trainer.schedule_error import TeacherForcedScheduleError
 
-__all__ = ["FIT_ROWS", "fit_policy"]
+__all__ = ["FIT_ROWS", "fit_policy", "fits_after_training"]
 
 FIT_ROWS = 16
 """Trajectories (rows of every cache context) a policy is fitted on: a search forecasts thousands of
 (step, history) pairs, and a forecast's cost grows with the rows."""
+
+
+def fits_after_training(policy: CachePolicy) -> bool:
+    """Whether ``policy`` fits parameters to the trained predictor (overrides :meth:`CachePolicy.fit`)."""
+    return type(policy).fit is not CachePolicy.fit
 
 
 def fit_policy(
@@ -33,7 +38,7 @@ def fit_policy(
     """``run`` with its policy fitted to ``predictor`` on ``taps`` (unchanged when the policy fits nothing),
     and a report: the teacher-forced error and full passes of the policy before and after fitting."""
     policy = run.plugins.make_policy()
-    if type(policy).fit is CachePolicy.fit:
+    if not fits_after_training(policy):
         return run, None
     error = TeacherForcedScheduleError(predictor, taps, schedule, max_rows=FIT_ROWS)
     before, before_error = replay(policy, error)

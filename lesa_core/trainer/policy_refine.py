@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from lesa_core.assembly import Assembly
-from lesa_core.interfaces import Decision, Predictor
+from lesa_core.interfaces import Predictor
 from lesa_core.plugins import PluginHost
 from lesa_core.progress import progress_bar
 from lesa_core.replay import EVALUATION_REPLAY_BYTES, FullStepReplay
@@ -125,11 +125,11 @@ def refine_policy(policy: dict[str, Any], predictor: Predictor, scorer: Collecti
     def make(config: dict[str, Any]) -> Any:
         return scorer.assembly.run.derive(policy=config, host=host).plugins.make_policy()
 
-    passes = _full_passes(make(policy), scorer.meta.num_steps)
+    passes = make(policy).num_full_passes(scorer.meta.num_steps)
 
     def same_budget(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         named = ({"name": policy["name"], **c} for c in configs)
-        return [c for c in named if _full_passes(make(c), scorer.meta.num_steps) == passes]
+        return [c for c in named if make(c).num_full_passes(scorer.meta.num_steps) == passes]
 
     scores: dict[str, float] = {}
 
@@ -169,10 +169,6 @@ def refine_policy(policy: dict[str, Any], predictor: Predictor, scorer: Collecti
     result.evaluations = scorer.evaluations
     result.seconds = scorer.seconds
     return result
-
-
-def _full_passes(policy: Any, num_steps: int) -> int:
-    return sum(d is Decision.COMPUTE for d in policy.schedule(num_steps))
 
 
 def refine_run_policy(assembly: Assembly, runner: TrajectoryRunner, meta: StoreMeta,

@@ -134,12 +134,9 @@ class LearnedSchedulePolicy(CachePolicy):
         """The fitted schedule with one full step moved by one or two steps (:func:`step_moves`), each with
         its steps' flow times; none before fitting or when ``flow_times`` do not cover the fitted step count."""
         c = self.config
-        if c.steps is None or c.num_steps is None or len(flow_times) < c.num_steps:
+        if c.steps is None or c.num_steps is None:
             return []
-        return [
-            {**c.model_dump(), "steps": steps, "times": [float(flow_times[s]) for s in steps]}
-            for steps in step_moves(c.steps, c.num_steps)
-        ]
+        return self._configs(step_moves(c.steps, c.num_steps), flow_times)
 
     def refinement_starts(self, flow_times: Sequence[float]) -> list[dict[str, Any]]:
         """The even schedules of the budget after a warm-up of each of :data:`START_WARMUPS` full steps
@@ -147,10 +144,16 @@ class LearnedSchedulePolicy(CachePolicy):
         before fitting. On the FLUX-class embedded model the climb from the even schedule after one step
         ended 2.5 dB (collection prompts) above the climb from the teacher-forced fit (docs/training.md)."""
         c = self.config
-        if c.steps is None or c.num_steps is None or len(flow_times) < c.num_steps:
+        if c.steps is None or c.num_steps is None:
             return []
         schedules = {tuple(even_schedule(c.num_steps, c.budget, warmup)) for warmup in START_WARMUPS}
-        return [
-            {**c.model_dump(), "steps": list(steps), "times": [float(flow_times[s]) for s in steps]}
-            for steps in sorted(schedules) if sorted(steps) != sorted(c.steps)
-        ]
+        return self._configs([list(s) for s in sorted(schedules) if sorted(s) != sorted(c.steps)], flow_times)
+
+    def _configs(self, schedules: list[list[int]], flow_times: Sequence[float]) -> list[dict[str, Any]]:
+        """This (fitted) config with each of ``schedules`` as its steps and their flow times; none when
+        ``flow_times`` do not cover the fitted step count."""
+        assert self.config.num_steps is not None
+        if len(flow_times) < self.config.num_steps:
+            return []
+        return [{**self.config.model_dump(), "steps": steps, "times": [float(flow_times[s]) for s in steps]}
+                for steps in schedules]
